@@ -1,0 +1,2390 @@
+#!/usr/bin/env python3
+"""generate_video.py: turn a still image and a prompt into an MP4, locally.
+
+    python generate_video.py --image in.png --prompt "a boat drifts at sunset"
+
+Runs Lightricks' LTX-Video (or CogVideoX image-to-video as the fallback) through Hugging Face
+Diffusers on the best device at hand: Apple's MPS, then CUDA, then the CPU. Above 720p the
+default is LTX's distilled multi-scale recipe (half-size pass, 2x latent upscale, short
+full-size refine, tiled decode), which is what makes 5 s of 1080p a matter of minutes.
+
+Guarantees: the MP4 has exactly the size and fps asked (H.264, yuv420p, moov atom first); it is
+written to a temporary file and renamed, never over an existing file without --overwrite; a JSON
+sidecar with the same stem records every setting, version, timing and the seed, so any video can
+be made again. Weights are read from safetensors only and no remote code is ever run.
+
+Run `python generate_video.py --help` for every option, `--check` to test the machine first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+# MPS: operators Metal lacks fall back to the CPU instead of crashing. Only read by torch at import
+# time, so it must be set before anything imports torch (NOTES.md).
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+__version__ = "1.0.0"
+
+# ----------------------------------------------------------------------------------------------
+# Constants: every default lives here, once.
+
+DEFAULT_PROMPT_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+DEFAULT_RESOLUTION = "1080p"
+DEFAULT_DURATION_S = 5.0
+DEFAULT_FPS = 24
+DEFAULT_DEVICE = "auto"
+DEFAULT_DTYPE = "auto"
+DEFAULT_PRESET = "auto"
+DEFAULT_ATTENTION_BUDGET_GIB = 1.0  # per attention call: heads x chunk x keys x bytes
+DEFAULT_CRF = 17  # x264 quality: 17 is visually lossless for generated video
+RESOLUTIONS = {"480p": 480, "720p": 720, "1080p": 1080}  # short side in pixels
+FAST_PRESET_ABOVE = 720  # short side (px) above which `auto` picks the fast preset
+LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
+MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DEVICES = ("auto", "mps", "cuda", "cpu")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+PRESETS = ("auto", "fast", "quality")
+TRISTATE = ("auto", "on", "off")
+OFFLOADS = ("auto", "none", "model", "sequential")
+LOG_QUIET, LOG_NORMAL, LOG_VERBOSE = 0, 1, 2
+
+# Files a model folder needs: configs, tokenizers and safetensors weights. Never *.bin/*.pt:
+# pickles can run code when loaded.
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*", "spiece*"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one checkpoint needs; the single source of checkpoint-specific settings."""
+
+    alias: str
+    repo: str  # Hub id in diffusers format (or of the companion repo for single-file weights)
+    family: str  # "ltx" or "cogvideox"
+    pipeline: str  # diffusers pipeline class that runs it
+    distilled: bool = False
+    steps: int = 50
+    guidance: float = 3.0
+    fps: int = DEFAULT_FPS
+    frame_step: int = 8  # valid frame counts are frame_step * k + 1
+    max_frames: int = 257
+    size_multiple: int = 32
+    native_size: tuple[int, int] | None = None  # (w, h) a model with learned positions needs
+    decode_timestep: float | None = None  # timestep-conditioned VAEs (LTX 0.9.1+)
+    decode_noise_scale: float | None = None
+    stage1_timesteps: tuple[int, ...] | None = None  # distilled schedules
+    stage2_timesteps: tuple[int, ...] | None = None
+    stage2_denoise: float = 0.999
+    upsampler: str | None = None  # default spatial upscaler for the fast preset
+    single_file: str | None = None  # transformer weights as one file in `repo` (original format)
+    config_repo: str | None = None  # diffusers repo whose transformer config fits `single_file`
+    params_b: dict[str, float] = field(default_factory=dict)  # billions, for the memory plan
+    note: str = ""
+
+
+LTX_T5 = 4.76  # T5-XXL encoder, billions of parameters
+MODELS: dict[str, ModelSpec] = {
+    spec.alias: spec
+    for spec in (
+        ModelSpec(
+            "ltx", "Lightricks/LTX-Video-0.9.1", "ltx", "LTXImageToVideoPipeline",
+            steps=50, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025,
+            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.42},
+            note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline",
+        ),
+        ModelSpec(
+            "ltx-0.9.0", "Lightricks/LTX-Video", "ltx", "LTXImageToVideoPipeline",
+            steps=50, guidance=3.0,
+            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.42},
+            note="LTX-Video 0.9.0, 2B, VAE without timestep conditioning",
+        ),
+        ModelSpec(
+            "ltx-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "ltx", "LTXConditionPipeline",
+            distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
+            stage1_timesteps=(1000, 993, 987, 981, 975, 909, 725),
+            stage2_timesteps=(1000, 909, 725, 421, 0),
+            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
+            single_file="ltxv-2b-0.9.8-distilled.safetensors@Lightricks/LTX-Video",
+            config_repo="Lightricks/LTX-Video-0.9.5",
+            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.55, "upsampler": 0.13},
+            note="LTX-Video 0.9.8 2B distilled (single file) with 0.9.7 VAE/T5: the fast default",
+        ),
+        ModelSpec(
+            "ltx-13b-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled", "ltx",
+            "LTXConditionPipeline",
+            distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
+            stage1_timesteps=(1000, 993, 987, 981, 975, 909, 725),
+            stage2_timesteps=(1000, 909, 725, 421, 0),
+            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
+            params_b={"transformer": 13.0, "text_encoder": LTX_T5, "vae": 0.55, "upsampler": 0.13},
+            note="LTX-Video 0.9.8 13B distilled: better detail, ~6x the compute of the 2B",
+        ),
+        ModelSpec(
+            "cogvideox", "THUDM/CogVideoX-5b-I2V", "cogvideox", "CogVideoXImageToVideoPipeline",
+            steps=50, guidance=6.0, fps=8, frame_step=4, max_frames=49, size_multiple=16,
+            native_size=(720, 480),
+            params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
+            note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
+        ),
+        ModelSpec(
+            "cogvideox1.5", "THUDM/CogVideoX1.5-5B-I2V", "cogvideox",
+            "CogVideoXImageToVideoPipeline",
+            steps=50, guidance=6.0, fps=16, frame_step=4, max_frames=161, size_multiple=16,
+            params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
+            note="CogVideoX 1.5 5B I2V: sizes in multiples of 16, 81 or 161 frames at 16 fps",
+        ),
+    )
+}
+DEFAULT_MODEL_FAST = "ltx-distilled"
+DEFAULT_MODEL_QUALITY = "ltx"
+PIPELINE_FAMILY = {
+    "LTXImageToVideoPipeline": "ltx",
+    "LTXConditionPipeline": "ltx",
+    "CogVideoXImageToVideoPipeline": "cogvideox",
+}
+# Text-to-video or other checkpoints whose weights can serve one of the pipelines above.
+PIPELINE_ALIASES = {"LTXPipeline": "LTXImageToVideoPipeline"}
+MAX_SEQUENCE_LENGTH = {  # each pipeline's own default: keeps us equal to a direct call
+    "LTXImageToVideoPipeline": 128,
+    "LTXConditionPipeline": 256,
+    "CogVideoXImageToVideoPipeline": 226,
+}
+# Fallback settings for a checkpoint not in MODELS, keyed by pipeline class.
+GENERIC_SPECS = {
+    "LTXImageToVideoPipeline": MODELS["ltx"],
+    "LTXConditionPipeline": MODELS["ltx-distilled"],
+    "CogVideoXImageToVideoPipeline": MODELS["cogvideox1.5"],
+}
+
+
+class UsageError(Exception):
+    """A mistake the user can fix by changing the command (exit 2)."""
+
+
+class RunError(Exception):
+    """A failure while running (exit 1); the message names the cause and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+class Log:
+    """Stage lines on stderr; -q keeps errors and the final line only."""
+
+    def __init__(self, level: int = LOG_NORMAL):
+        self.level = level
+
+    def info(self, msg: str) -> None:
+        if self.level >= LOG_NORMAL:
+            print(msg, file=sys.stderr, flush=True)
+
+    def debug(self, msg: str) -> None:
+        if self.level >= LOG_VERBOSE:
+            print(msg, file=sys.stderr, flush=True)
+
+    def warn(self, msg: str) -> None:
+        if self.level >= LOG_NORMAL:
+            print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def valid_frame_count(n: int, step: int) -> int:
+    """The smallest count >= n of the form step * k + 1 (what the VAE maps cleanly)."""
+    return round_up(max(n - 1, 0), step) + 1
+
+
+def even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def gib(n_bytes: float) -> float:
+    return n_bytes / 2**30
+
+
+def total_memory_bytes() -> int:
+    """Physical (on Apple Silicon: unified) memory of this machine."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # macOS: bytes, Linux: KiB
+
+
+def hub_cache_dir() -> Path:
+    from_env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if from_env:
+        return Path(from_env)
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cached_repo_dir(repo: str) -> Path:
+    return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def safetensors_params(path: Path) -> int:
+    """Parameter count of a .safetensors file from its header alone (no tensor is read)."""
+    with open(path, "rb") as f:
+        (header_len,) = __import__("struct").unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+
+
+def describe_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings: strings become real types once, here.
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, validated but not yet resolved against a model."""
+
+    image: Path
+    prompt: str
+    output: Path | None
+    negative_prompt: str | None = None
+    model: str | None = None
+    upsampler: str | None = None
+    preset: str = DEFAULT_PRESET
+    resolution: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    num_frames: int | None = None
+    fps: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    device: str = DEFAULT_DEVICE
+    dtype: str = DEFAULT_DTYPE
+    attention_slicing: str = "auto"
+    vae_tiling: str = "auto"
+    offload: str = "auto"
+    memory_budget_gb: float | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One denoising pass: its size and schedule."""
+
+    name: str
+    width: int
+    height: int
+    steps: int
+    timesteps: tuple[int, ...] | None = None
+    denoise_strength: float = 1.0
+    tflop: float = 0.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one video needs, resolved: sizes, frames, schedule, files."""
+
+    request: Request
+    spec: ModelSpec
+    model_source: str  # Hub id, local folder, or single file
+    upsampler_source: str | None
+    preset: str  # "fast" (multi-scale distilled) or "quality" (single pass)
+    width: int  # exact output size
+    height: int
+    gen_width: int  # generation size: multiples of the model's size rule covering the output
+    gen_height: int
+    num_frames: int
+    fps: int
+    seed: int
+    guidance_scale: float
+    negative_prompt: str
+    stages: tuple[Stage, ...]
+    output: Path
+    sidecar: Path
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Memory settings chosen (or forced) for a job, and the estimate that chose them."""
+
+    budget_bytes: int
+    attention_chunk: int | None  # query rows per chunk; None: the stock attention
+    vae_spatial_tiling: bool
+    vae_temporal_tiling: bool
+    offload: str  # none / model / sequential
+    estimate: dict[str, float]  # GiB by part
+    peak_gib: float
+    tokens: int
+
+
+# ----------------------------------------------------------------------------------------------
+# Model resolution: aliases, local folders, the Hub cache.
+
+
+def model_family_from_folder(folder: Path) -> str:
+    """Pipeline class named by a diffusers folder's model_index.json (never guessed by name)."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise UsageError(
+            f"{folder} is not a diffusers model folder (no model_index.json); "
+            "pass a folder saved with save_pretrained, a Hub id, or one of: " + ", ".join(MODELS)
+        )
+    try:
+        name = read_json(index).get("_class_name", "")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {index}: {e}") from None
+    name = PIPELINE_ALIASES.get(name, name)
+    if name not in PIPELINE_FAMILY:
+        raise UsageError(
+            f"{folder} holds a {name or 'unknown'} checkpoint; this tool runs image-to-video "
+            f"checkpoints of: {', '.join(PIPELINE_FAMILY)}"
+        )
+    return name
+
+
+def spec_for_source(source: str, pipeline_class: str | None) -> ModelSpec:
+    """The table entry for a model: by alias, Hub id, or a Hub-cache snapshot path."""
+    if source in MODELS:
+        return MODELS[source]
+    for spec in MODELS.values():
+        if source == spec.repo or f"models--{spec.repo.replace('/', '--')}" in source:
+            if pipeline_class is None or spec.pipeline == pipeline_class:
+                return spec
+    if pipeline_class is None:
+        raise UsageError(f"unknown model {source!r}")
+    generic = GENERIC_SPECS[pipeline_class]
+    return dataclasses.replace(generic, alias=source, repo=source, single_file=None, config_repo=None,
+                               upsampler=generic.upsampler, note="checkpoint not in the model table")
+
+
+def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
+    """(source, spec) for --model; cheap: reads at most one JSON file."""
+    if name in MODELS:
+        spec = MODELS[name]
+        return spec.repo, spec
+    path = Path(name).expanduser()
+    looks_local = path.is_absolute() or name.startswith(".") or os.sep in name and not re.fullmatch(
+        r"[\w.-]+/[\w.-]+", name
+    )
+    if path.exists():
+        if path.is_file():
+            raise UsageError(f"--model {name}: give the folder that holds model_index.json, not a file")
+        return str(path.resolve()), spec_for_source(str(path.resolve()), model_family_from_folder(path))
+    if looks_local:
+        raise UsageError(f"--model {name}: no such folder; check the path or use a Hub id such as "
+                         f"{MODELS[DEFAULT_MODEL_QUALITY].repo}")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        raise UsageError(f"--model {name!r} is neither a folder, a Hub id (org/name) nor one of: "
+                         + ", ".join(MODELS))
+    return name, spec_for_source(name, None if name in {s.repo for s in MODELS.values()} else
+                                 _cached_pipeline_class(name))
+
+
+def _cached_pipeline_class(repo: str) -> str | None:
+    """Pipeline class of an unknown Hub repo from its cached model_index.json, if cached."""
+    snapshots = cached_repo_dir(repo) / "snapshots"
+    for index in sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []:
+        with contextlib.suppress(UsageError):
+            return model_family_from_folder(index.parent)
+    return "LTXImageToVideoPipeline"  # an unknown repo: assume the stock LTX layout until loaded
+
+
+def resolve_upsampler_name(name: str) -> str:
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file() and not (path / "latent_upsampler").is_dir():
+            raise UsageError(f"--upsampler {name}: not an LTXLatentUpsamplePipeline folder "
+                             "(needs model_index.json or a latent_upsampler/ subfolder)")
+        return str(path.resolve())
+    if path.is_absolute() or name.startswith("."):
+        raise UsageError(f"--upsampler {name}: no such folder")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        raise UsageError(f"--upsampler {name!r} is neither a folder nor a Hub id (org/name)")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning: sizes, frames, stages. Pure functions, no torch.
+
+
+def plan_size(image_size: tuple[int, int], request: Request, spec: ModelSpec) -> tuple[int, int]:
+    """Exact output (width, height): --width/--height, else --resolution on the image's aspect."""
+    iw, ih = image_size
+    if request.width and request.height:
+        return request.width, request.height
+    if request.width:
+        return request.width, even(request.width * ih / iw)
+    if request.height:
+        return even(request.height * iw / ih), request.height
+    if request.resolution is None and spec.native_size:
+        return spec.native_size if iw >= ih else spec.native_size[::-1]
+    short = RESOLUTIONS[request.resolution or DEFAULT_RESOLUTION]
+    if iw >= ih:
+        return even(short * iw / ih), short
+    return short, even(short * ih / iw)
+
+
+def plan_generation_size(width: int, height: int, spec: ModelSpec) -> tuple[int, int]:
+    """Smallest size the model accepts that covers the output (cropped back afterwards)."""
+    if spec.native_size:
+        nw, nh = spec.native_size if width >= height else spec.native_size[::-1]
+        return nw, nh
+    return round_up(width, spec.size_multiple), round_up(height, spec.size_multiple)
+
+
+def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str | None]:
+    """(frame count, notice) from --num-frames or --duration at fps, rounded up to step*k+1."""
+    if request.num_frames is not None:
+        wanted = request.num_frames
+    else:
+        wanted = int(round((request.duration or DEFAULT_DURATION_S) * fps)) + 1
+    frames = valid_frame_count(wanted, spec.frame_step)
+    notice = None
+    if frames != wanted:
+        notice = (f"{wanted} frames rounded up to {frames}: {spec.alias} needs "
+                  f"{spec.frame_step}k+1 frames")
+    if frames > spec.max_frames:
+        raise UsageError(
+            f"{frames} frames is more than {spec.alias} can make ({spec.max_frames} at most); "
+            f"use --num-frames {spec.max_frames} or a shorter --duration"
+        )
+    return frames, notice
+
+
+def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool) -> float:
+    """Forward-pass TFLOP of the denoiser at a size (dense + attention; NOTES.md's model)."""
+    params = spec.params_b.get("transformer", 2.0) * 1e9
+    if spec.family == "ltx":
+        tokens = ((frames - 1) // 8 + 1) * (height // 32) * (width // 32)
+        hidden = 2048 if params < 5e9 else 4096
+    else:
+        tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+        hidden = 3072
+    dense = 2 * params * tokens
+    attention = 4 * tokens * tokens * hidden * (28 if params < 5e9 else 48) if spec.family == "ltx" \
+        else 4 * tokens * tokens * hidden * 42
+    return (dense + attention) * (2 if cfg else 1) / 1e12
+
+
+def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: int,
+                steps: int, guidance: float) -> tuple[Stage, ...]:
+    cfg = guidance > 1.0
+    if preset == "fast":
+        # Stage 1 at half size, rounded to the latent grid; the 2x upscaler doubles the latent.
+        half_w, half_h = round_up(gen_w // 2, 32), round_up(gen_h // 2, 32)
+        full_w, full_h = half_w * 2, half_h * 2
+        s1 = spec.stage1_timesteps or ()
+        s2 = spec.stage2_timesteps or ()
+        return (
+            Stage("stage1", half_w, half_h, len(s1), s1, 1.0,
+                  len(s1) * transformer_tflop(half_w, half_h, frames, spec, cfg)),
+            Stage("stage2", full_w, full_h, max(len(s2) - 1, 1), s2, spec.stage2_denoise,
+                  max(len(s2) - 1, 1) * transformer_tflop(full_w, full_h, frames, spec, cfg)),
+        )
+    timesteps = spec.stage1_timesteps if spec.distilled and steps == len(spec.stage1_timesteps or ()) else None
+    return (Stage("denoise", gen_w, gen_h, steps, timesteps, 1.0,
+                  steps * transformer_tflop(gen_w, gen_h, frames, spec, cfg)),)
+
+
+def choose_preset(request: Request, spec_default_fast: ModelSpec, width: int, height: int) -> str:
+    if request.preset != "auto":
+        return request.preset
+    return "fast" if min(width, height) > FAST_PRESET_ABOVE else "quality"
+
+
+def unique_output_path(image: Path, directory: Path) -> Path:
+    """<image stem>.mp4 in the folder, or <stem>-2.mp4, -3 ... if taken."""
+    candidate = directory / f"{image.stem}.mp4"
+    n = 2
+    while candidate.exists() or candidate.with_suffix(".json").exists():
+        candidate = directory / f"{image.stem}-{n}.mp4"
+        n += 1
+    return candidate
+
+
+def check_image(path: Path) -> tuple[int, int]:
+    """(width, height) of a readable image, or a UsageError naming the problem."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise UsageError(f"--image {path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"--image {path}: is a folder, not an image")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UsageError(f"--image {path}: not a readable image ({e.__class__.__name__}); "
+                         "use a PNG, JPEG or WebP file") from None
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    if path.suffix.lower() != ".mp4":
+        raise UsageError(f"--output {path}: must end in .mp4")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"--output {path}: is a folder; give a file name ending in .mp4")
+    if not path.parent.is_dir():
+        raise UsageError(f"--output {path}: folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"--output {path}: folder {path.parent} is not writable")
+    if path.exists() and not overwrite:
+        raise UsageError(f"--output {path} already exists; pass --overwrite to replace it "
+                         "or choose another name")
+
+
+def plan_job(request: Request, log: Log) -> Job:
+    """Validate everything cheap and resolve the job. Loads no model."""
+    for name in ("width", "height", "num_frames", "fps", "steps"):
+        value = getattr(request, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if request.duration is not None and request.duration <= 0:
+        raise UsageError(f"--duration must be positive, got {request.duration}")
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if value is not None and (value % 2 or value > MAX_SIDE):
+            raise UsageError(f"--{name} {value}: must be even (H.264 yuv420p) and at most {MAX_SIDE}")
+    if not request.prompt.strip():
+        raise UsageError("--prompt is empty; describe the motion you want")
+    if request.memory_budget_gb is not None and request.memory_budget_gb <= 0:
+        raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
+    image_size = check_image(request.image)
+
+    # Model and preset: the default model follows the preset, which follows the target size.
+    probe_spec = MODELS[DEFAULT_MODEL_FAST]
+    if request.model:
+        source, spec = resolve_model_name(request.model)
+    else:
+        source, spec = None, probe_spec
+    width, height = plan_size(image_size, request, spec)
+    preset = choose_preset(request, probe_spec, width, height)
+    if request.model is None:
+        spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
+        source = spec.repo
+    can_fast = spec.pipeline == "LTXConditionPipeline"
+    if preset == "fast" and not can_fast:
+        if request.preset == "fast":
+            raise UsageError(f"--preset fast needs a distilled LTX checkpoint run by LTXConditionPipeline "
+                             f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is a {spec.pipeline}")
+        log.info(f"note: {spec.alias} is a {spec.pipeline} checkpoint, so it runs as a single pass "
+                 "(the fast multi-scale path needs a distilled LTXConditionPipeline checkpoint)")
+        preset = "quality"
+    if spec.native_size and (request.width or request.height or request.resolution):
+        log.warn(f"{spec.alias} only generates at {spec.native_size[0]}x{spec.native_size[1]}; "
+                 f"frames are resized to {width}x{height}")
+    # Honesty: options that the chosen path cannot use are refused, not silently dropped.
+    if request.upsampler and preset != "fast":
+        raise UsageError("--upsampler is only used by --preset fast (the multi-scale path)")
+    if spec.distilled and request.guidance_scale not in (None, 1.0):
+        raise UsageError(f"--guidance-scale: {spec.alias} is guidance-distilled and runs at 1.0")
+    if preset == "fast" and request.steps is not None:
+        raise UsageError("--steps: the fast preset uses the distilled timestep schedule of its "
+                         "checkpoint; use --preset quality to choose the step count")
+    if spec.native_size is None:
+        if width % 2 or height % 2:
+            raise UsageError(f"size {width}x{height} must be even for H.264 yuv420p")
+    for side in (width, height):
+        if side > MAX_SIDE:
+            raise UsageError(f"size {width}x{height} is larger than {MAX_SIDE} px; lower --resolution")
+
+    fps = request.fps or spec.fps
+    frames, notice = plan_frames(request, fps, spec)
+    if notice:
+        log.info(f"note: {notice}")
+    guidance = spec.guidance if request.guidance_scale is None else request.guidance_scale
+    if request.negative_prompt is not None and guidance <= 1.0:
+        log.warn("--negative-prompt has no effect at guidance scale <= 1 (no classifier-free guidance)")
+    steps = request.steps or spec.steps
+    gen_w, gen_h = plan_generation_size(width, height, spec)
+    stages = plan_stages(preset, spec, gen_w, gen_h, frames, steps, guidance)
+    if preset == "fast":
+        gen_w, gen_h = stages[-1].width, stages[-1].height
+    upsampler = None
+    if preset == "fast":
+        upsampler = resolve_upsampler_name(request.upsampler) if request.upsampler else spec.upsampler
+        if upsampler is None:
+            raise UsageError("the fast preset needs a spatial upscaler: pass --upsampler ID_OR_DIR")
+
+    output = request.output or unique_output_path(request.image, Path.cwd())
+    check_output(output, request.overwrite)
+    seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
+    if not 0 <= seed < 2**64:
+        raise UsageError(f"--seed must be between 0 and 2**64-1, got {seed}")
+    return Job(
+        request=request, spec=spec, model_source=source, upsampler_source=upsampler, preset=preset,
+        width=width, height=height, gen_width=gen_w, gen_height=gen_h, num_frames=frames, fps=fps,
+        seed=seed, guidance_scale=guidance,
+        negative_prompt=DEFAULT_PROMPT_NEGATIVE if request.negative_prompt is None else request.negative_prompt,
+        stages=stages, output=output, sidecar=output.with_suffix(".json"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory plan: which savings to switch on, decided before anything is loaded.
+
+SCORE_BYTES = 10  # per attention score in a chunk: fp32 scores + fp32 softmax + probs in bf16
+MPS_MAX_ARRAY = 2**32  # bytes: MPS refuses any single array larger (pytorch#149261)
+MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
+ACTIVATION_FACTOR = 12  # bytes of live activations per token and hidden unit in one block
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Sizes the memory plan needs; read from local configs when present, else the table."""
+
+    params: dict[str, int]  # per component
+    heads: int
+    hidden: int
+    vae_channels: int  # channels of the decoder's full-resolution block
+    spatial: int  # VAE compression
+    temporal: int
+    patch: int  # transformer patch (tokens per latent pixel side)
+
+
+def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
+    params = {k: int(v * 1e9) for k, v in spec.params_b.items()}
+    heads, hidden, vae_channels = (32, 2048, 128) if spec.family == "ltx" else (48, 3072, 128)
+    spatial, temporal, patch = (32, 8, 1) if spec.family == "ltx" else (8, 4, 2)
+    if folder is not None and folder.is_dir():
+        for component in ("transformer", "text_encoder", "vae", "latent_upsampler"):
+            files = list((folder / component).glob("*.safetensors"))
+            if files:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    params[component] = sum(safetensors_params(f) for f in files)
+        with contextlib.suppress(OSError, ValueError):
+            cfg = read_json(folder / "transformer" / "config.json")
+            heads = cfg.get("num_attention_heads", heads)
+            hidden = heads * cfg.get("attention_head_dim", hidden // heads)
+            patch = cfg.get("patch_size", patch)
+        with contextlib.suppress(OSError, ValueError):
+            cfg = read_json(folder / "vae" / "config.json")
+            channels = cfg.get("decoder_block_out_channels") or cfg.get("block_out_channels")
+            vae_channels = channels[0] if channels else vae_channels
+            if spec.family == "ltx":
+                spatial = cfg.get("patch_size", 4) * 2 ** sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
+                temporal = cfg.get("patch_size_t", 1) * 2 ** sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
+    return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch)
+
+
+def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
+                    temporal_tiling: bool, offload: str, unified: bool) -> tuple[dict[str, float], float, float]:
+    """(GiB by part, peak GiB, largest single array GiB) for one setting of the options."""
+    w, h = max((s.width, s.height) for s in job.stages)
+    latent_frames = (job.num_frames - 1) // dims.temporal + 1
+    tokens = latent_frames * (h // dims.spatial // dims.patch) * (w // dims.spatial // dims.patch)
+    batch = 2 if job.guidance_scale > 1.0 else 1
+    weights = {k: v * elem for k, v in dims.params.items()}
+    t5 = weights.pop("text_encoder", 0)
+    rows = chunk if chunk else tokens
+    attention = (1 if chunk else batch) * dims.heads * rows * tokens * (SCORE_BYTES if chunk else elem)
+    activations = batch * tokens * dims.hidden * ACTIVATION_FACTOR * elem / 4
+    tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
+    tile_frames = 17 if temporal_tiling else job.num_frames
+    decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
+    decode = 3 * decode_array + 3 * tile_frames * th * tw * 4  # live activations + float frames out
+    if temporal_tiling or spatial_tiling:
+        decode += 3 * min(job.num_frames, 2 * 17 if temporal_tiling else job.num_frames) * h * w * 4
+    parts = {
+        "transformer": weights.get("transformer", 0),
+        "text_encoder": t5,
+        "vae": weights.get("vae", 0),
+        "upsampler": weights.get("latent_upsampler", weights.get("upsampler", 0)) if job.preset == "fast" else 0,
+        "attention": attention,
+        "activations": activations,
+        "decode": decode,
+    }
+    denoise_weights = parts["transformer"] + parts["vae"] + parts["upsampler"]
+    if offload == "none":
+        device_peak = max(denoise_weights + t5, denoise_weights + attention + activations,
+                          denoise_weights + decode)
+    elif offload == "model":  # one component on the device at a time
+        device_peak = max(t5, parts["transformer"] + attention + activations, parts["vae"] + decode)
+    else:  # sequential: one layer at a time
+        device_peak = max(attention + activations, decode) + max(denoise_weights, t5) / 24
+    host = 0 if offload == "none" else denoise_weights + t5
+    peak = device_peak + host if unified else device_peak
+    largest = max(attention / (1 if chunk else batch), decode_array)
+    return {k: round(gib(v), 2) for k, v in parts.items()}, gib(peak), gib(largest)
+
+
+def attention_chunk_rows(tokens: int, heads: int, budget_bytes: int) -> int:
+    """Query rows per chunk so heads x rows x keys x SCORE_BYTES stays in budget; a fixed
+    size (multiple of 256 when large) so MPSGraph sees the same shapes every step."""
+    rows = max(1, budget_bytes // (heads * max(tokens, 1) * SCORE_BYTES))
+    return rows // 256 * 256 if rows >= 512 else rows
+
+
+def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes: int,
+                attention_budget: int, request: Request) -> MemoryPlan:
+    """Cheapest settings that fit the budget: chunked attention, then tiling, then offload."""
+    unified = device in ("mps", "cpu")
+    w, h = max((s.width, s.height) for s in job.stages)
+    tokens = ((job.num_frames - 1) // dims.temporal + 1) * (h // dims.spatial // dims.patch) * (
+        w // dims.spatial // dims.patch)
+    batch = 2 if job.guidance_scale > 1.0 else 1
+    full_matrix = batch * dims.heads * tokens * tokens * elem
+    chunk_opts: list[int | None]
+    if request.attention_slicing == "on":
+        chunk_opts = [attention_chunk_rows(tokens, dims.heads, attention_budget)]
+    elif request.attention_slicing == "off":
+        chunk_opts = [None]
+    elif request.attention_slicing.isdigit():
+        chunk_opts = [int(request.attention_slicing)]
+    else:
+        chunk_opts = [None] if full_matrix <= attention_budget else [
+            attention_chunk_rows(tokens, dims.heads, attention_budget)]
+    above_720p = min(job.width, job.height) > 720
+    spatial_opts = {"on": [True], "off": [False]}.get(request.vae_tiling, [above_720p, True])
+    temporal_opts = {"on": [True], "off": [False]}.get(request.vae_tiling, [False, True])
+    if device == "cpu":
+        offload_opts = ["none"]
+    elif request.offload != "auto":
+        offload_opts = [request.offload]
+    else:
+        offload_opts = ["none", "model", "sequential"]
+    tried = []
+    for offload in offload_opts:
+        for spatial in dict.fromkeys(spatial_opts):
+            for temporal in dict.fromkeys(temporal_opts):
+                if temporal and not spatial and request.vae_tiling == "auto":
+                    continue
+                for chunk in chunk_opts:
+                    parts, peak, largest = estimate_memory(job, dims, elem, chunk, spatial, temporal,
+                                                           offload, unified)
+                    limit_ok = device != "mps" or largest * 2**30 <= MPS_MAX_ARRAY / 2
+                    tried.append((peak, offload, spatial, temporal, chunk, parts))
+                    if peak * 2**30 <= budget_bytes and limit_ok:
+                        return MemoryPlan(budget_bytes, chunk, spatial, temporal, offload, parts,
+                                          round(peak, 2), tokens)
+    best = min(tried, key=lambda t: t[0])
+    raise UsageError(
+        f"this job needs about {best[0]:.1f} GiB even with every saving on, more than the "
+        f"{gib(budget_bytes):.1f} GiB budget; make it fit with a smaller size or fewer frames "
+        f"(e.g. --resolution 720p or --num-frames {max(job.spec.frame_step + 1, job.num_frames // 2 // job.spec.frame_step * job.spec.frame_step + 1)})"
+        f", or raise --memory-budget if this machine has more memory free"
+    )
+
+
+def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> list[str]:
+    lines = [f"plan: {job.spec.alias} ({job.preset} preset) on {device}/{dtype_name}: "
+             f"{job.width}x{job.height}, {job.num_frames} frames at {job.fps} fps "
+             f"({job.num_frames / job.fps:.2f} s), seed {job.seed}"]
+    for s in job.stages:
+        sched = f"timesteps {list(s.timesteps)}" if s.timesteps else f"{s.steps} steps"
+        lines.append(f"  {s.name}: {s.width}x{s.height}, {sched}, ~{s.tflop:,.0f} TFLOP")
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in plan.estimate.items() if v)
+    lines.append(f"  memory: ~{plan.peak_gib:.1f} GiB peak of {gib(plan.budget_bytes):.1f} GiB budget "
+                 f"({plan.tokens:,} tokens; GiB: {parts})")
+    lines.append(f"  savings: attention {'chunked ' + str(plan.attention_chunk) + ' rows' if plan.attention_chunk else 'stock'}, "
+                 f"VAE tiling {'spatial' if plan.vae_spatial_tiling else 'no spatial'}"
+                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, offload {plan.offload}")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Device, dtype and loading.
+
+
+def macos_version() -> tuple[int, ...] | None:
+    if sys.platform != "darwin":
+        return None
+    with contextlib.suppress(ValueError):
+        return tuple(int(x) for x in platform.mac_ver()[0].split(".") if x)
+    return None
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    mps_ok = torch.backends.mps.is_available()
+    if name == "auto":
+        return "mps" if mps_ok else "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "mps" and not mps_ok:
+        built = torch.backends.mps.is_built()
+        raise UsageError("--device mps: MPS is not available here ("
+                         + ("needs an Apple Silicon Mac with macOS 12.3 or newer" if built else
+                            "this torch was built without MPS; install the macOS arm64 torch wheel")
+                         + "); use --device auto")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available; use --device auto")
+    return name
+
+
+def pick_dtype(name: str, device: str):
+    """The compute dtype. auto: bf16 on MPS (macOS 14+) and CUDA, fp32 on CPU."""
+    import torch
+
+    if name == "auto":
+        if device == "mps":
+            version = macos_version()
+            return torch.bfloat16 if version is None or version >= (14,) else torch.float32
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+    if dtype == torch.bfloat16 and device == "mps" and (macos_version() or (99,)) < (14,):
+        raise UsageError("--dtype bfloat16 needs macOS 14 or newer on MPS; use --dtype float32")
+    return dtype
+
+
+def text_encoder_dtype(dtype):
+    """T5 overflows in float16 (transformers#4586): it runs in bf16 (or fp32) instead."""
+    import torch
+
+    if dtype != torch.float16:
+        return dtype
+    return torch.bfloat16 if (macos_version() or (99,)) >= (14,) else torch.float32
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a job's weights are on disk, once fetched; what load_pipeline reads."""
+
+    pipeline_class: str
+    folder: Path  # diffusers folder (model_index.json); its transformer/ may be replaced below
+    revision: str | None  # Hub commit, None for a local folder
+    transformer_file: Path | None = None  # original-format single file
+    transformer_config: Path | None = None  # folder with transformer/config.json for it
+    upsampler_folder: Path | None = None
+
+
+def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
+    """A Hub repo's files (safetensors, configs, tokenizers only) in the local cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline()))
+    except LocalEntryNotFoundError:
+        raise RunError(f"{repo} is not in the Hugging Face cache ({hub_cache_dir()}) and the Hub is "
+                       "unreachable or HF_HUB_OFFLINE=1; run once online (unset HF_HUB_OFFLINE) to "
+                       "download it, or pass --model with a local folder") from None
+    except Exception as e:  # huggingface_hub raises many network error types
+        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {e}; check the network "
+                       "and the id, or pass a local folder") from None
+    return folder, folder.name
+
+
+def hub_cached(repo: str, filename: str = "model_index.json") -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, filename), str)
+
+
+def check_model_available(job: Job) -> None:
+    """Cheap, before loading: offline runs need every Hub repo in the cache already."""
+    if not hub_offline():
+        return
+    needed = []
+    spec = job.spec
+    if not Path(job.model_source).exists():
+        needed.append((job.model_source, "model_index.json"))
+        if spec.single_file and job.model_source == spec.repo:
+            name, repo = spec.single_file.split("@")
+            needed += [(repo, name), (spec.config_repo, "transformer/config.json")]
+    if job.upsampler_source and not Path(job.upsampler_source).exists():
+        needed.append((job.upsampler_source, "latent_upsampler/config.json"))
+    for repo, filename in needed:
+        if not hub_cached(repo, filename):
+            raise UsageError(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
+                             f"run once without HF_HUB_OFFLINE to download it, or use --model with a "
+                             f"local folder")
+
+
+def fetch_weights(job: Job, log: Log) -> Weights:
+    """Download (or find in the cache) what the job needs; never pickles, never remote code."""
+    spec, source = job.spec, job.model_source
+    single = spec.single_file is not None and source == spec.repo
+    if Path(source).exists():
+        folder, revision = Path(source), None
+    else:
+        log.info(f"fetching {source} (safetensors only; cached after the first run)")
+        patterns = HUB_ALLOW_PATTERNS
+        if single:  # the big transformer comes from the single file instead
+            patterns = ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "vae/*"]
+        folder, revision = _snapshot(source, patterns)
+    pipeline_class = model_family_from_folder(folder)
+    transformer_file = transformer_config = None
+    if single:
+        name, repo = spec.single_file.split("@")
+        log.info(f"fetching {name} from {repo}")
+        file_folder, file_rev = _snapshot(repo, [name])
+        transformer_file = file_folder / name
+        transformer_config, _ = _snapshot(spec.config_repo, ["transformer/config.json"])
+        revision = f"{revision} + {repo}@{file_rev}"
+    else:
+        require_safetensors(folder)
+    upsampler = None
+    if job.upsampler_source:
+        if Path(job.upsampler_source).exists():
+            upsampler = Path(job.upsampler_source)
+        else:
+            log.info(f"fetching {job.upsampler_source}")
+            upsampler, _ = _snapshot(job.upsampler_source, ["model_index.json", "latent_upsampler/*"])
+        require_safetensors(upsampler, components=("latent_upsampler",))
+    return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler)
+
+
+def require_safetensors(folder: Path, components: Sequence[str] | None = None) -> None:
+    """Refuse weights in pickle formats: only .safetensors are ever loaded."""
+    if components is None:
+        index = read_json(folder / "model_index.json")
+        components = [k for k, v in index.items() if isinstance(v, list) and v[0] in ("diffusers", "transformers")]
+    for name in components:
+        sub = folder / name
+        if not sub.is_dir() or name in ("tokenizer", "scheduler"):
+            continue
+        pickles = [p for p in sub.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
+        if pickles and not any(sub.glob("*.safetensors")):
+            raise UsageError(f"{sub} holds weights only as {pickles[0].name}: this tool loads "
+                             "safetensors only (pickles can run code); convert the checkpoint with "
+                             "save_pretrained(..., safe_serialization=True)")
+
+
+def load_pipeline(weights: Weights, dtype, log: Log):
+    """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU."""
+    import diffusers
+    import torch
+
+    cls = getattr(diffusers, weights.pipeline_class)
+    torch_dtype = {"default": dtype, "text_encoder": text_encoder_dtype(dtype)}
+    kwargs: dict[str, Any] = {}
+    if weights.transformer_file is not None:
+        kwargs["transformer"] = diffusers.LTXVideoTransformer3DModel.from_single_file(
+            str(weights.transformer_file), config=str(weights.transformer_config),
+            subfolder="transformer", dtype=dtype, local_files_only=True)
+    try:
+        with quiet_libraries(log):
+            pipe = cls.from_pretrained(str(weights.folder), dtype=torch_dtype, use_safetensors=True,
+                                       local_files_only=True, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise RunError(f"could not load the model from {weights.folder}: {e}") from None
+    upsampler = None
+    if weights.upsampler_folder is not None:
+        from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+        upsampler = LTXLatentUpsamplerModel.from_pretrained(
+            str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
+            use_safetensors=True, local_files_only=True)
+    return pipe, upsampler
+
+
+@contextlib.contextmanager
+def quiet_libraries(log: Log, bars: bool = False):
+    """Library warnings (and loading bars) only with -v; `bars` keeps the denoising bars."""
+    if log.level >= LOG_VERBOSE:
+        yield
+        return
+    import warnings
+
+    import transformers
+    from diffusers.utils import logging as dlog
+
+    old = dlog.get_verbosity(), transformers.logging.get_verbosity()
+    dlog.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    if not bars:
+        transformers.logging.disable_progress_bar()
+        dlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        dlog.set_verbosity(old[0])
+        transformers.logging.set_verbosity(old[1])
+        transformers.logging.enable_progress_bar()
+        dlog.enable_progress_bar()
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory savings that are real (enable_attention_slicing is a no-op for these models).
+
+
+def chunked_attention(query, key, value, mask, rows: int):
+    """softmax(q k^T / sqrt(d) + mask) v for q, k, v of shape [B, H, L, D], `rows` queries at a
+    time, softmax in float32: never more than H x rows x S scores live (MPS materialises the
+    whole [B, H, L, S] matrix otherwise, and crashes past 4 GiB per array)."""
+    import torch
+
+    out = torch.empty_like(query)
+    scale = query.shape[-1] ** -0.5
+    for b in range(query.shape[0]):
+        k_t = key[b].float().transpose(-1, -2)
+        v_b = value[b]
+        m_b = None if mask is None else mask[b if mask.shape[0] > 1 else 0]
+        for start in range(0, query.shape[2], rows):
+            scores = torch.matmul(query[b, :, start:start + rows].float(), k_t).mul_(scale)
+            if m_b is not None:
+                m = m_b[..., start:start + rows, :] if m_b.shape[-2] > 1 else m_b
+                if m.dtype == torch.bool:
+                    scores.masked_fill_(~m, float("-inf"))
+                else:
+                    scores.add_(m.float())
+            probs = torch.softmax(scores, dim=-1)
+            del scores
+            out[b, :, start:start + rows] = torch.matmul(probs.to(v_b.dtype), v_b)
+    return out
+
+
+def make_chunked_processors(rows: int):
+    """Processor classes for LTX and CogVideoX attention that use chunked_attention."""
+    import torch
+    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+    from diffusers.models.embeddings import apply_rotary_emb as cog_rotary
+    from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor, apply_rotary_emb
+
+    class ChunkedLTXAttnProcessor(LTXVideoAttnProcessor):
+        chunk_rows = rows
+
+        def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                     image_rotary_emb=None):
+            batch_size, sequence_length, _ = (
+                hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape)
+            if attention_mask is not None:
+                attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+                attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+            if encoder_hidden_states is None:
+                encoder_hidden_states = hidden_states
+            query = attn.norm_q(attn.to_q(hidden_states))
+            key = attn.norm_k(attn.to_k(encoder_hidden_states))
+            value = attn.to_v(encoder_hidden_states)
+            if image_rotary_emb is not None:
+                query = apply_rotary_emb(query, image_rotary_emb)
+                key = apply_rotary_emb(key, image_rotary_emb)
+            # [B, L, H*D] -> [B, H, L, D]
+            query, key, value = (t.unflatten(2, (attn.heads, -1)).transpose(1, 2) for t in (query, key, value))
+            hidden_states = chunked_attention(query, key, value, attention_mask, self.chunk_rows)
+            hidden_states = hidden_states.transpose(1, 2).flatten(2, 3).to(query.dtype)
+            return attn.to_out[1](attn.to_out[0](hidden_states))
+
+    class ChunkedCogVideoXAttnProcessor(CogVideoXAttnProcessor2_0):
+        chunk_rows = rows
+
+        def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None,
+                     image_rotary_emb=None):
+            text_len = encoder_hidden_states.size(1)
+            hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+            batch_size, sequence_length, _ = hidden_states.shape
+            if attention_mask is not None:
+                attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+                attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+            head_dim = key.shape[-1] // attn.heads
+            query, key, value = (t.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+                                 for t in (query, key, value))
+            if attn.norm_q is not None:
+                query = attn.norm_q(query)
+            if attn.norm_k is not None:
+                key = attn.norm_k(key)
+            if image_rotary_emb is not None:
+                query[:, :, text_len:] = cog_rotary(query[:, :, text_len:], image_rotary_emb)
+                if not attn.is_cross_attention:
+                    key[:, :, text_len:] = cog_rotary(key[:, :, text_len:], image_rotary_emb)
+            hidden_states = chunked_attention(query, key, value, attention_mask, self.chunk_rows)
+            hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+            hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+            return hidden_states.split([text_len, hidden_states.size(1) - text_len], dim=1)
+
+    return ChunkedLTXAttnProcessor, ChunkedCogVideoXAttnProcessor
+
+
+def apply_savings(pipe, plan: MemoryPlan) -> None:
+    """Per job: the attention processor and VAE tiling the plan chose."""
+    if plan.attention_chunk:
+        ltx_cls, cog_cls = make_chunked_processors(plan.attention_chunk)
+        cls = cog_cls if type(pipe).__name__.startswith("CogVideoX") else ltx_cls
+        pipe.transformer.set_attn_processor(cls())
+    else:
+        pipe.transformer.set_attn_processor(_stock_processor(pipe))
+    vae = pipe.vae
+    if plan.vae_spatial_tiling:
+        vae.enable_tiling()
+    else:
+        vae.use_tiling = False
+    if hasattr(vae, "use_framewise_decoding"):
+        vae.use_framewise_decoding = plan.vae_temporal_tiling
+    elif hasattr(vae, "use_slicing"):
+        vae.use_slicing = plan.vae_temporal_tiling
+
+
+def _stock_processor(pipe):
+    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+    from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
+
+    return CogVideoXAttnProcessor2_0() if type(pipe).__name__.startswith("CogVideoX") else LTXVideoAttnProcessor()
+
+
+def place_pipeline(pipe, upsampler, offload: str, device: str) -> None:
+    """Once per loaded model: onto the device, or offloaded onto it."""
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if upsampler is not None:
+        # LTXLatentUpsamplePipeline has no offload sequence: the upsampler moves by hand.
+        upsampler.to(device if offload == "none" else "cpu")
+
+
+def release_text_encoder(pipe, device: str) -> None:
+    """The T5 encoder (~9 GiB in bf16) is useless once the prompts are encoded: free it before
+    the denoiser moves in, whatever the offload mode (it is never part of an offload chain)."""
+    import gc
+
+    if getattr(pipe, "text_encoder", None) is None:
+        return
+    pipe.text_encoder.to("meta")  # drops the storage; the module object may still be referenced
+    pipe.register_modules(text_encoder=None)
+    gc.collect()
+    empty_device_cache(device)
+
+
+def empty_device_cache(device: str) -> None:
+    import torch
+
+    if device == "mps":
+        torch.mps.empty_cache()
+    elif device == "cuda":
+        torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------
+# The Python-callable core: prepare_image, encode_prompts, generate, write_video.
+
+
+def prepare_image(path: Path, width: int, height: int):
+    """RGB image center-cropped to width:height (never stretched) and resized to exactly that."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)  # phone photos: honour the orientation tag
+        if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+            base = Image.new("RGB", im.size, (255, 255, 255))  # flatten transparency onto white
+            base.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
+            im = base
+        return ImageOps.fit(im.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+
+
+def make_generator(device: str, seed: int):
+    """A generator on the execution device. On CPU this is torch.Generator("cpu"), so frames equal
+    a direct diffusers call; on MPS a CPU generator would break LTX's decode noise, which is drawn
+    with torch.randn(generator=..., device=device) (NOTES.md)."""
+    import torch
+
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype) -> dict[tuple, dict]:
+    """Every distinct (prompt, negative, cfg) once, with T5 on the device; then T5 is freed."""
+    import torch
+
+    name = type(pipe).__name__
+    cache: dict[tuple, dict] = {}
+    pipe.text_encoder.to(device)
+    with torch.inference_mode():
+        for job in jobs:
+            cfg = job.guidance_scale > 1.0
+            key = (job.request.prompt, job.negative_prompt, cfg)
+            if key in cache:
+                continue
+            out = pipe.encode_prompt(prompt=job.request.prompt, negative_prompt=job.negative_prompt,
+                                     do_classifier_free_guidance=cfg, device=torch.device(device),
+                                     max_sequence_length=MAX_SEQUENCE_LENGTH[name])
+            if name.startswith("CogVideoX"):
+                embeds = {"prompt_embeds": out[0], "negative_prompt_embeds": out[1]}
+            else:
+                embeds = dict(zip(("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                                   "negative_prompt_attention_mask"), out))
+            cache[key] = {k: (v.to(dtype) if v is not None and v.is_floating_point() else v)
+                          for k, v in embeds.items() if v is not None}
+    release_text_encoder(pipe, device)
+    return cache
+
+
+@dataclass
+class RunStats:
+    """Measured while a job runs; goes to the sidecar."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    step_seconds: list[float] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    device_peak_bytes: int = 0
+    stage_shapes: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+
+
+def device_memory_bytes(device: str) -> int:
+    import torch
+
+    if device == "mps":
+        return int(torch.mps.driver_allocated_memory())
+    if device == "cuda":
+        return int(torch.cuda.max_memory_allocated())
+    return 0
+
+
+def _step_callback(stats: RunStats, device: str, stage: str):
+    """Per step: time it, track device memory, and stop on NaN/inf latents (a broken video)."""
+    import torch
+
+    last = [time.perf_counter()]
+
+    def callback(pipe, i, t, kwargs):
+        latents = kwargs["latents"]
+        if not bool(torch.isfinite(latents).all()):
+            raise NonFiniteError(stage, i)
+        now = time.perf_counter()
+        stats.step_seconds.append(round(now - last[0], 4))
+        last[0] = now
+        stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
+        return {}
+
+    return callback
+
+
+class NonFiniteError(RuntimeError):
+    def __init__(self, stage: str, step: int):
+        super().__init__(f"NaN/inf latents in {stage} at step {step + 1}")
+
+
+def mps_failure_advice(job: Job, device: str, dtype_name: str) -> str:
+    import torch
+
+    advice = []
+    if torch.__version__.startswith("2.5."):
+        advice.append(f"torch {torch.__version__} renders LTX as noise on MPS: pip install -U torch")
+    if dtype_name != "float32":
+        advice.append("try --dtype float32")
+    if job.spec.family == "ltx" and device == "mps":
+        advice.append(f"or fall back to CogVideoX: python generate_video.py --image {job.request.image} "
+                      f"--prompt {json.dumps(job.request.prompt)} --model cogvideox")
+    return "; ".join(advice) or "try another --seed or --dtype float32"
+
+
+def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: str,
+            stats: RunStats, log: Log):
+    """All denoising stages; returns latents ready for decoding (normalized, unpacked)."""
+    import torch
+
+    name = type(pipe).__name__
+    spec = job.spec
+    pipe.set_progress_bar_config(disable=log.level < LOG_NORMAL, leave=False)
+    common = dict(embeds, num_frames=job.num_frames, guidance_scale=job.guidance_scale,
+                  generator=generator, output_type="latent", return_dict=False)
+    latents = None
+    for index, stage in enumerate(job.stages):
+        kwargs = dict(common, height=stage.height, width=stage.width,
+                      callback_on_step_end=_step_callback(stats, device, stage.name))
+        if name.startswith("CogVideoX"):
+            kwargs.update(image=image, num_inference_steps=stage.steps)
+        else:
+            kwargs.update(image=image, frame_rate=job.fps)
+            if stage.timesteps:
+                kwargs["timesteps"] = list(stage.timesteps)
+                use_fixed_schedule(pipe)
+            else:
+                kwargs["num_inference_steps"] = stage.steps
+            if name == "LTXConditionPipeline":
+                kwargs["image_cond_noise_scale"] = 0.0 if spec.distilled else 0.15
+                if index > 0:
+                    kwargs.update(latents=latents, denoise_strength=stage.denoise_strength)
+        log.info(f"{stage.name}: {stage.width}x{stage.height}, "
+                 + (f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps"))
+        if index > 0 and upsampler is not None:
+            latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
+            kwargs["latents"] = latents
+        t0 = time.perf_counter()
+        with torch.inference_mode(), quiet_libraries(log, bars=True):
+            latents = pipe(**kwargs)[0]
+        stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
+        stats.add("denoise", time.perf_counter() - t0)
+        if name == "LTXImageToVideoPipeline":  # returns packed [B, tokens, C]: unpack
+            latents = pipe._unpack_latents(latents, (job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1,
+                                           stage.height // pipe.vae_spatial_compression_ratio,
+                                           stage.width // pipe.vae_spatial_compression_ratio,
+                                           pipe.transformer_spatial_patch_size,
+                                           pipe.transformer_temporal_patch_size)
+        stats.stage_shapes[stage.name] = list(latents.shape)
+    return latents
+
+
+def use_fixed_schedule(pipe) -> None:
+    """Custom (distilled) timesteps need a scheduler without dynamic shifting (NOTES.md)."""
+    if pipe.scheduler.config.get("use_dynamic_shifting", False):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config,
+                                                                     use_dynamic_shifting=False)
+
+
+def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log: Log):
+    """2x spatial latent upscale between the stages (LTXLatentUpsamplePipeline's recipe)."""
+    import torch
+    from diffusers import LTXLatentUpsamplePipeline
+
+    t0 = time.perf_counter()
+    log.info(f"upsample: latents {tuple(latents.shape[-2:])} -> 2x")
+    moved = next(upsampler.parameters()).device.type != device
+    if moved:
+        upsampler.to(device)
+    up = LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
+    with torch.inference_mode():
+        out = up(latents=latents.to(device), adain_factor=1.0, tone_map_compression_ratio=0.6,
+                 output_type="latent", return_dict=False)[0]
+    if moved:
+        upsampler.to("cpu")
+        empty_device_cache(device)
+    stats.stage_seconds["upsample"] = round(time.perf_counter() - t0, 3)
+    stats.stage_shapes["upsample"] = list(out.shape)
+    stats.add("denoise", time.perf_counter() - t0)
+    return out
+
+
+def decode_tiles(pipe, latents, job: Job, generator, device: str, dtype) -> Iterator:
+    """Decoded video, a few frames at a time, as float tensors [C, f, H, W] in [-1, 1].
+
+    LTX: the same arithmetic as diffusers' decode (decode noise, temporal tiles of 16 frames
+    with 8 blended), but each finished tile is handed on at once instead of concatenating the
+    whole clip: the float copy of the full video never exists."""
+    import torch
+
+    vae = pipe.vae
+    if type(pipe).__name__.startswith("CogVideoX"):
+        with torch.inference_mode():
+            frames = pipe.decode_latents(latents.to(device))
+        for f in range(frames.shape[2]):
+            yield frames[0, :, f:f + 1]
+        return
+    with torch.inference_mode():
+        z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
+                                      vae.config.scaling_factor).to(dtype)
+        temb = None
+        if vae.config.timestep_conditioning:
+            dt = job.spec.decode_timestep or 0.0
+            dns = dt if job.spec.decode_noise_scale is None else job.spec.decode_noise_scale
+            noise = torch.randn(z.shape, generator=generator, device=device, dtype=z.dtype)
+            temb = torch.tensor([dt], device=device, dtype=z.dtype)
+            scale = torch.tensor([dns], device=device, dtype=z.dtype)[:, None, None, None, None]
+            z = (1 - scale) * z + scale * noise
+        if getattr(vae, "_hf_hook", None) is not None:  # model offload: bring the VAE in
+            vae._hf_hook.pre_forward(vae)
+        z = z.to(device)
+        total = (z.shape[2] - 1) * vae.temporal_compression_ratio + 1
+        min_lat = vae.tile_sample_min_num_frames // vae.temporal_compression_ratio
+        if not (vae.use_framewise_decoding and z.shape[2] > min_lat):
+            yield vae.decode(z, temb, return_dict=False)[0][0]
+            return
+        stride_lat = vae.tile_sample_stride_num_frames // vae.temporal_compression_ratio
+        stride = vae.tile_sample_stride_num_frames
+        blend = vae.tile_sample_min_num_frames - vae.tile_sample_stride_num_frames
+        min_h = vae.tile_sample_min_height // vae.spatial_compression_ratio
+        min_w = vae.tile_sample_min_width // vae.spatial_compression_ratio
+        previous, emitted = None, 0
+        for i in range(0, z.shape[2], stride_lat):
+            tile = z[:, :, i:i + min_lat + 1]
+            if vae.use_tiling and (tile.shape[-1] > min_w or tile.shape[-2] > min_h):
+                decoded = vae.tiled_decode(tile, temb, return_dict=True).sample
+            else:
+                decoded = vae.decoder(tile, temb)
+            if previous is None:
+                out = decoded[:, :, :stride + 1]
+            else:
+                decoded = vae.blend_t(previous, decoded[:, :, :-1], blend)
+                out = decoded[:, :, :stride]
+            out = out[:, :, :total - emitted]
+            emitted += out.shape[2]
+            if out.shape[2]:
+                yield out[0]
+            previous = decoded
+
+
+def to_uint8(video):
+    """[C, f, H, W] in [-1, 1] -> uint8 numpy [f, H, W, C], rounded as diffusers' PIL output."""
+    import torch
+
+    x = (video * 0.5 + 0.5).clamp(0, 1).float().mul_(255).round_().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def fit_frames(frames, width: int, height: int):
+    """Generation-size frames [f, H, W, 3] -> exactly width x height: center crop, and a
+    resize only for models that generate at a fixed size."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    h, w = frames.shape[1:3]
+    if w >= width and h >= height:
+        top, left = (h - height) // 2, (w - width) // 2
+        return frames[:, top:top + height, left:left + width]
+    return np.stack([np.asarray(ImageOps.fit(Image.fromarray(f), (width, height),
+                                             method=Image.Resampling.LANCZOS)) for f in frames])
+
+
+def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats: RunStats,
+             log: Log) -> Iterator:
+    """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order."""
+    image = prepare_image(job.request.image, job.gen_width, job.gen_height)
+    generator = make_generator(device, job.seed)
+    latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
+    log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
+    t0 = time.perf_counter()
+    for tile in decode_tiles(pipe, latents, job, generator, device, dtype):
+        frames = fit_frames(to_uint8(tile), job.width, job.height)
+        stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
+        t1 = time.perf_counter()
+        stats.add("decode", t1 - t0)
+        yield frames
+        t0 = time.perf_counter()
+    del latents
+    empty_device_cache(device)
+
+
+class VideoWriter:
+    """H.264/yuv420p MP4 written to a hidden temp file beside the target, moved into place only
+    by commit(); abort() (or any exception, Ctrl-C included) removes it."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: int, overwrite: bool, crf: int = DEFAULT_CRF):
+        import imageio_ffmpeg
+
+        self.path, self.overwrite = path, overwrite
+        self.size = (width, height)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.frames = 0
+        self.seconds = 0.0
+        # macro_block_size=1: imageio would otherwise pad 1080 to 1088 rows. +faststart puts the
+        # moov atom first so players start before the whole file is read.
+        self._gen = imageio_ffmpeg.write_frames(
+            str(self.tmp), self.size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-crf", str(crf), "-preset", "medium", "-movflags", "+faststart",
+                           "-tag:v", "avc1"])
+        self._gen.send(None)
+
+    def write(self, frames) -> None:
+        import numpy as np
+
+        t0 = time.perf_counter()
+        for frame in frames:
+            if frame.shape[1::-1] != self.size:
+                raise RunError(f"internal: frame of {frame.shape[1]}x{frame.shape[0]}, expected {self.size}")
+            self._gen.send(np.ascontiguousarray(frame))
+            self.frames += 1
+        self.seconds += time.perf_counter() - t0
+
+    def commit(self) -> None:
+        t0 = time.perf_counter()
+        self._gen.close()
+        self._gen = None
+        publish(self.tmp, self.path, self.overwrite)
+        self.seconds += time.perf_counter() - t0
+
+    def abort(self) -> None:
+        if self._gen is not None:
+            with contextlib.suppress(Exception):
+                self._gen.close()
+            self._gen = None
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None or self._gen is not None:
+            self.abort()
+        return False
+
+
+def publish(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Move a finished temp file into place atomically; without overwrite, never clobber a file
+    that appeared meanwhile (a hard link fails if the name exists)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the user's usual file mode
+    if overwrite:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        tmp.unlink()
+        raise RunError(f"{final} appeared while generating; kept it. Pass --overwrite to replace it") from None
+    except OSError:  # file systems without hard links
+        if final.exists():
+            tmp.unlink()
+            raise RunError(f"{final} appeared while generating; kept it") from None
+        os.replace(tmp, final)
+        return
+    tmp.unlink()
+
+
+def write_json_atomic(path: Path, data: dict, overwrite: bool = True) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        publish(Path(tmp), path, overwrite)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_video(frames: Iterator, job: Job) -> VideoWriter:
+    """Stream uint8 frame chunks into the MP4; returns the committed writer (for its stats)."""
+    with VideoWriter(job.output, job.width, job.height, job.fps, job.request.overwrite) as writer:
+        constant = True
+        first = None
+        for chunk in frames:
+            if constant:
+                if first is None:
+                    first = chunk[0].astype("int16")
+                constant = all(int(abs(f.astype("int16") - first).max()) <= 2 for f in chunk) and \
+                    int(first.max()) - int(first.min()) <= 2
+            writer.write(chunk)
+        if writer.frames != job.num_frames:
+            raise RunError(f"internal: {writer.frames} frames decoded, expected {job.num_frames}")
+        if constant:
+            raise BrokenVideoError("every frame is one flat colour")
+        writer.commit()
+    return writer
+
+
+class BrokenVideoError(RuntimeError):
+    pass
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+    import torch
+    import transformers
+
+    mac = macos_version()
+    return {
+        "generate_video": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "os": f"macOS {'.'.join(map(str, mac))}" if mac else platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: str, dtype_name: str,
+                 stats: RunStats, wall: float) -> dict:
+    r = job.request
+    steps = stats.step_seconds
+    return {
+        "output": job.output.name,
+        "image": str(r.image.resolve()),
+        "prompt": r.prompt,
+        "negative_prompt": job.negative_prompt,
+        "seed": job.seed,
+        "model": job.spec.alias if job.model_source == job.spec.repo else job.model_source,
+        "model_source": job.model_source,
+        "model_revision": weights.revision if weights else None,
+        "upsampler": job.upsampler_source,
+        "preset": job.preset,
+        "width": job.width,
+        "height": job.height,
+        "generation_width": job.gen_width,
+        "generation_height": job.gen_height,
+        "num_frames": job.num_frames,
+        "fps": job.fps,
+        "duration_s": round(job.num_frames / job.fps, 3),
+        "guidance_scale": job.guidance_scale,
+        "stages": [dict(dataclasses.asdict(s), timesteps=list(s.timesteps) if s.timesteps else None,
+                        tflop=round(s.tflop, 1), seconds=stats.stage_seconds.get(s.name),
+                        latent_shape=stats.stage_shapes.get(s.name)) for s in job.stages],
+        "upsample_seconds": stats.stage_seconds.get("upsample"),
+        "decode_timestep": job.spec.decode_timestep,
+        "decode_noise_scale": job.spec.decode_noise_scale,
+        "device": device,
+        "dtype": dtype_name,
+        "memory_plan": {
+            "budget_gib": round(gib(plan.budget_bytes), 2), "estimated_peak_gib": plan.peak_gib,
+            "attention_chunk_rows": plan.attention_chunk, "vae_spatial_tiling": plan.vae_spatial_tiling,
+            "vae_temporal_tiling": plan.vae_temporal_tiling, "offload": plan.offload,
+            "estimate_gib": plan.estimate,
+        },
+        "timings_s": dict(stats.timings, total=round(wall, 3)),
+        "seconds_per_step": round(sum(steps) / len(steps), 4) if steps else None,
+        "peak_memory_gib": {"process_rss": round(gib(peak_rss_bytes()), 3),
+                            "device": round(gib(stats.device_peak_bytes), 3)},
+        "versions": versions(),
+        "command": command_for(job),
+    }
+
+
+def command_for(job: Job) -> str:
+    """The command that makes this video again."""
+    r = job.request
+    parts = ["python", "generate_video.py", "--image", str(r.image), "--prompt", r.prompt,
+             "--model", job.model_source if job.model_source != job.spec.repo else job.spec.alias,
+             "--preset", job.preset, "--width", str(job.width), "--height", str(job.height),
+             "--num-frames", str(job.num_frames), "--fps", str(job.fps), "--seed", str(job.seed)]
+    if r.negative_prompt is not None:
+        parts += ["--negative-prompt", r.negative_prompt]
+    if job.preset != "fast":
+        parts += ["--steps", str(job.stages[0].steps)]
+    if not job.spec.distilled:
+        parts += ["--guidance-scale", str(job.guidance_scale)]
+    if job.upsampler_source and job.upsampler_source != job.spec.upsampler:
+        parts += ["--upsampler", job.upsampler_source]
+    return " ".join(_shell_quote(p) for p in parts)
+
+
+def _shell_quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running jobs: one model load per model, prompts encoded once, each video written atomically.
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # done / resumed / skipped / failed
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def model_folder_hint(job: Job) -> Path | None:
+    """A local folder with the model's configs, if there is one yet (for the memory plan)."""
+    path = Path(job.model_source)
+    if path.is_dir():
+        return path
+    snapshots = cached_repo_dir(job.model_source) / "snapshots"
+    found = sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []
+    return found[-1].parent if found else None
+
+
+def memory_budget(request: Request, device: str) -> int:
+    if request.memory_budget_gb is not None:
+        return int(request.memory_budget_gb * 2**30)
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.get_device_properties(0).total_memory * 0.95)
+    share = MPS_WORKING_SET if device == "mps" else 0.85
+    return int(total_memory_bytes() * share)
+
+
+def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
+    """The memory plan for a job on this device, printed before anything heavy happens."""
+    import torch
+
+    elem = torch.tensor([], dtype=dtype).element_size()
+    dims = model_dims(model_folder_hint(job), job.spec)
+    attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
+    if job.request.attention_slicing not in TRISTATE and not job.request.attention_slicing.isdigit():
+        attention_budget = float(job.request.attention_slicing) * 2**30
+    plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
+                       job.request)
+    if job.spec.family == "cogvideox" and plan.vae_temporal_tiling and job.request.vae_tiling == "on":
+        log.info("note: CogVideoX's VAE already decodes a few frames at a time; "
+                 "--vae-tiling on adds spatial tiling only")
+    return plan
+
+
+def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
+              outcomes: list[Outcome], progress: Callable[[int], None]) -> None:
+    """Jobs that share a model: load once, encode every prompt, free T5, make each video."""
+    t_load = time.perf_counter()
+    first = jobs[0]
+    plans = [settle_job(j, device, dtype, log) for j in jobs]
+    for job, plan in zip(jobs, plans):
+        for line in describe_plan(job, plan, device, dtype_name):
+            log.info(line)
+    check_model_available(first)
+    weights = fetch_weights(first, log)
+    log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
+    pipe, upsampler = load_pipeline(weights, dtype, log)
+    load_seconds = time.perf_counter() - t_load
+    t0 = time.perf_counter()
+    log.info(f"encoding {len({(j.request.prompt, j.negative_prompt) for j in jobs})} prompt(s) with T5")
+    embeds = encode_prompts(pipe, jobs, device, dtype)
+    encode_seconds = time.perf_counter() - t0
+    order = ("none", "model", "sequential")
+    offload = max((p.offload for p in plans), key=order.index)
+    place_pipeline(pipe, upsampler, offload, device)
+    for index, (job, plan) in enumerate(zip(jobs, plans)):
+        plan = dataclasses.replace(plan, offload=offload)
+        progress(index)
+        t_job = time.perf_counter()
+        stats = RunStats()
+        if index == 0:
+            stats.add("load", load_seconds)
+            stats.add("encode_prompt", encode_seconds)
+        try:
+            apply_savings(pipe, plan)
+            cfg = job.guidance_scale > 1.0
+            frames = generate(pipe, upsampler, job, embeds[(job.request.prompt, job.negative_prompt, cfg)],
+                              device, dtype, stats, log)
+            writer = write_video(frames, job)
+            stats.add("write", writer.seconds)
+            wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
+            data = sidecar_data(job, plan, weights, device, dtype_name, stats, wall)
+            write_json_atomic(job.sidecar, data, overwrite=True)
+            outcomes.append(Outcome(job.output.name, "done", wall))
+            print(f"wrote {job.output} ({job.width}x{job.height}, {job.num_frames} frames, {wall:.1f} s)",
+                  flush=True)
+        except NonFiniteError as e:
+            raise RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; "
+                           + mps_failure_advice(job, device, dtype_name)) from None
+        except BrokenVideoError as e:
+            raise RunError(f"{e} (a broken decode, nothing was written); "
+                           + mps_failure_advice(job, device, dtype_name)) from None
+        except NotImplementedError as e:
+            raise RunError(f"an operator is not supported on {device}: {e}; "
+                           + mps_failure_advice(job, device, dtype_name)) from None
+
+
+def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
+    """Group by model (and device settings) and run; in batch mode a failing job is recorded
+    and the rest go on."""
+    outcomes: list[Outcome] = []
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        r = job.request
+        key = (job.model_source, job.upsampler_source, r.device, r.dtype, r.offload, r.memory_budget_gb)
+        groups.setdefault(key, []).append(job)
+    done_before = [0]
+    started = time.perf_counter()
+
+    def progress(i: int) -> None:
+        n = done_before[0] + i
+        if batch:
+            finished = [o.seconds for o in outcomes if o.status == "done"]
+            eta = (sum(finished) / len(finished) * (len(jobs) - n)) if finished else None
+            log.info(f"job {n + 1} of {len(jobs)}"
+                     + (f", ETA {describe_seconds(eta)}" if eta is not None else "")
+                     + f" ({describe_seconds(time.perf_counter() - started)} so far)")
+
+    for key, group in groups.items():
+        device = pick_device(group[0].request.device)
+        dtype = pick_dtype(group[0].request.dtype, device)
+        dtype_name = str(dtype).replace("torch.", "")
+        before = len(outcomes)
+        try:
+            run_group(group, device, dtype, dtype_name, log, outcomes, progress)
+        except (RunError, UsageError) as e:
+            if not batch:
+                raise
+            failed = group[len(outcomes) - before:]
+            log.info(f"error: {e}")
+            outcomes += [Outcome(j.output.name, "failed", 0.0, str(e)) for j in failed]
+        done_before[0] += len(group)
+    return outcomes
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch input: --jobs FILE (JSON Lines), several --image, or a folder of images.
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+JOB_KEYS = {f.name for f in dataclasses.fields(Request)}
+
+
+def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | None = None) -> Request:
+    values = {name: getattr(args, name) for name in JOB_KEYS if hasattr(args, name)}
+    values["image"] = image
+    values["output"] = args.output
+    for key, value in (overrides or {}).items():
+        values[key] = value
+    values["image"] = Path(values["image"]).expanduser()
+    if values.get("output") is not None:
+        values["output"] = Path(values["output"]).expanduser()
+    return Request(**values)
+
+
+def read_job_lines(path: Path) -> list[tuple[int, dict | str]]:
+    """(line number, overrides or an error message) for each non-empty line of a JSONL file."""
+    if not path.is_file():
+        raise UsageError(f"--jobs {path}: no such file")
+    rows: list[tuple[int, dict | str]] = []
+    types = {f.name: f.type for f in dataclasses.fields(Request)}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            rows.append((number, f"line {number}: not valid JSON ({e})"))
+            continue
+        obj = {k.replace("-", "_"): v for k, v in obj.items()}
+        unknown = sorted(set(obj) - JOB_KEYS)
+        if unknown:
+            rows.append((number, f"line {number}: unknown key(s) {', '.join(unknown)}; "
+                                 f"use option names such as image, prompt, seed"))
+            continue
+        bad = [k for k, v in obj.items() if v is not None and not _json_type_ok(types[k], v)]
+        if bad:
+            rows.append((number, f"line {number}: wrong type for {', '.join(bad)}"))
+            continue
+        if "image" in obj and not isinstance(obj["image"], str):
+            rows.append((number, f"line {number}: image must be a path"))
+            continue
+        if "image" in obj and not Path(obj["image"]).is_absolute():
+            obj["image"] = str(path.parent / obj["image"])
+        if obj.get("output") and not Path(obj["output"]).is_absolute():
+            obj["output"] = str(path.parent / obj["output"])
+        rows.append((number, obj))
+    if not rows:
+        raise UsageError(f"--jobs {path}: no jobs in the file")
+    return rows
+
+
+def _json_type_ok(type_text: str, value: Any) -> bool:
+    if "int" in type_text and "float" not in type_text:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if "float" in type_text:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if "bool" in type_text:
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def expand_images(images: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for name in images:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UsageError(f"--image {path}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def batch_requests(args: argparse.Namespace) -> list[tuple[str, Request | str]]:
+    """(name, request or error) per batch job; bad jobs are reported, not fatal."""
+    out_dir = Path(args.output_dir or ".").expanduser()
+    if not out_dir.is_dir():
+        raise UsageError(f"--output-dir {out_dir}: no such folder; create it first")
+    rows: list[tuple[str, dict | str]] = []
+    if args.jobs:
+        for number, obj in read_job_lines(Path(args.jobs).expanduser()):
+            rows.append((f"line {number}", obj))
+    else:
+        for path in expand_images(args.image):
+            rows.append((path.name, {"image": str(path)}))
+    stems: dict[str, int] = {}
+    for _, obj in rows:
+        if isinstance(obj, dict) and "image" in obj and not obj.get("output"):
+            stem = Path(obj["image"]).stem
+            stems[stem] = stems.get(stem, 0) + 1
+    result: list[tuple[str, Request | str]] = []
+    for index, (name, obj) in enumerate(rows, 1):
+        if isinstance(obj, str):
+            result.append((name, obj))
+            continue
+        if "image" not in obj:
+            result.append((name, f"{name}: no image"))
+            continue
+        if not obj.get("prompt") and not args.prompt:
+            result.append((name, f"{name}: no prompt"))
+            continue
+        if not obj.get("output"):
+            stem = Path(obj["image"]).stem
+            # Deterministic names, so a re-run finds (and skips) what an earlier run finished.
+            obj["output"] = str(out_dir / (f"{stem}.mp4" if stems[stem] == 1 else f"{stem}-{index}.mp4"))
+        result.append((name, request_from_args(args, Path(obj["image"]), obj)))
+    return result
+
+
+def matches_sidecar(job: Job) -> bool:
+    """True when the output and its sidecar already hold this very job (resume)."""
+    if not (job.output.is_file() and job.sidecar.is_file()):
+        return False
+    try:
+        data = read_json(job.sidecar)
+    except (OSError, ValueError):
+        return False
+    mine = {"prompt": job.request.prompt, "negative_prompt": job.negative_prompt,
+            "model_source": job.model_source, "preset": job.preset, "width": job.width,
+            "height": job.height, "num_frames": job.num_frames, "fps": job.fps,
+            "guidance_scale": job.guidance_scale, "image": str(job.request.image.resolve())}
+    if job.request.seed is not None:
+        mine["seed"] = job.seed
+    if job.preset != "fast":
+        if [s.get("steps") for s in data.get("stages", [])] != [s.steps for s in job.stages]:
+            return False
+    return all(data.get(k) == v for k, v in mine.items())
+
+
+def print_summary(outcomes: list[Outcome]) -> None:
+    width = max([len(o.name) for o in outcomes] + [4])
+    lines = [f"{'job'.ljust(width)}  status    time  detail"]
+    for o in outcomes:
+        t = describe_seconds(o.seconds) if o.seconds else "-"
+        lines.append(f"{o.name.ljust(width)}  {o.status:<8} {t:>6}  {o.detail}")
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "resumed", "skipped", "failed")}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny, randomly initialised pipelines: what --check runs, and what the tests save and load.
+# They keep the real compression (LTX VAE 32x spatial, 8x temporal) so size rules are real.
+
+TINY_VOCAB = ["<pad>", "</s>", "<unk>"] + [
+    "\u2581" + w for w in "a the boat drifts at sunset cat dog sea sky waves camera slowly moves".split()]
+
+
+def tiny_tokenizer():
+    from transformers import T5TokenizerFast
+
+    return T5TokenizerFast(vocab=[(w, 0.0 if i < 3 else -float(i)) for i, w in enumerate(TINY_VOCAB)],
+                           extra_ids=0)
+
+
+def tiny_text_encoder(d_model: int = 32):
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    cfg = T5Config(vocab_size=len(TINY_VOCAB), d_model=d_model, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                   relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return T5EncoderModel(cfg).eval()
+
+
+def tiny_ltx_pipeline(pipeline_class: str = "LTXImageToVideoPipeline", timestep_conditioning: bool = True,
+                      heads: int = 2):
+    """A complete LTX pipeline of a few hundred kB with the real 32x/8x VAE compression."""
+    import diffusers
+    import torch
+
+    torch.manual_seed(0)
+    transformer = diffusers.LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=heads,
+        attention_head_dim=8, cross_attention_dim=8 * heads, num_layers=1, caption_channels=32)
+    vae = diffusers.AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True, False),
+        decoder_inject_noise=(False,) * 5, upsample_residual=(False,) * 4, upsample_factor=(1,) * 4,
+        timestep_conditioning=timestep_conditioning, patch_size=4, patch_size_t=1)
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler()
+    cls = getattr(diffusers, pipeline_class)
+    return cls(scheduler=scheduler, vae=vae.eval(), text_encoder=tiny_text_encoder(), tokenizer=tiny_tokenizer(),
+               transformer=transformer.eval())
+
+
+def tiny_latent_upsampler():
+    import torch
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(0)
+    return LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# --check: can this machine run the tool? Works offline.
+
+PASS, WARN, FAIL = "ok  ", "warn", "FAIL"
+
+
+def run_check(device_name: str, log: Log) -> int:
+    import shutil
+
+    results: list[tuple[str, str, str]] = []
+
+    def report(mark: str, what: str, fix: str = "") -> None:
+        results.append((mark, what, fix))
+        print(f"[{mark}] {what}" + (f"\n       fix: {fix}" if fix else ""), flush=True)
+
+    report(PASS if sys.version_info >= (3, 10) else FAIL, f"python {platform.python_version()}",
+           "" if sys.version_info >= (3, 10) else "use Python 3.10+ (conda env create -f environment.yml)")
+    try:
+        import torch
+    except ImportError:
+        report(FAIL, "torch is not installed", "conda env create -f environment.yml")
+        return EXIT_FAILURE
+    bad_torch = torch.__version__.startswith("2.5.")
+    report(WARN if bad_torch else PASS, f"torch {torch.__version__}",
+           "torch 2.5.x renders LTX as noise on MPS: pip install -U torch" if bad_torch else "")
+    for module in ("diffusers", "transformers", "accelerate", "sentencepiece", "imageio", "imageio_ffmpeg", "PIL"):
+        try:
+            version = getattr(__import__(module), "__version__", "?")
+            report(PASS, f"{module} {version}")
+        except ImportError:
+            report(FAIL, f"{module} is missing", "pip install -r requirements.txt")
+    mac = macos_version()
+    if sys.platform == "darwin":
+        report(PASS if mac and mac >= (14,) else WARN, f"macOS {'.'.join(map(str, mac or ()))}: bfloat16 "
+               + ("supported" if mac and mac >= (14,) else "not supported (float32 is used)"),
+               "" if mac and mac >= (14,) else "update to macOS 14+ for bfloat16 (half the memory)")
+    built, available = torch.backends.mps.is_built(), torch.backends.mps.is_available()
+    mark = PASS if available else (WARN if sys.platform != "darwin" else FAIL)
+    report(mark, f"MPS built: {built}, available: {available}",
+           "" if available else "needs an Apple Silicon Mac, macOS 12.3+ and the macOS arm64 torch wheel")
+    chip = platform.processor() or platform.machine()
+    if sys.platform == "darwin":
+        with contextlib.suppress(Exception):
+            chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=5).stdout.strip() or chip
+    memory = gib(total_memory_bytes())
+    report(PASS if memory >= 31 else WARN, f"{chip}, {memory:.0f} GiB memory",
+           "" if memory >= 31 else "under 32 GiB: use --resolution 720p or fewer frames; offload is chosen automatically")
+    cache = hub_cache_dir()
+    probe = cache
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = gib(shutil.disk_usage(probe).free)
+    report(PASS if free >= 40 else WARN, f"{free:.0f} GiB free for the model cache ({cache})",
+           "" if free >= 40 else "the default models need ~30-40 GiB; free some space or set HF_HOME")
+    try:
+        check_ffmpeg()
+        report(PASS, "ffmpeg (imageio-ffmpeg) encodes H.264 yuv420p")
+    except Exception as e:  # any failure here means no video can be written
+        report(FAIL, f"ffmpeg cannot encode H.264: {e}", "pip install --force-reinstall imageio-ffmpeg")
+    for alias, spec in MODELS.items():
+        repo_dir = cached_repo_dir(spec.repo)
+        if repo_dir.is_dir():
+            size = sum(f.stat().st_size for f in (repo_dir / "blobs").glob("*") if f.is_file())
+            report(PASS, f"cached: {alias} ({spec.repo}), {gib(size):.1f} GiB")
+    if not any(cached_repo_dir(s.repo).is_dir() for s in MODELS.values()):
+        report(PASS, "no model cached yet: the first run downloads one (~10-30 GiB)")
+    try:
+        device = pick_device(device_name)
+        seconds = check_tiny_run(device)
+        report(PASS, f"tiny LTX pipeline ran end to end on {device} in {seconds:.2f} s "
+                     "(chunked attention, tiled decode)")
+    except Exception as e:  # report, never crash: this is the diagnosis tool
+        report(FAIL, f"tiny LTX pipeline failed on {device_name}: {e.__class__.__name__}: {e}",
+               "try --device cpu to tell a device problem from an install problem")
+    failed = sum(r[0] == FAIL for r in results)
+    print(f"{'ready' if not failed else 'not ready'}: {failed} problem(s), "
+          f"{sum(r[0] == WARN for r in results)} warning(s)", flush=True)
+    return EXIT_OK if not failed else EXIT_FAILURE
+
+
+def check_ffmpeg() -> None:
+    import imageio_ffmpeg
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "check.mp4"
+        writer = VideoWriter(path, 64, 48, 24, overwrite=False)
+        with writer:
+            writer.write(np.zeros((9, 48, 64, 3), np.uint8))
+            writer.commit()
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        reader.close()
+        if tuple(meta["size"]) != (64, 48) or "h264" not in meta.get("codec", "h264"):
+            raise RuntimeError(f"unexpected stream {meta}")
+
+
+def check_tiny_run(device: str) -> float:
+    """The real attention processor and tiled decode on a tiny pipeline, timed."""
+    import torch
+    from PIL import Image
+
+    pipe = tiny_ltx_pipeline("LTXImageToVideoPipeline").to(device)
+    pipe.set_progress_bar_config(disable=True)
+    ltx_cls, _ = make_chunked_processors(64)
+    pipe.transformer.set_attn_processor(ltx_cls())
+    pipe.vae.enable_tiling()
+    pipe.vae.use_framewise_decoding = True
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = pipe(image=Image.new("RGB", (96, 64), (120, 80, 40)), prompt="a boat", height=64, width=96,
+                   num_frames=25, num_inference_steps=2, generator=make_generator(device, 0), output_type="np")
+    frames = out.frames[0]
+    if frames.shape != (25, 64, 96, 3) or not np_isfinite(frames):
+        raise RuntimeError(f"bad output {frames.shape}")
+    return time.perf_counter() - t0
+
+
+def np_isfinite(a) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(a).all())
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError("must be between 0 and 2**63-1")
+    return value
+
+
+def slicing_mode(text: str) -> str:
+    if text in TRISTATE:
+        return text
+    with contextlib.suppress(ValueError):
+        if int(text) > 0:
+            return str(int(text))
+    raise argparse.ArgumentTypeError("use auto, on, off, or a chunk size in query rows (e.g. 1024)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    models = "; ".join(f"{a} = {s.note}" for a, s in MODELS.items())
+    p = _Parser(
+        prog="generate_video.py",
+        description="Turn a still image and a prompt into an MP4 with LTX-Video (or CogVideoX), locally.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n"
+               "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
+               "  python generate_video.py --image in.png --prompt \"...\" --resolution 720p --duration 3\n"
+               "  python generate_video.py --jobs jobs.jsonl --output-dir videos/\n"
+               "  python generate_video.py --check",
+    )
+    io = p.add_argument_group("input and output")
+    io.add_argument("--image", action="append", metavar="PATH",
+                    help="source image (PNG/JPEG/WebP); repeat it, or give a folder, for a batch")
+    io.add_argument("--prompt", help="what should happen in the video")
+    io.add_argument("--negative-prompt", metavar="TEXT", default=None,
+                    help=f"what to avoid (default: {DEFAULT_PROMPT_NEGATIVE!r}); needs guidance > 1")
+    io.add_argument("--output", "-o", type=Path, metavar="PATH", default=None,
+                    help="the MP4 to write (default: <image name>.mp4 in the current folder, never clashing)")
+    io.add_argument("--output-dir", metavar="DIR", default=None,
+                    help="batch runs: folder for the videos (default: the current folder)")
+    io.add_argument("--jobs", metavar="FILE", default=None,
+                    help="batch: a JSON Lines file, one object per video with option names as keys")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--model", metavar="ID_OR_DIR", default=None,
+                   help=f"alias, Hub id or local diffusers folder (default: {DEFAULT_MODEL_FAST} for the fast "
+                        f"preset, {DEFAULT_MODEL_QUALITY} for quality). Aliases: {models}")
+    m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
+                   help="fast: distilled multi-scale (half-size pass, 2x latent upscale, short full-size refine); "
+                        f"quality: one pass with classifier-free guidance; auto: fast above {FAST_PRESET_ABOVE}p")
+    m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None,
+                   help="fast preset: spatial latent upscaler (default: the model's, "
+                        f"{MODELS[DEFAULT_MODEL_FAST].upsampler})")
+
+    v = p.add_argument_group("size and length")
+    v.add_argument("--resolution", choices=tuple(RESOLUTIONS), default=None,
+                   help=f"short side; the aspect ratio comes from the image (default: {DEFAULT_RESOLUTION}, "
+                        "or the model's native size for CogVideoX)")
+    v.add_argument("--width", type=positive_int, default=None, help="exact width in pixels (even)")
+    v.add_argument("--height", type=positive_int, default=None, help="exact height in pixels (even)")
+    v.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
+                   help=f"length in seconds (default: {DEFAULT_DURATION_S:g})")
+    v.add_argument("--num-frames", type=positive_int, default=None, metavar="N",
+                   help="frame count instead of --duration; rounded up to 8k+1 (LTX) or 4k+1 (CogVideoX)")
+    v.add_argument("--fps", type=positive_int, default=None,
+                   help=f"frames per second of the MP4, also given to LTX as frame_rate "
+                        f"(default: {DEFAULT_FPS}; CogVideoX: its native 8 or 16)")
+
+    g = p.add_argument_group("sampling")
+    g.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default: the model's)")
+    g.add_argument("--guidance-scale", type=non_negative_float, default=None, metavar="F",
+                   help="classifier-free guidance (default: the model's; distilled models run at 1)")
+    g.add_argument("--seed", type=seed_int, default=None, help="random seed (default: random, recorded)")
+
+    h = p.add_argument_group("hardware and memory")
+    h.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help="auto: mps, then cuda, then cpu")
+    h.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE,
+                   help="auto: bfloat16 on MPS (macOS 14+) and CUDA, float32 on CPU; T5 never runs in float16")
+    h.add_argument("--attention-slicing", type=slicing_mode, default="auto", metavar="{auto,on,off,N}",
+                   help=f"query-chunked attention, {DEFAULT_ATTENTION_BUDGET_GIB:g} GiB per chunk; auto: when the "
+                        "full attention matrix would not fit that")
+    h.add_argument("--vae-tiling", choices=TRISTATE, default="auto",
+                   help="tiled VAE decode; auto: spatial tiles above 720p, temporal tiles when needed to fit")
+    h.add_argument("--offload", choices=OFFLOADS, default="auto",
+                   help="keep weights on the CPU and move them in per model or per layer; auto: only if needed")
+    h.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB", dest="memory_budget_gb",
+                   help="memory the run may use (default: 75%% of unified memory on a Mac, "
+                        "the GPU's memory on CUDA, 85%% of RAM on CPU)")
+
+    o = p.add_argument_group("other")
+    o.add_argument("--check", action="store_true", help="check this machine and exit (works offline)")
+    o.add_argument("-v", "--verbose", action="store_true", help="library logs and tracebacks")
+    o.add_argument("-q", "--quiet", action="store_true", help="only errors and the final 'wrote' line")
+    o.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors: argparse already printed
+        return int(e.code or 0)
+    log = Log(LOG_QUIET if args.quiet else LOG_VERBOSE if args.verbose else LOG_NORMAL)
+    try:
+        # 1. What to do: --check, one video, or a batch.
+        if args.check:
+            return run_check(args.device, log)
+        batch = bool(args.jobs) or len(args.image or []) > 1 or any(Path(i).is_dir() for i in args.image or [])
+        if args.jobs and args.image:
+            raise UsageError("give either --jobs or --image, not both")
+        if not batch:
+            if not args.image:
+                raise UsageError("--image is required (or --jobs FILE, or --check)")
+            if not args.prompt:
+                raise UsageError("--prompt is required: describe what should happen")
+            if args.output_dir:
+                raise UsageError("--output-dir is for batches; use --output for one video")
+            # 2. Validate everything cheap and plan the job, before any model is loaded.
+            job = plan_job(request_from_args(args, Path(args.image[0])), log)
+            # 3. Load once, encode, denoise, decode, write (run_group's recipe).
+            run_jobs([job], log, batch=False)
+            return EXIT_OK
+        if args.output:
+            raise UsageError("--output names one video; use --output-dir for a batch")
+        return run_batch(args, log)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted: no partial file was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # an unexpected failure: one line, the traceback with -v
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {e.__class__.__name__}: {e} (run with -v for details)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def run_batch(args: argparse.Namespace, log: Log) -> int:
+    """Validate every job first, skip finished ones, run the rest, print the summary."""
+    outcomes: list[Outcome] = []
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+    for name, item in batch_requests(args):
+        if isinstance(item, str):
+            outcomes.append(Outcome(name, "skipped", 0.0, item))
+            continue
+        try:
+            request = dataclasses.replace(item, overwrite=True)  # existence is judged below
+            job = plan_job(request, Log(LOG_QUIET))
+            job = dataclasses.replace(job, request=item)
+        except UsageError as e:
+            outcomes.append(Outcome(name, "skipped", 0.0, str(e)))
+            continue
+        if job.output in seen:
+            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is the output of an earlier job"))
+            continue
+        seen.add(job.output)
+        if matches_sidecar(job):
+            outcomes.append(Outcome(job.output.name, "resumed", 0.0, "already done"))
+            continue
+        if job.output.exists() and not item.overwrite:
+            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} exists with other settings; "
+                                                          "pass --overwrite to replace it"))
+            continue
+        jobs.append(job)
+    for o in outcomes:
+        if o.status == "skipped":
+            log.info(f"skipping {o.name}: {o.detail}")
+    log.info(f"{len(jobs)} job(s) to run, {sum(o.status == 'resumed' for o in outcomes)} already done, "
+             f"{sum(o.status == 'skipped' for o in outcomes)} skipped")
+    if jobs:
+        jobs = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=True))
+                if j.request.overwrite else j for j in jobs]
+        outcomes += run_jobs(jobs, log, batch=True)
+    print_summary(outcomes)
+    if any(o.status == "failed" for o in outcomes):
+        return EXIT_FAILURE
+    return EXIT_USAGE if any(o.status == "skipped" for o in outcomes) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
