@@ -796,6 +796,11 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
                         return MemoryPlan(budget_bytes, chunk, spatial, temporal, offload, parts,
                                           round(peak, 2), tokens)
     best = min(tried, key=lambda t: t[0])
+    weights_gib = sum(v for k, v in best[5].items() if k in ("transformer", "vae", "upsampler"))
+    if weights_gib * 2**30 > budget_bytes:
+        raise UsageError(f"the model's weights alone need {weights_gib:.1f} GiB in this dtype, more than the "
+                         f"{gib(budget_bytes):.1f} GiB budget; use --dtype bfloat16, a smaller model, or "
+                         "--memory-budget if this machine has more memory free")
     raise UsageError(
         f"this job needs about {best[0]:.1f} GiB even with every saving on, more than the "
         f"{gib(budget_bytes):.1f} GiB budget; make it fit with a smaller size or fewer frames "
@@ -1742,11 +1747,11 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     """Jobs that share a model: load once, encode every prompt, free T5, make each video."""
     t_load = time.perf_counter()
     first = jobs[0]
+    check_model_available(first)
     plans = [settle_job(j, device, dtype, log) for j in jobs]
     for job, plan in zip(jobs, plans):
         for line in describe_plan(job, plan, device, dtype_name):
             log.info(line)
-    check_model_available(first)
     weights = fetch_weights(first, log)
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
     pipe, upsampler = load_pipeline(weights, dtype, log)

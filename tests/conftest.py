@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny random pipelines built in code, saved with save_pretrained, and loaded
+back by generate_video through the same code a real checkpoint goes through. No network."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the Hub
+
+import generate_video as gv  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mps: needs an Apple Silicon GPU (skipped elsewhere)")
+    config.addinivalue_line("markers", "real_weights: needs downloaded checkpoints (skipped here)")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    for item in items:
+        if "mps" in item.keywords and not torch.backends.mps.is_available():
+            item.add_marker(pytest.mark.skip(reason="MPS not available"))
+        if "real_weights" in item.keywords and not os.environ.get("GENERATE_VIDEO_REAL_WEIGHTS"):
+            item.add_marker(pytest.mark.skip(reason="set GENERATE_VIDEO_REAL_WEIGHTS=1 with cached models"))
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Folders: i2v (timestep-conditioned VAE), i2v_plain (0.9.0-style VAE), cond, upsampler."""
+    from diffusers import LTXLatentUpsamplePipeline
+
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    gv.tiny_ltx_pipeline("LTXImageToVideoPipeline", timestep_conditioning=True).save_pretrained(root / "i2v")
+    gv.tiny_ltx_pipeline("LTXImageToVideoPipeline", timestep_conditioning=False).save_pretrained(root / "i2v_plain")
+    cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+    cond.save_pretrained(root / "cond")
+    LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(root / "up")
+    for name in ("i2v", "i2v_plain", "cond", "up"):
+        out[name] = root / name
+    return out
+
+
+def make_image(path: Path, width: int = 160, height: int = 90) -> Path:
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) % 256], -1).astype(np.uint8)
+    img = np.clip(img.astype(int) + rng.randint(-20, 20, img.shape), 0, 255).astype(np.uint8)
+    from PIL import Image
+
+    Image.fromarray(img).save(path)
+    return path
+
+
+@pytest.fixture
+def image(tmp_path):
+    return make_image(tmp_path / "in.png")
+
+
+def probe(path: Path) -> dict:
+    """Codec, pixel format, size, fps and frame count of an MP4, read back with ffmpeg."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
+    data = path.read_bytes()
+    return {"codec": meta["codec"], "pix_fmt": meta["pix_fmt"], "size": tuple(meta["size"]),
+            "fps": meta["fps"], "frames": frames, "moov_first": 0 <= data.find(b"moov") < data.find(b"mdat")}

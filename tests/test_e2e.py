@@ -1,0 +1,269 @@
+"""Tier 2: main() end to end on tiny pipelines saved to disk, reading the MP4 back."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import gv, make_image, probe
+
+SMALL = ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2", "--seed", "7"]
+
+
+def run(argv, capsys=None):
+    rc = gv.main([str(a) for a in argv])
+    return rc, (capsys.readouterr() if capsys else None)
+
+
+def test_single_pass_writes_exact_h264_mp4_and_sidecar(models, image, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    rc, cap = run(["--image", image, "--prompt", "a boat drifts", "--model", models["i2v"], "-o", out,
+                   "--fps", 12] + SMALL, capsys)
+    assert rc == 0
+    info = probe(out)
+    assert (info["codec"].startswith("h264"), info["pix_fmt"].startswith("yuv420p")) == (True, True)
+    assert info["size"] == (96, 64) and len(info["frames"]) == 9 and info["fps"] == 12 and info["moov_first"]
+    assert cap.out.strip().splitlines()[-1].startswith(f"wrote {out} (96x64, 9 frames, ")
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["seed"] == 7 and side["prompt"] == "a boat drifts" and side["fps"] == 12
+    assert side["negative_prompt"] == gv.DEFAULT_PROMPT_NEGATIVE and side["model_source"] == str(models["i2v"])
+    assert side["stages"][0]["steps"] == 2 and side["num_frames"] == 9 and side["device"] == "cpu"
+    assert set(side["timings_s"]) >= {"load", "encode_prompt", "denoise", "decode", "write", "total"}
+    assert side["seconds_per_step"] > 0 and side["peak_memory_gib"]["process_rss"] > 0
+    assert {"python", "torch", "diffusers", "transformers", "os"} <= set(side["versions"])
+    assert "--seed 7" in side["command"]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_odd_target_is_cropped_from_the_covering_generation_size(models, image, tmp_path):
+    out = tmp_path / "c.mp4"
+    rc, _ = run(["--image", image, "--prompt", "a cat", "--model", models["i2v"], "-o", out, "--width", "90",
+                 "--height", "50", "--num-frames", "9", "--steps", "1", "--seed", "1"])
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert rc == 0 and probe(out)["size"] == (90, 50)
+    assert (side["generation_width"], side["generation_height"]) == (96, 64)
+
+
+@pytest.mark.parametrize("folder", ["i2v", "i2v_plain"])  # decode noise drawn from the generator, or none
+def test_frames_equal_a_direct_diffusers_call_on_cpu(models, image, folder):
+    import diffusers
+
+    req = gv.Request(image=image, prompt="a boat drifts", output=Path("unused.mp4"), model=str(models[folder]),
+                     width=96, height=64, num_frames=17, steps=3, seed=11, overwrite=True)
+    job = gv.plan_job(req, gv.Log(0))
+    weights = gv.fetch_weights(job, gv.Log(0))
+    pipe, _ = gv.load_pipeline(weights, torch.float32, gv.Log(0))
+    embeds = gv.encode_prompts(pipe, [job], "cpu", torch.float32)
+    plan = gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0)
+    gv.apply_savings(pipe, plan)
+    ours = np.concatenate(list(gv.generate(pipe, None, job, embeds[(req.prompt, job.negative_prompt, True)],
+                                           "cpu", torch.float32, gv.RunStats(), gv.Log(0))))
+    direct = diffusers.LTXImageToVideoPipeline.from_pretrained(str(models[folder]))
+    direct.set_progress_bar_config(disable=True)
+    spec = job.spec
+    frames = direct(image=gv.prepare_image(image, 96, 64), prompt="a boat drifts",
+                    negative_prompt=job.negative_prompt, height=64, width=96, num_frames=17, frame_rate=24,
+                    num_inference_steps=3, guidance_scale=spec.guidance, decode_timestep=spec.decode_timestep,
+                    decode_noise_scale=spec.decode_noise_scale,
+                    generator=torch.Generator("cpu").manual_seed(11)).frames[0]
+    assert ours.shape == (17, 64, 96, 3)
+    assert np.array_equal(ours, np.stack([np.asarray(f) for f in frames]))
+
+
+def test_same_seed_same_video_other_seed_other_video(models, image, tmp_path):
+    outs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        out = tmp_path / f"{name}.mp4"
+        assert run(["--image", image, "--prompt", "waves", "--model", models["i2v"], "-o", out, "-q"]
+                   + SMALL[:-1] + [seed])[0] == 0
+        outs.append(np.stack(probe(out)["frames"]))
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+
+
+def test_fast_preset_1080p_5s_runs_both_stages_at_their_sizes(models, tmp_path, capsys):
+    image = make_image(tmp_path / "wide.png", 1920, 1080)
+    out = tmp_path / "fast.mp4"
+    rc, cap = run(["--image", image, "--prompt", "a boat drifts at sunset", "--model", models["cond"],
+                   "--upsampler", models["up"], "--resolution", "1080p", "--duration", 5, "--seed", 1, "-o", out],
+                  capsys)
+    assert rc == 0, cap.err
+    info = probe(out)
+    assert info["size"] == (1920, 1080) and len(info["frames"]) == 121 and info["fps"] == 24
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["preset"] == "fast"
+    s1, s2 = side["stages"]
+    assert (s1["width"], s1["height"], s2["width"], s2["height"]) == (960, 544, 1920, 1088)
+    assert s1["latent_shape"][-3:] == [16, 17, 30] and s2["latent_shape"][-3:] == [16, 34, 60]
+    assert side["upsample_seconds"] is not None and s1["seconds"] > 0 and s2["seconds"] > 0
+    assert side["memory_plan"]["vae_spatial_tiling"] is True
+    assert "stage1: 960x544" in cap.err and "TFLOP" in cap.err
+
+
+def test_fast_is_the_default_above_720p_and_plain_i2v_falls_back_with_a_notice(models, image, tmp_path, capsys):
+    req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", resolution="1080p")
+    assert gv.plan_job(req, gv.Log(1)).preset == "fast"
+    assert gv.plan_job(req, gv.Log(1)).spec.alias == gv.DEFAULT_MODEL_FAST
+    req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", resolution="1080p", model=str(models["i2v"]))
+    assert gv.plan_job(req, gv.Log(1)).preset == "quality"
+    assert "runs as a single pass" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--image", "missing.png"], "no such file"),
+    (["--model", "./nope"], "no such folder"),
+    (["--output", "out.avi"], "must end in .mp4"),
+    (["--output", "no/such/dir/x.mp4"], "does not exist"),
+    (["--guidance-scale", "3", "--model", "ltx-distilled"], "guidance-distilled"),
+    (["--steps", "4", "--preset", "fast", "--model", "COND"], "distilled timestep schedule"),
+    (["--upsampler", "x/y", "--preset", "quality"], "only used by --preset fast"),
+    (["--width", "97"], "must be even"),
+    (["--model", "org/not-cached"], "not in the Hugging Face cache"),
+    (["--num-frames", "300"], "at most"),
+])
+def test_bad_input_gives_one_error_line_and_exit_2(models, image, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    options = {"--image": image, "--prompt": "p", "--model": models["i2v"], "--num-frames": 9, "--width": 96,
+               "--height": 64}
+    options.update(dict(zip(extra[::2], extra[1::2])))
+    options["--model"] = models["cond"] if options["--model"] == "COND" else options["--model"]
+    argv = [x for pair in options.items() for x in pair]
+    rc, cap = run(argv, capsys)
+    lines = cap.err.strip().splitlines()
+    assert rc == 2 and lines[-1].startswith("error:") and message in lines[-1], cap.err
+    assert "Traceback" not in cap.err and not list(tmp_path.glob("*.mp4"))
+
+
+def test_unreadable_image_and_pickle_weights_are_refused(models, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    rc, cap = run(["--image", bad, "--prompt", "p", "--model", models["i2v"]], capsys)
+    assert rc == 2 and "not a readable image" in cap.err
+    import shutil
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(models["i2v"], pickled)
+    for f in (pickled / "transformer").glob("*.safetensors"):
+        f.rename(f.with_name("diffusion_pytorch_model.bin"))
+    rc, cap = run(["--image", make_image(tmp_path / "ok.png"), "--prompt", "p", "--model", pickled,
+                   "-o", tmp_path / "o.mp4"] + SMALL, capsys)
+    assert rc == 2 and "safetensors only" in cap.err
+
+
+def test_existing_output_is_kept_without_overwrite_and_replaced_with_it(models, image, tmp_path, capsys):
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"precious")
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    assert rc == 2 and "--overwrite" in cap.err and out.read_bytes() == b"precious"
+    rc, _ = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out, "--overwrite"] + SMALL)
+    assert rc == 0 and probe(out)["size"] == (96, 64)
+
+
+def test_ctrl_c_exits_130_and_leaves_no_file(models, image, tmp_path, monkeypatch, capsys):
+    def interrupted(self, frames):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gv.VideoWriter, "write", interrupted)
+    out = tmp_path / "int.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    assert rc == 130 and not out.exists() and not out.with_suffix(".json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_nan_latents_stop_with_a_fix_and_write_nothing(models, image, tmp_path, monkeypatch, capsys):
+    from diffusers import LTXVideoTransformer3DModel
+
+    real = LTXVideoTransformer3DModel.forward
+
+    def nan_forward(self, *a, **k):
+        out = real(self, *a, **k)
+        out[0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(LTXVideoTransformer3DModel, "forward", nan_forward)
+    out = tmp_path / "nan.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    assert rc == 1 and "NaN/inf latents" in cap.err and not out.exists()
+
+
+def test_flat_colour_video_is_detected_and_not_written(models, image, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gv, "to_uint8", lambda video: np.zeros((video.shape[1], video.shape[2], video.shape[3], 3),
+                                                             np.uint8))
+    out = tmp_path / "black.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    assert rc == 1 and "flat colour" in cap.err and not out.exists()
+
+
+def test_quiet_prints_only_the_final_line(models, image, tmp_path, capsys):
+    out = tmp_path / "q.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out, "-q"] + SMALL, capsys)
+    assert rc == 0 and cap.err == "" and cap.out.count("\n") == 1 and cap.out.startswith("wrote ")
+
+
+def test_random_seed_is_recorded_and_reproduces(models, image, tmp_path):
+    out = tmp_path / "r.mp4"
+    assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out, "-q"] + SMALL[:-2])[0] == 0
+    seed = json.loads(out.with_suffix(".json").read_text())["seed"]
+    again = tmp_path / "r2.mp4"
+    assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", again, "-q", "--seed", seed]
+               + SMALL[:-2])[0] == 0
+    assert np.array_equal(np.stack(probe(out)["frames"]), np.stack(probe(again)["frames"]))
+
+
+def test_batch_runs_good_jobs_skips_bad_ones_loads_once_and_resumes(models, tmp_path, monkeypatch, capsys):
+    a, b = make_image(tmp_path / "a.png"), make_image(tmp_path / "b.png", 120, 90)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join([
+        json.dumps({"image": "a.png", "prompt": "waves", "seed": 1}),
+        json.dumps({"image": "missing.png", "prompt": "x"}),
+        json.dumps({"image": "b.png", "prompt": "a cat", "seed": 2, "num_frames": 17}),
+        json.dumps({"image": "a.png", "colour": "red"}),
+        "not json",
+    ]) + "\n")
+    loads = []
+    real_load = gv.load_pipeline
+    monkeypatch.setattr(gv, "load_pipeline", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    out_dir = tmp_path / "videos"
+    out_dir.mkdir()
+    argv = ["--jobs", jobs, "--output-dir", out_dir, "--model", models["i2v"], "--width", 96, "--height", 64,
+            "--num-frames", 9, "--steps", 2]
+    rc, cap = run(argv, capsys)
+    assert rc == 2 and len(loads) == 1  # bad jobs reported (exit 2), good ones done, one model load
+    assert "2 done, 0 resumed, 3 skipped, 0 failed" in cap.err
+    assert "missing.png: no such file" in cap.err and "unknown key(s) colour" in cap.err
+    assert len(probe(out_dir / "a.mp4")["frames"]) == 9 and len(probe(out_dir / "b.mp4")["frames"]) == 17
+    mtime = (out_dir / "a.mp4").stat().st_mtime_ns
+    rc, cap = run(argv, capsys)  # re-run: everything already done, nothing loaded or rewritten
+    assert "0 done, 2 resumed, 3 skipped" in cap.err and len(loads) == 1
+    assert (out_dir / "a.mp4").stat().st_mtime_ns == mtime
+
+
+def test_batch_interrupted_then_resumed_runs_each_job_once(models, tmp_path, monkeypatch, capsys):
+    for name in ("x", "y"):
+        make_image(tmp_path / f"{name}.png")
+    calls = []
+    real_write = gv.write_video
+
+    def write_then_maybe_stop(frames, job):
+        calls.append(job.output.name)
+        if job.output.name == "y.mp4" and calls.count("y.mp4") == 1:
+            raise KeyboardInterrupt
+        return real_write(frames, job)
+
+    monkeypatch.setattr(gv, "write_video", write_then_maybe_stop)
+    argv = ["--image", tmp_path / "x.png", "--image", tmp_path / "y.png", "--prompt", "waves", "--output-dir",
+            tmp_path, "--model", models["i2v"], "--seed", 1] + SMALL[:6]
+    rc, _ = run(argv, capsys)
+    assert rc == 130 and (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
+    assert not list(tmp_path.glob(".*partial*"))
+    rc, cap = run(argv, capsys)
+    assert rc == 0 and "1 done, 1 resumed" in cap.err
+    assert calls == ["x.mp4", "y.mp4", "y.mp4"]
+
+
+def test_check_reports_and_runs_the_tiny_pipeline(capsys):
+    rc, cap = run(["--check", "--device", "cpu"], capsys)
+    assert "tiny LTX pipeline ran end to end on cpu" in cap.out
+    assert "ffmpeg (imageio-ffmpeg) encodes H.264 yuv420p" in cap.out
+    assert rc == (0 if "FAIL" not in cap.out else 1)
