@@ -83,10 +83,13 @@ class ModelSpec:
     steps: int = 50
     guidance: float = 3.0
     fps: int = DEFAULT_FPS
-    frame_step: int = 8  # valid frame counts are frame_step * k + 1
+    # Valid frame counts are frame_step * k + 1. CogVideoX too: its VAE decodes latents in pairs and
+    # returns 4k+1 frames only for an odd latent count, i.e. 8k+1 frames (49, 81, 161).
+    frame_step: int = 8
     max_frames: int = 257
     size_multiple: int = 32
     native_size: tuple[int, int] | None = None  # (w, h) a model with learned positions needs
+    default_resolution: str = DEFAULT_RESOLUTION
     decode_timestep: float | None = None  # timestep-conditioned VAEs (LTX 0.9.1+)
     decode_noise_scale: float | None = None
     stage1_timesteps: tuple[int, ...] | None = None  # distilled schedules
@@ -138,7 +141,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "cogvideox", "CogVideoXImageToVideoPipeline",
-            steps=50, guidance=6.0, fps=8, frame_step=4, max_frames=49, size_multiple=16,
+            steps=50, guidance=6.0, fps=8, frame_step=8, max_frames=49, size_multiple=16,
             native_size=(720, 480),
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
             note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
@@ -146,7 +149,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "cogvideox1.5", "THUDM/CogVideoX1.5-5B-I2V", "cogvideox",
             "CogVideoXImageToVideoPipeline",
-            steps=50, guidance=6.0, fps=16, frame_step=4, max_frames=161, size_multiple=16,
+            steps=50, guidance=6.0, fps=16, frame_step=8, max_frames=161, size_multiple=16,
+            default_resolution="720p",
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
             note="CogVideoX 1.5 5B I2V: sizes in multiples of 16, 81 or 161 frames at 16 fps",
         ),
@@ -393,6 +397,23 @@ def spec_for_source(source: str, pipeline_class: str | None) -> ModelSpec:
                                upsampler=generic.upsampler, note="checkpoint not in the model table")
 
 
+def refine_spec(spec: ModelSpec, folder: Path | None) -> ModelSpec:
+    """CogVideoX rules read from the checkpoint's own configs: 1.0 (learned positions) only runs
+    at its sample size and frame count; 1.5 (temporal patches) at sizes in multiples of 16."""
+    if spec.family != "cogvideox" or folder is None:
+        return spec
+    try:
+        cfg = read_json(folder / "transformer" / "config.json")
+        scale = 2 ** (len(read_json(folder / "vae" / "config.json")["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError):
+        return spec
+    if cfg.get("use_learned_positional_embeddings"):
+        return dataclasses.replace(spec, native_size=(cfg["sample_width"] * scale, cfg["sample_height"] * scale),
+                                   max_frames=cfg.get("sample_frames", spec.max_frames), fps=8, size_multiple=scale)
+    return dataclasses.replace(spec, native_size=None, size_multiple=scale * cfg.get("patch_size", 2),
+                               fps=16 if cfg.get("patch_size_t") else 8)
+
+
 def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
     """(source, spec) for --model; cheap: reads at most one JSON file."""
     if name in MODELS:
@@ -453,8 +474,8 @@ def plan_size(image_size: tuple[int, int], request: Request, spec: ModelSpec) ->
     if request.height:
         return even(request.height * iw / ih), request.height
     if request.resolution is None and spec.native_size:
-        return spec.native_size if iw >= ih else spec.native_size[::-1]
-    short = RESOLUTIONS[request.resolution or DEFAULT_RESOLUTION]
+        return spec.native_size  # learned positions: landscape at this exact size only
+    short = RESOLUTIONS[request.resolution or spec.default_resolution]
     if iw >= ih:
         return even(short * iw / ih), short
     return short, even(short * ih / iw)
@@ -463,8 +484,7 @@ def plan_size(image_size: tuple[int, int], request: Request, spec: ModelSpec) ->
 def plan_generation_size(width: int, height: int, spec: ModelSpec) -> tuple[int, int]:
     """Smallest size the model accepts that covers the output (cropped back afterwards)."""
     if spec.native_size:
-        nw, nh = spec.native_size if width >= height else spec.native_size[::-1]
-        return nw, nh
+        return spec.native_size
     return round_up(width, spec.size_multiple), round_up(height, spec.size_multiple)
 
 
@@ -593,6 +613,7 @@ def plan_job(request: Request, log: Log) -> Job:
     probe_spec = MODELS[DEFAULT_MODEL_FAST]
     if request.model:
         source, spec = resolve_model_name(request.model)
+        spec = refine_spec(spec, Path(source) if Path(source).is_dir() else None)
     else:
         source, spec = None, probe_spec
     width, height = plan_size(image_size, request, spec)
@@ -627,6 +648,9 @@ def plan_job(request: Request, log: Log) -> Job:
             raise UsageError(f"size {width}x{height} is larger than {MAX_SIDE} px; lower --resolution")
 
     fps = request.fps or spec.fps
+    if spec.family == "cogvideox" and request.fps and request.fps != spec.fps:
+        log.warn(f"CogVideoX has no frame-rate input: it moves as if at {spec.fps} fps; --fps {request.fps} "
+                 "only changes playback speed")
     frames, notice = plan_frames(request, fps, spec)
     if notice:
         log.info(f"note: {notice}")
@@ -678,6 +702,7 @@ class ModelDims:
     spatial: int  # VAE compression
     temporal: int
     patch: int  # transformer patch (tokens per latent pixel side)
+    framewise_builtin: bool = False  # the VAE always decodes a few latent frames at a time
 
 
 def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
@@ -702,7 +727,8 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
             if spec.family == "ltx":
                 spatial = cfg.get("patch_size", 4) * 2 ** sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
                 temporal = cfg.get("patch_size_t", 1) * 2 ** sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
-    return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch)
+    return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch,
+                     framewise_builtin=spec.family == "cogvideox")
 
 
 def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
@@ -718,7 +744,7 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
     attention = (1 if chunk else batch) * dims.heads * rows * tokens * (SCORE_BYTES if chunk else elem)
     activations = batch * tokens * dims.hidden * ACTIVATION_FACTOR * elem / 4
     tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
-    tile_frames = 17 if temporal_tiling else job.num_frames
+    tile_frames = 17 if temporal_tiling or dims.framewise_builtin else job.num_frames
     decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
     decode = 3 * decode_array + 3 * tile_frames * th * tw * 4  # live activations + float frames out
     if temporal_tiling or spatial_tiling:
@@ -775,6 +801,8 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
     above_720p = min(job.width, job.height) > 720
     spatial_opts = {"on": [True], "off": [False]}.get(request.vae_tiling, [above_720p, True])
     temporal_opts = {"on": [True], "off": [False]}.get(request.vae_tiling, [False, True])
+    if dims.framewise_builtin:  # CogVideoX's VAE decodes 2 latent frames at a time, always
+        temporal_opts = [False]
     if device == "cpu":
         offload_opts = ["none"]
     elif request.offload != "auto":
@@ -1128,7 +1156,8 @@ def make_chunked_processors(rows: int):
             hidden_states = chunked_attention(query, key, value, attention_mask, self.chunk_rows)
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
             hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-            return hidden_states.split([text_len, hidden_states.size(1) - text_len], dim=1)
+            encoder_out, video_out = hidden_states.split([text_len, hidden_states.size(1) - text_len], dim=1)
+            return video_out, encoder_out
 
     return ChunkedLTXAttnProcessor, ChunkedCogVideoXAttnProcessor
 
@@ -1148,8 +1177,6 @@ def apply_savings(pipe, plan: MemoryPlan) -> None:
         vae.use_tiling = False
     if hasattr(vae, "use_framewise_decoding"):
         vae.use_framewise_decoding = plan.vae_temporal_tiling
-    elif hasattr(vae, "use_slicing"):
-        vae.use_slicing = plan.vae_temporal_tiling
 
 
 def _stock_processor(pipe):
@@ -1398,8 +1425,9 @@ def decode_tiles(pipe, latents, job: Job, generator, device: str, dtype) -> Iter
 
     vae = pipe.vae
     if type(pipe).__name__.startswith("CogVideoX"):
+        padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
         with torch.inference_mode():
-            frames = pipe.decode_latents(latents.to(device))
+            frames = pipe.decode_latents(latents[:, padding:].to(device))
         for f in range(frames.shape[2]):
             yield frames[0, :, f:f + 1]
         return
@@ -1736,9 +1764,9 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
         attention_budget = float(job.request.attention_slicing) * 2**30
     plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
                        job.request)
-    if job.spec.family == "cogvideox" and plan.vae_temporal_tiling and job.request.vae_tiling == "on":
-        log.info("note: CogVideoX's VAE already decodes a few frames at a time; "
-                 "--vae-tiling on adds spatial tiling only")
+    if job.spec.family == "cogvideox" and job.request.vae_tiling == "on":
+        log.warn("CogVideoX's VAE always decodes 2 latent frames at a time; --vae-tiling on adds spatial tiles only")
+        plan = dataclasses.replace(plan, vae_temporal_tiling=False)
     return plan
 
 
@@ -2030,6 +2058,29 @@ def tiny_ltx_pipeline(pipeline_class: str = "LTXImageToVideoPipeline", timestep_
                transformer=transformer.eval())
 
 
+def tiny_cogvideox_pipeline(version: str = "1.0"):
+    """CogVideoX image-to-video in miniature: 1.0 has learned positions (fixed 96x64, 9 frames),
+    1.5 has temporal patches (any size in multiples of 16). Real 8x/4x VAE compression."""
+    import diffusers
+    import torch
+
+    torch.manual_seed(0)
+    learned = version == "1.0"
+    transformer = diffusers.CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=2,
+        text_embed_dim=32, num_layers=1, sample_width=12 if learned else 40, sample_height=8 if learned else 40,
+        sample_frames=9, patch_size=2,
+        patch_size_t=None if learned else 2, temporal_compression_ratio=4, max_text_seq_length=226,
+        use_rotary_positional_embeddings=True, use_learned_positional_embeddings=learned)
+    vae = diffusers.AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
+    return diffusers.CogVideoXImageToVideoPipeline(
+        tokenizer=tiny_tokenizer(), text_encoder=tiny_text_encoder(), vae=vae.eval(), transformer=transformer.eval(),
+        scheduler=diffusers.CogVideoXDDIMScheduler())
+
+
 def tiny_latent_upsampler():
     import torch
     from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
@@ -2267,7 +2318,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
                    help=f"length in seconds (default: {DEFAULT_DURATION_S:g})")
     v.add_argument("--num-frames", type=positive_int, default=None, metavar="N",
-                   help="frame count instead of --duration; rounded up to 8k+1 (LTX) or 4k+1 (CogVideoX)")
+                   help="frame count instead of --duration; rounded up to 8k+1 (what the VAEs decode exactly)")
     v.add_argument("--fps", type=positive_int, default=None,
                    help=f"frames per second of the MP4, also given to LTX as frame_rate "
                         f"(default: {DEFAULT_FPS}; CogVideoX: its native 8 or 16)")

@@ -42,7 +42,9 @@ def models(tmp_path_factory):
     cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
     cond.save_pretrained(root / "cond")
     LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(root / "up")
-    for name in ("i2v", "i2v_plain", "cond", "up"):
+    gv.tiny_cogvideox_pipeline("1.0").save_pretrained(root / "cog")
+    gv.tiny_cogvideox_pipeline("1.5").save_pretrained(root / "cog15")
+    for name in ("i2v", "i2v_plain", "cond", "up", "cog", "cog15"):
         out[name] = root / name
     return out
 

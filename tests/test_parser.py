@@ -59,11 +59,12 @@ def test_help_and_usage_errors_do_not_import_torch():
 @pytest.mark.parametrize("image_size, resolution, expected", [
     ((1920, 1080), "1080p", (1920, 1080)), ((1080, 1920), "1080p", (1080, 1920)),
     ((1600, 900), "720p", (1280, 720)), ((800, 600), "720p", (960, 720)), ((640, 640), "480p", (480, 480)),
-    ((1000, 750), None, (1440, 1080)),
+    ((1000, 750), None, (1440, 1080)), ((1000, 750), "CV", (720, 480)),
 ])
 def test_plan_size_from_resolution_keeps_image_aspect(image_size, resolution, expected):
-    req = gv.Request(image=Path("x"), prompt="p", output=None, resolution=resolution)
-    assert gv.plan_size(image_size, req, gv.MODELS["ltx"]) == expected
+    spec = gv.MODELS["cogvideox" if resolution == "CV" else "ltx"]  # CV: CogVideoX 1.0's only size
+    req = gv.Request(image=Path("x"), prompt="p", output=None, resolution=None if resolution == "CV" else resolution)
+    assert gv.plan_size(image_size, req, spec) == expected
 
 
 def test_plan_size_exact_width_and_height():
@@ -81,7 +82,7 @@ def test_generation_size_is_smallest_multiple_of_32_covering(size, gen):
 
 @pytest.mark.parametrize("duration, num_frames, fps, alias, expected, noticed", [
     (5, None, 24, "ltx", 121, False), (None, 100, 24, "ltx", 105, True), (1, None, 24, "ltx", 25, False),
-    (2, None, 30, "ltx", 65, True), (5, None, 8, "cogvideox", 41, False), (None, 46, 8, "cogvideox", 49, True),
+    (2, None, 30, "ltx", 65, True), (5, None, 8, "cogvideox", 41, False), (None, 45, 8, "cogvideox", 49, True),
 ])
 def test_frame_counts_round_up_to_model_rule(duration, num_frames, fps, alias, expected, noticed):
     req = gv.Request(image=Path("x"), prompt="p", output=None, duration=duration, num_frames=num_frames)
