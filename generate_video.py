@@ -926,7 +926,8 @@ def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline()))
+        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline(),
+                                        cache_dir=hub_cache_dir()))
     except LocalEntryNotFoundError:
         raise RunError(f"{repo} is not in the Hugging Face cache ({hub_cache_dir()}) and the Hub is "
                        "unreachable or HF_HUB_OFFLINE=1; run once online (unset HF_HUB_OFFLINE) to "
@@ -940,7 +941,7 @@ def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
 def hub_cached(repo: str, filename: str = "model_index.json") -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo, filename), str)
+    return isinstance(try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir()), str)
 
 
 def check_model_available(job: Job) -> None:

@@ -1,0 +1,86 @@
+"""The default (Hub) path, offline: a fake Hugging Face cache laid out like the real repos, holding
+tiny weights. Exercises snapshot resolution, the single-file transformer (original key names,
+converted by diffusers' from_single_file), the companion VAE/T5 repo and the upscaler repo."""
+
+import json
+import shutil
+
+import pytest
+from safetensors.torch import save_file
+
+from conftest import gv, make_image, probe
+
+TO_ORIGINAL = {"proj_in": "patchify_proj", "time_embed": "adaln_single", "norm_q": "q_norm", "norm_k": "k_norm"}
+
+
+def add_snapshot(cache, repo, files_from=None, commit="0" * 39):
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    commit = (commit + "1")[-40:]
+    snap = repo_dir / "snapshots" / commit
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    snap.mkdir(parents=True, exist_ok=True)
+    return snap
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    from diffusers import LTXLatentUpsamplePipeline
+
+    cache = tmp_path / "hub"
+    spec = gv.MODELS["ltx-distilled"]
+    pipe = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+    components = add_snapshot(cache, spec.repo)
+    pipe.save_pretrained(components)
+    shutil.rmtree(components / "transformer")  # the real repo's 13B transformer is never fetched
+    file_name, file_repo = spec.single_file.split("@")
+    original = {"model.diffusion_model." + _rename(k): v.contiguous() for k, v in pipe.transformer.state_dict().items()}
+    save_file(original, add_snapshot(cache, file_repo) / file_name)
+    config_dir = add_snapshot(cache, spec.config_repo) / "transformer"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(json.dumps(dict(pipe.transformer.config)))
+    LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(
+        add_snapshot(cache, spec.upsampler))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache, pipe
+
+
+def _rename(key):
+    for new, old in TO_ORIGINAL.items():
+        key = key.replace(new, old)
+    return key
+
+
+def test_default_1080p_run_uses_the_fast_single_file_path(fake_hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    make_image(tmp_path / "sunset.png", 1600, 900)
+    rc = gv.main(["--image", "sunset.png", "--prompt", "a boat drifts at sunset", "--duration", "1", "--seed", "4"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    info = probe(tmp_path / "sunset.mp4")
+    assert info["size"] == (1920, 1080) and len(info["frames"]) == 25 and info["fps"] == 24
+    side = json.loads((tmp_path / "sunset.json").read_text())
+    assert side["model"] == "ltx-distilled" and side["preset"] == "fast"
+    assert side["upsampler"] == gv.MODELS["ltx-distilled"].upsampler
+    assert "Lightricks/LTX-Video@" in side["model_revision"]
+
+
+def test_single_file_transformer_loads_to_the_same_weights(fake_hub, tmp_path):
+    import torch
+
+    cache, pipe = fake_hub
+    req = gv.Request(image=make_image(tmp_path / "a.png"), prompt="p", output=tmp_path / "a.mp4", resolution="1080p")
+    job = gv.plan_job(req, gv.Log(0))
+    loaded, upsampler = gv.load_pipeline(gv.fetch_weights(job, gv.Log(0)), torch.float32, gv.Log(0))
+    assert upsampler is not None and type(loaded).__name__ == "LTXConditionPipeline"
+    ours, theirs = loaded.transformer.state_dict(), pipe.transformer.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_offline_without_the_upscaler_in_cache_is_a_usage_error(fake_hub, tmp_path, capsys):
+    cache, _ = fake_hub
+    shutil.rmtree(cache / ("models--" + gv.MODELS["ltx-distilled"].upsampler.replace("/", "--")))
+    rc = gv.main(["--image", str(make_image(tmp_path / "a.png")), "--prompt", "p", "-o", str(tmp_path / "a.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "ltxv-spatial-upscaler-0.9.7 is not in the Hugging Face cache" in err
