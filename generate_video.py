@@ -1284,6 +1284,7 @@ class RunStats:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     device_peak_bytes: int = 0
     stage_shapes: dict[str, list[int]] = field(default_factory=dict)
+    cpu_fallback_ops: list[str] = field(default_factory=list)
 
     def add(self, name: str, seconds: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
@@ -1316,6 +1317,28 @@ def _step_callback(stats: RunStats, device: str, stage: str):
         return {}
 
     return callback
+
+
+@contextlib.contextmanager
+def record_cpu_fallbacks(log: Log):
+    """Collect the operators MPS ran on the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1 warns once per
+    op): they work, but slowly, and a user should know where the time went."""
+    import warnings
+
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield found
+        finally:
+            for w in caught:
+                text = str(w.message)
+                if "fall back to run on the CPU" in text:
+                    match = re.search(r"operator '([^']+)'", text)
+                    found.append(match.group(1) if match else text[:80])
+            found[:] = sorted(set(found))
+            if found:
+                log.warn(f"ran on the CPU (no MPS kernel, slower): {', '.join(found)}")
 
 
 class NonFiniteError(RuntimeError):
@@ -1682,6 +1705,7 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "decode_noise_scale": job.spec.decode_noise_scale,
         "device": device,
         "dtype": dtype_name,
+        "cpu_fallback_ops": stats.cpu_fallback_ops,
         "memory_plan": {
             "budget_gib": round(gib(plan.budget_bytes), 2), "estimated_peak_gib": plan.peak_gib,
             "attention_chunk_rows": plan.attention_chunk, "vae_spatial_tiling": plan.vae_spatial_tiling,
@@ -1805,7 +1829,9 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
             cfg = job.guidance_scale > 1.0
             frames = generate(pipe, upsampler, job, embeds[(job.request.prompt, job.negative_prompt, cfg)],
                               device, dtype, stats, log)
-            writer = write_video(frames, job)
+            with record_cpu_fallbacks(log) as fallbacks:
+                writer = write_video(frames, job)
+            stats.cpu_fallback_ops = fallbacks
             stats.add("write", writer.seconds)
             wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
             data = sidecar_data(job, plan, weights, device, dtype_name, stats, wall)

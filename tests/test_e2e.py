@@ -267,3 +267,32 @@ def test_check_reports_and_runs_the_tiny_pipeline(capsys):
     assert "tiny LTX pipeline ran end to end on cpu" in cap.out
     assert "ffmpeg (imageio-ffmpeg) encodes H.264 yuv420p" in cap.out
     assert rc == (0 if "FAIL" not in cap.out else 1)
+
+
+def test_operators_that_fell_back_to_the_cpu_are_reported(models, image, tmp_path, monkeypatch, capsys):
+    import warnings
+
+    real = gv.to_uint8
+
+    def warn_like_mps(video):
+        warnings.warn("The operator 'aten::upsample_trilinear3d' is not currently supported on the MPS backend "
+                      "and will fall back to run on the CPU. This may have performance implications.", UserWarning)
+        return real(video)
+
+    monkeypatch.setattr(gv, "to_uint8", warn_like_mps)
+    out = tmp_path / "fb.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    assert rc == 0 and "ran on the CPU (no MPS kernel, slower): aten::upsample_trilinear3d" in cap.err
+    assert json.loads(out.with_suffix(".json").read_text())["cpu_fallback_ops"] == ["aten::upsample_trilinear3d"]
+
+
+def test_mps_fallback_env_is_set_before_torch_is_imported():
+    import os
+    import subprocess
+    import sys
+
+    code = "import generate_video, os, sys; print(os.environ.get('PYTORCH_ENABLE_MPS_FALLBACK'), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_ENABLE_MPS_FALLBACK"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=gv.__file__.rsplit("/", 1)[0], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "False"]
