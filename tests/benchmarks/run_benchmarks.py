@@ -1,0 +1,139 @@
+"""Benchmarks for the README (issue #3). Not unit tests: run by hand, prints a Markdown table.
+
+    python tests/benchmarks/run_benchmarks.py            # all, ~10 min on 2 CPU cores
+    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention
+
+Each compares generate_video.py with the direct diffusers way of doing the same job, in one run,
+as ratios. Peak memory is each child process's own ru_maxrss (os.wait4), so runs don't mix.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+PY = sys.executable
+
+
+def child(argv, env=None):
+    """(wall seconds, peak RSS GiB, returncode) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **(env or {})))
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 2):
+        raise RuntimeError(f"{argv[:3]} failed ({code}): {err[-2000:]}")
+    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024) / 2**30
+    return wall, rss, code
+
+
+def bench_cli(rows):
+    base = [child([PY, "-c", "import argparse"])[0] for _ in range(7)]
+    helps = [child([PY, "generate_video.py", "--help"])[0] for _ in range(7)]
+    errors = [child([PY, "generate_video.py", "--image", "x.png", "--prompt", "p", "--steps", "0"])[0] for _ in range(7)]
+    b = statistics.median(base)
+    rows.append(("`--help` vs `python -c 'import argparse'`", f"{statistics.median(helps):.3f} s vs {b:.3f} s",
+                 f"{statistics.median(helps) / b:.2f}x", "<= 2x"))
+    rows.append(("argument error vs bare argparse", f"{statistics.median(errors):.3f} s vs {b:.3f} s",
+                 f"{statistics.median(errors) / b:.2f}x", "<= 2x"))
+
+
+def tiny_model(tmp):
+    import generate_video as gv
+
+    folder = Path(tmp) / "tiny_i2v"
+    gv.tiny_ltx_pipeline("LTXImageToVideoPipeline").save_pretrained(folder)
+    from conftest import make_image
+
+    image = make_image(Path(tmp) / "in.png", 1920, 1080)
+    return folder, image
+
+
+def compare(tmp, folder, image, width, height, frames, steps, guidance, repeats):
+    script, direct = [], []
+    for i in range(repeats):
+        out = Path(tmp) / f"s{i}.mp4"
+        script.append(child([PY, "generate_video.py", "--image", str(image), "--prompt", "a boat drifts at sunset",
+                             "--model", str(folder), "--width", str(width), "--height", str(height), "--num-frames",
+                             str(frames), "--steps", str(steps), "--guidance-scale", str(guidance), "--seed", "0",
+                             "--overwrite", "-q", "-o", str(out)]))
+        direct.append(child([PY, "tests/benchmarks/direct_diffusers.py", str(folder), str(image),
+                             str(Path(tmp) / f"d{i}.mp4"), str(width), str(height), str(frames), str(steps),
+                             str(guidance)]))
+    return script, direct
+
+
+def bench_run(rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, image = tiny_model(tmp)
+        script, direct = compare(tmp, folder, image, 768, 512, 49, 8, 3.0, 5)
+    s, d = statistics.median(w for w, _, _ in script), statistics.median(w for w, _, _ in direct)
+    rows.append(("whole run, 768x512 x 49 frames, 8 steps, CFG (median of 5)", f"{s:.2f} s vs {d:.2f} s",
+                 f"{s / d:.2f}x", "<= 1.05x"))
+
+
+def bench_rss(rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, image = tiny_model(tmp)
+        script, direct = compare(tmp, folder, image, 1920, 1080, 121, 1, 1.0, 1)
+    s, d = script[0][1], direct[0][1]
+    rows.append(("peak RSS, 1920x1080 x 121 frames, 1 step", f"{s:.2f} GiB vs {d:.2f} GiB", f"{s / d:.2f}x", "<= 0.5x"))
+
+
+ATTENTION_CHILD = """
+import sys, time, torch
+sys.path.insert(0, {root!r})
+import generate_video as gv
+tokens, mode = int(sys.argv[1]), sys.argv[2]
+torch.manual_seed(0)
+q, k, v = (torch.randn(1, 32, tokens, 64) for _ in range(3))
+rows = gv.attention_chunk_rows(tokens, 32, 2**30)
+def run():
+    if mode == "math":
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return gv.chunked_attention(q, k, v, None, rows)
+run()
+t0 = time.perf_counter(); run(); print(time.perf_counter() - t0, rows)
+"""
+
+
+def bench_attention(rows):
+    code = ATTENTION_CHILD.format(root=str(ROOT))
+    for tokens in (8160,):
+        results = {}
+        for mode in ("math", "chunked"):
+            out = subprocess.run([PY, "-c", code, str(tokens), mode], capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(out.stderr[-2000:])
+            seconds, chunk = out.stdout.split()
+            wall, rss, _ = child([PY, "-c", code, str(tokens), mode])
+            results[mode] = (float(seconds), rss, chunk)
+        (mt, mr, _), (ct, cr, chunk) = results["math"], results["chunked"]
+        rows.append((f"attention 32 heads x 64, {tokens:,} tokens, fp32 CPU: peak RSS (chunk {chunk} rows)",
+                     f"{cr:.2f} GiB vs {mr:.2f} GiB", f"{cr / mr:.3f}x", "<= 1/8 (0.125x)"))
+        rows.append((f"attention {tokens:,} tokens: time per call", f"{ct:.2f} s vs {mt:.2f} s", f"{ct / mt:.2f}x",
+                     "<= 1.15x"))
+
+
+def main():
+    which = sys.argv[1:] or ["cli", "run", "rss", "attention"]
+    rows = []
+    for name in which:
+        globals()[f"bench_{name}"](rows)
+    print("| benchmark | generate_video.py vs direct | ratio | goal |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
