@@ -542,7 +542,7 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
                   steps * transformer_tflop(gen_w, gen_h, frames, spec, cfg)),)
 
 
-def choose_preset(request: Request, spec_default_fast: ModelSpec, width: int, height: int) -> str:
+def choose_preset(request: Request, width: int, height: int) -> str:
     if request.preset != "auto":
         return request.preset
     return "fast" if min(width, height) > FAST_PRESET_ABOVE else "quality"
@@ -617,7 +617,7 @@ def plan_job(request: Request, log: Log) -> Job:
     else:
         source, spec = None, probe_spec
     width, height = plan_size(image_size, request, spec)
-    preset = choose_preset(request, probe_spec, width, height)
+    preset = choose_preset(request, width, height)
     if request.model is None:
         spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
         source = spec.repo
@@ -977,6 +977,11 @@ def fetch_weights(job: Job, log: Log) -> Weights:
             patterns = ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "vae/*"]
         folder, revision = _snapshot(source, patterns)
     pipeline_class = model_family_from_folder(folder)
+    if pipeline_class != spec.pipeline and not (spec.pipeline == "LTXImageToVideoPipeline" and
+                                                pipeline_class == "LTXConditionPipeline"):
+        # An unknown Hub repo was planned as stock LTX before its model_index.json was cached.
+        raise RunError(f"{source} turned out to be a {pipeline_class} checkpoint; it is cached now, "
+                       "so run the same command again to plan for it")
     transformer_file = transformer_config = None
     if single:
         name, repo = spec.single_file.split("@")
@@ -1439,21 +1444,20 @@ def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log
     return out
 
 
-def decode_tiles(pipe, latents, job: Job, generator, device: str, dtype) -> Iterator:
-    """Decoded video, a few frames at a time, as float tensors [C, f, H, W] in [-1, 1].
+def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Iterator:
+    """The decoded video as uint8 [f, H, W, 3] chunks at generation size, in order.
 
-    LTX: the same arithmetic as diffusers' decode (decode noise, temporal tiles of 16 frames
-    with 8 blended), but each finished tile is handed on at once instead of concatenating the
-    whole clip: the float copy of the full video never exists."""
+    LTX: the same arithmetic as diffusers' decode (decode noise, spatial tiles of 512 px with
+    64 px blended, temporal tiles of 16 frames with 8 blended) but each finished piece becomes
+    uint8 at once instead of concatenating a float copy of the whole clip."""
     import torch
 
     vae = pipe.vae
     if type(pipe).__name__.startswith("CogVideoX"):
         padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
         with torch.inference_mode():
-            frames = pipe.decode_latents(latents[:, padding:].to(device))
-        for f in range(frames.shape[2]):
-            yield frames[0, :, f:f + 1]
+            video = pipe.decode_latents(latents[:, padding:].to(device))[0]
+        yield from (to_uint8(video[:, f:f + FRAME_CHUNK]) for f in range(0, video.shape[1], FRAME_CHUNK))
         return
     with torch.inference_mode():
         z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
@@ -1472,17 +1476,19 @@ def decode_tiles(pipe, latents, job: Job, generator, device: str, dtype) -> Iter
         total = (z.shape[2] - 1) * vae.temporal_compression_ratio + 1
         min_lat = vae.tile_sample_min_num_frames // vae.temporal_compression_ratio
         if not (vae.use_framewise_decoding and z.shape[2] > min_lat):
-            yield vae.decode(z, temb, return_dict=False)[0][0]
+            if spatially_tiled(vae, z):
+                yield from tiled_decode_uint8(vae, z, temb)
+            else:
+                video = vae.decoder(z, temb)[0]
+                yield from (to_uint8(video[:, f:f + FRAME_CHUNK]) for f in range(0, video.shape[1], FRAME_CHUNK))
             return
         stride_lat = vae.tile_sample_stride_num_frames // vae.temporal_compression_ratio
         stride = vae.tile_sample_stride_num_frames
         blend = vae.tile_sample_min_num_frames - vae.tile_sample_stride_num_frames
-        min_h = vae.tile_sample_min_height // vae.spatial_compression_ratio
-        min_w = vae.tile_sample_min_width // vae.spatial_compression_ratio
         previous, emitted = None, 0
         for i in range(0, z.shape[2], stride_lat):
             tile = z[:, :, i:i + min_lat + 1]
-            if vae.use_tiling and (tile.shape[-1] > min_w or tile.shape[-2] > min_h):
+            if spatially_tiled(vae, tile):
                 decoded = vae.tiled_decode(tile, temb, return_dict=True).sample
             else:
                 decoded = vae.decoder(tile, temb)
@@ -1494,8 +1500,56 @@ def decode_tiles(pipe, latents, job: Job, generator, device: str, dtype) -> Iter
             out = out[:, :, :total - emitted]
             emitted += out.shape[2]
             if out.shape[2]:
-                yield out[0]
+                yield to_uint8(out[0])
             previous = decoded
+
+
+FRAME_CHUNK = 8  # frames converted to uint8 at a time: bounds the float temporaries
+
+
+def spatially_tiled(vae, z) -> bool:
+    return vae.use_tiling and (z.shape[-1] > vae.tile_sample_min_width // vae.spatial_compression_ratio
+                               or z.shape[-2] > vae.tile_sample_min_height // vae.spatial_compression_ratio)
+
+
+def tiled_decode_uint8(vae, z, temb) -> Iterator:
+    """diffusers' AutoencoderKLLTXVideo.tiled_decode, streamed: tiles are decoded and blended in
+    the same order with the same arithmetic, but only the current tile and the blend edges of
+    its upper and left neighbours stay in float; finished regions go straight to uint8."""
+    import numpy as np
+
+    ratio = vae.spatial_compression_ratio
+    height, width = z.shape[-2:]
+    min_h, min_w = vae.tile_sample_min_height // ratio, vae.tile_sample_min_width // ratio
+    step_h, step_w = vae.tile_sample_stride_height // ratio, vae.tile_sample_stride_width // ratio
+    blend_h = vae.tile_sample_min_height - vae.tile_sample_stride_height
+    blend_w = vae.tile_sample_min_width - vae.tile_sample_stride_width
+    out_h, out_w = height * ratio, width * ratio
+    frames = None
+    above: dict[int, Any] = {}  # column -> bottom rows of the blended tile above
+    for row, i in enumerate(range(0, height, step_h)):
+        left = None  # right-hand columns of the blended tile to the left
+        below: dict[int, Any] = {}
+        for col, j in enumerate(range(0, width, step_w)):
+            tile = vae.decoder(z[:, :, :, i:i + min_h, j:j + min_w], temb)
+            if row > 0:
+                tile = vae.blend_v(above[col], tile, blend_h)
+            if col > 0:
+                tile = vae.blend_h(left, tile, blend_w)
+            if frames is None:
+                frames = np.empty((tile.shape[2], out_h, out_w, 3), np.uint8)
+            y, x = row * vae.tile_sample_stride_height, col * vae.tile_sample_stride_width
+            piece = tile[0, :, :, :vae.tile_sample_stride_height, :vae.tile_sample_stride_width]
+            piece = piece[:, :, :out_h - y, :out_w - x]
+            for f in range(0, piece.shape[1], FRAME_CHUNK):
+                frames[f:f + FRAME_CHUNK, y:y + piece.shape[2], x:x + piece.shape[3]] = to_uint8(
+                    piece[:, f:f + FRAME_CHUNK])
+            below[col] = tile[:, :, :, -blend_h:].clone()
+            left = tile[:, :, :, :, -blend_w:].clone()
+            del tile, piece
+        above = below
+    for f in range(0, frames.shape[0], FRAME_CHUNK):
+        yield frames[f:f + FRAME_CHUNK]
 
 
 def to_uint8(video):
@@ -1528,8 +1582,8 @@ def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats:
     latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
     log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
     t0 = time.perf_counter()
-    for tile in decode_tiles(pipe, latents, job, generator, device, dtype):
-        frames = fit_frames(to_uint8(tile), job.width, job.height)
+    for chunk in decode_frames(pipe, latents, job, generator, device, dtype):
+        frames = fit_frames(chunk, job.width, job.height)
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
         t1 = time.perf_counter()
         stats.add("decode", t1 - t0)
@@ -1787,6 +1841,8 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
     attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
     if job.request.attention_slicing not in TRISTATE and not job.request.attention_slicing.isdigit():
         attention_budget = float(job.request.attention_slicing) * 2**30
+    if device == "cpu" and job.request.offload not in ("auto", "none"):
+        log.warn(f"--offload {job.request.offload} has no effect on the CPU (the weights are already in RAM)")
     plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
                        job.request)
     if job.spec.family == "cogvideox" and job.request.vae_tiling == "on":
@@ -2250,44 +2306,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+def _number(kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], Any]:
+    """An argparse type: parse `kind`, then check it, with a message that says the rule."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return convert
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError("must be between 0 and 2**63-1")
-    return value
+positive_int = _number(int, lambda v: v > 0, "positive")
+positive_float = _number(float, lambda v: 0 < v < math.inf, "positive")
+non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "0 or more")
+seed_int = _number(int, lambda v: 0 <= v < 2**63, "between 0 and 2**63-1")
 
 
 def slicing_mode(text: str) -> str:

@@ -296,3 +296,18 @@ def test_mps_fallback_env_is_set_before_torch_is_imported():
     out = subprocess.run([sys.executable, "-c", code], cwd=gv.__file__.rsplit("/", 1)[0], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["1", "False"]
+
+
+def test_offload_on_cpu_is_warned_not_silently_dropped(models, image, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out, "--device", "cpu",
+                   "--offload", "model"] + SMALL, capsys)
+    assert rc == 0 and "--offload model has no effect on the CPU" in cap.err
+
+
+def test_mps_failure_advice_names_the_exact_cogvideox_command(image, tmp_path):
+    req = gv.Request(image=image, prompt='waves "crash"', output=tmp_path / "x.mp4", resolution="480p")
+    job = gv.plan_job(req, gv.Log(0))
+    advice = gv.mps_failure_advice(job, "mps", "bfloat16")
+    assert "--dtype float32" in advice
+    assert f'python generate_video.py --image {image} --prompt "waves \\"crash\\"" --model cogvideox' in advice

@@ -33,19 +33,27 @@ def test_chunked_processor_installed_on_ltx_matches_stock_output():
     assert torch.allclose(out, ref, atol=1e-5)
 
 
-def test_streamed_temporal_decode_equals_diffusers_framewise_decode():
+@pytest.mark.parametrize("spatial, temporal", [(False, True), (True, False), (True, True), (False, False)])
+def test_streamed_decode_equals_diffusers_decode(spatial, temporal):
+    """Whatever tiling is on, the streamed uint8 frames equal diffusers' own decode, bit for bit."""
+    import numpy as np
+
     pipe = gv.tiny_ltx_pipeline(timestep_conditioning=False)
     vae = pipe.vae
-    vae.use_framewise_decoding = True
-    z = torch.randn(1, 8, 6, 2, 3, generator=torch.Generator().manual_seed(2))  # 41 frames, 64x96
+    if spatial:  # small tiles so a 96x160 video is really tiled (diffusers' are 512 px)
+        vae.enable_tiling(tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32,
+                          tile_sample_stride_width=48)
+    vae.use_tiling = spatial
+    vae.use_framewise_decoding = temporal
+    z = torch.randn(1, 8, 6, 3, 5, generator=torch.Generator().manual_seed(2))  # 41 frames, 96x160
     with torch.no_grad():
-        ref = vae.decode(z, None, return_dict=False)[0][0]
-    job = type("J", (), {"spec": gv.MODELS["ltx-0.9.0"]})()
-    mean, std = vae.latents_mean, vae.latents_std
-    normalized = (z - mean.view(1, -1, 1, 1, 1)) * vae.config.scaling_factor / std.view(1, -1, 1, 1, 1)
-    tiles = list(gv.decode_tiles(pipe, normalized, job, None, "cpu", torch.float32))
-    assert len(tiles) > 1  # really streamed, tile by tile
-    assert torch.allclose(torch.cat(tiles, dim=1), ref, atol=1e-5)
+        ref = gv.to_uint8(vae.decode(z, None, return_dict=False)[0][0])
+    job = type("J", (), {"spec": gv.MODELS["ltx-0.9.0"], "num_frames": 41})()
+    assert not vae.latents_mean.any() and bool((vae.latents_std == 1).all())  # normalised == raw latents
+    chunks = list(gv.decode_frames(pipe, z, job, None, "cpu", torch.float32))
+    assert len(chunks) > 1 and all(c.dtype == np.uint8 for c in chunks)  # streamed, already uint8
+    ours = np.concatenate(chunks)
+    assert ours.shape == ref.shape == (41, 96, 160, 3) and np.array_equal(ours, ref)
 
 
 def _job(width, height, frames, guidance=3.0, alias="ltx"):
