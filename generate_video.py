@@ -200,10 +200,6 @@ class Log:
         if self.level >= LOG_NORMAL:
             print(msg, file=sys.stderr, flush=True)
 
-    def debug(self, msg: str) -> None:
-        if self.level >= LOG_VERBOSE:
-            print(msg, file=sys.stderr, flush=True)
-
     def warn(self, msg: str) -> None:
         if self.level >= LOG_NORMAL:
             print(f"warning: {msg}", file=sys.stderr, flush=True)
@@ -394,7 +390,7 @@ def spec_for_source(source: str, pipeline_class: str | None) -> ModelSpec:
         raise UsageError(f"unknown model {source!r}")
     generic = GENERIC_SPECS[pipeline_class]
     return dataclasses.replace(generic, alias=source, repo=source, single_file=None, config_repo=None,
-                               upsampler=generic.upsampler, note="checkpoint not in the model table")
+                               note="checkpoint not in the model table")
 
 
 def refine_spec(spec: ModelSpec, folder: Path | None) -> ModelSpec:
@@ -420,9 +416,8 @@ def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
         spec = MODELS[name]
         return spec.repo, spec
     path = Path(name).expanduser()
-    looks_local = path.is_absolute() or name.startswith(".") or os.sep in name and not re.fullmatch(
-        r"[\w.-]+/[\w.-]+", name
-    )
+    hub_like = re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None  # org/name
+    looks_local = path.is_absolute() or name.startswith((".", "~")) or (os.sep in name and not hub_like)
     if path.exists():
         if path.is_file():
             raise UsageError(f"--model {name}: give the folder that holds model_index.json, not a file")
@@ -430,7 +425,7 @@ def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
     if looks_local:
         raise UsageError(f"--model {name}: no such folder; check the path or use a Hub id such as "
                          f"{MODELS[DEFAULT_MODEL_QUALITY].repo}")
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+    if not hub_like:
         raise UsageError(f"--model {name!r} is neither a folder, a Hub id (org/name) nor one of: "
                          + ", ".join(MODELS))
     return name, spec_for_source(name, None if name in {s.repo for s in MODELS.values()} else
@@ -510,15 +505,14 @@ def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str |
 def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool) -> float:
     """Forward-pass TFLOP of the denoiser at a size (dense + attention; NOTES.md's model)."""
     params = spec.params_b.get("transformer", 2.0) * 1e9
-    if spec.family == "ltx":
+    if spec.family == "ltx":  # 32x32 px x 8 frames per token; 2B: 28 layers of 2048, 13B: 48 of 4096
         tokens = ((frames - 1) // 8 + 1) * (height // 32) * (width // 32)
-        hidden = 2048 if params < 5e9 else 4096
-    else:
+        hidden, layers = (2048, 28) if params < 5e9 else (4096, 48)
+    else:  # CogVideoX 5B: 8x8 px x 4 frames latents, 2x2 patches; 42 layers of 3072
         tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
-        hidden = 3072
+        hidden, layers = 3072, 42
     dense = 2 * params * tokens
-    attention = 4 * tokens * tokens * hidden * (28 if params < 5e9 else 48) if spec.family == "ltx" \
-        else 4 * tokens * tokens * hidden * 42
+    attention = 4 * tokens * tokens * hidden * layers  # QK^T and PV, 2 FLOP per multiply-add
     return (dense + attention) * (2 if cfg else 1) / 1e12
 
 
@@ -1927,7 +1921,7 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
                      + (f", ETA {describe_seconds(eta)}" if eta is not None else "")
                      + f" ({describe_seconds(time.perf_counter() - started)} so far)")
 
-    for key, group in groups.items():
+    for group in groups.values():
         device = pick_device(group[0].request.device)
         dtype = pick_dtype(group[0].request.dtype, device)
         dtype_name = str(dtype).replace("torch.", "")
@@ -2272,6 +2266,7 @@ def check_ffmpeg() -> None:
 
 def check_tiny_run(device: str) -> float:
     """The real attention processor and tiled decode on a tiny pipeline, timed."""
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -2286,15 +2281,9 @@ def check_tiny_run(device: str) -> float:
         out = pipe(image=Image.new("RGB", (96, 64), (120, 80, 40)), prompt="a boat", height=64, width=96,
                    num_frames=25, num_inference_steps=2, generator=make_generator(device, 0), output_type="np")
     frames = out.frames[0]
-    if frames.shape != (25, 64, 96, 3) or not np_isfinite(frames):
+    if frames.shape != (25, 64, 96, 3) or not np.isfinite(frames).all():
         raise RuntimeError(f"bad output {frames.shape}")
     return time.perf_counter() - t0
-
-
-def np_isfinite(a) -> bool:
-    import numpy as np
-
-    return bool(np.isfinite(a).all())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2450,6 +2439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except RunError as e:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

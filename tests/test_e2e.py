@@ -311,3 +311,16 @@ def test_mps_failure_advice_names_the_exact_cogvideox_command(image, tmp_path):
     advice = gv.mps_failure_advice(job, "mps", "bfloat16")
     assert "--dtype float32" in advice
     assert f'python generate_video.py --image {image} --prompt "waves \\"crash\\"" --model cogvideox' in advice
+
+
+def test_the_sidecar_command_makes_the_same_video_again(models, image, tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "first.mp4"
+    assert run(["--image", image, "--prompt", "a boat, slowly", "--model", models["i2v"], "-o", out, "-q",
+                "--width", 96, "--height", 64, "--num-frames", 9, "--steps", 2])[0] == 0
+    command = json.loads(out.with_suffix(".json").read_text())["command"]
+    again = tmp_path / "again.mp4"
+    assert gv.main(shlex.split(command)[2:] + ["-o", str(again), "-q"]) == 0
+    assert np.array_equal(np.stack(probe(out)["frames"]), np.stack(probe(again)["frames"]))
