@@ -324,3 +324,55 @@ def test_the_sidecar_command_makes_the_same_video_again(models, image, tmp_path,
     again = tmp_path / "again.mp4"
     assert gv.main(shlex.split(command)[2:] + ["-o", str(again), "-q"]) == 0
     assert np.array_equal(np.stack(probe(out)["frames"]), np.stack(probe(again)["frames"]))
+
+
+def test_real_ctrl_c_to_the_process_group_leaves_nothing(models, tmp_path):
+    """A terminal's Ctrl-C reaches the whole foreground group: Python and its ffmpeg child."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    image = make_image(tmp_path / "wide.png", 1920, 1080)
+    out = tmp_path / "sig.mp4"
+    proc = subprocess.Popen([sys.executable, str(Path(gv.__file__)), "--image", str(image), "--prompt", "p",
+                             "--model", str(models["i2v"]), "--resolution", "1080p", "--duration", "5",
+                             "--steps", "3", "--guidance-scale", "1", "-o", str(out)],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = ""
+    deadline = time.time() + 120
+    while "decode:" not in seen and time.time() < deadline:  # interrupt while frames are being written
+        seen += proc.stderr.readline()
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, seen + rest
+    assert "Traceback" not in rest and "interrupted" in rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.png"]
+
+
+def test_t5_is_never_float16_and_is_released_after_encoding(models, image):
+    req = gv.Request(image=image, prompt="p", output=Path("x.mp4"), model=str(models["i2v"]), width=96, height=64,
+                     num_frames=9, overwrite=True)
+    job = gv.plan_job(req, gv.Log(0))
+    pipe, _ = gv.load_pipeline(gv.fetch_weights(job, gv.Log(0)), torch.float16, gv.Log(0))
+    assert pipe.transformer.dtype == torch.float16 and pipe.text_encoder.dtype == torch.bfloat16
+    embeds = gv.encode_prompts(pipe, [job], "cpu", torch.float16)
+    assert pipe.text_encoder is None  # freed before the denoiser runs
+    assert embeds[("p", job.negative_prompt, True)]["prompt_embeds"].dtype == torch.float16
+    assert gv.pick_dtype("auto", "cpu") == torch.float32
+
+
+def test_a_folder_of_images_crossed_with_one_prompt(models, tmp_path, capsys):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("one", "two"):
+        make_image(folder / f"{name}.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    rc, cap = run(["--image", folder, "--prompt", "waves", "--output-dir", out_dir, "--model", models["i2v"]]
+                  + SMALL, capsys)
+    assert rc == 0 and sorted(p.name for p in out_dir.glob("*.mp4")) == ["one.mp4", "two.mp4"]
+    assert "job 2 of 2, ETA" in cap.err and "2 done, 0 resumed, 0 skipped, 0 failed" in cap.err
