@@ -24,16 +24,15 @@ import dataclasses
 import json
 import math
 import os
-import platform
-import random
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+# platform, random, subprocess and tempfile are imported where used: --help and usage
+# errors must answer at once (measured in tests/benchmarks).
 
 # MPS: operators Metal lacks fall back to the CPU instead of crashing. Only read by torch at import
 # time, so it must be set before anything imports torch (NOTES.md).
@@ -587,6 +586,8 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 def plan_job(request: Request, log: Log) -> Job:
     """Validate everything cheap and resolve the job. Loads no model."""
+    import random
+
     for name in ("width", "height", "num_frames", "fps", "steps"):
         value = getattr(request, name)
         if value is not None and value <= 0:
@@ -852,6 +853,8 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
 
 
 def macos_version() -> tuple[int, ...] | None:
+    import platform
+
     if sys.platform != "darwin":
         return None
     with contextlib.suppress(ValueError):
@@ -1016,7 +1019,6 @@ def require_safetensors(folder: Path, components: Sequence[str] | None = None) -
 def load_pipeline(weights: Weights, dtype, log: Log):
     """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU."""
     import diffusers
-    import torch
 
     cls = getattr(diffusers, weights.pipeline_class)
     torch_dtype = {"default": dtype, "text_encoder": text_encoder_dtype(dtype)}
@@ -1592,6 +1594,8 @@ class VideoWriter:
     by commit(); abort() (or any exception, Ctrl-C included) removes it."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int, overwrite: bool, crf: int = DEFAULT_CRF):
+        import tempfile
+
         import imageio_ffmpeg
 
         self.path, self.overwrite = path, overwrite
@@ -1669,6 +1673,8 @@ def publish(tmp: Path, final: Path, overwrite: bool) -> None:
 
 
 def write_json_atomic(path: Path, data: dict, overwrite: bool = True) -> None:
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -1706,6 +1712,8 @@ class BrokenVideoError(RuntimeError):
 
 
 def versions() -> dict[str, str]:
+    import platform
+
     import diffusers
     import torch
     import transformers
@@ -2173,7 +2181,9 @@ PASS, WARN, FAIL = "ok  ", "warn", "FAIL"
 
 
 def run_check(device_name: str, log: Log) -> int:
+    import platform
     import shutil
+    import subprocess
 
     results: list[tuple[str, str, str]] = []
 
@@ -2248,6 +2258,8 @@ def run_check(device_name: str, log: Log) -> int:
 
 
 def check_ffmpeg() -> None:
+    import tempfile
+
     import imageio_ffmpeg
     import numpy as np
 

@@ -212,7 +212,8 @@ def test_random_seed_is_recorded_and_reproduces(models, image, tmp_path):
 
 
 def test_batch_runs_good_jobs_skips_bad_ones_loads_once_and_resumes(models, tmp_path, monkeypatch, capsys):
-    a, b = make_image(tmp_path / "a.png"), make_image(tmp_path / "b.png", 120, 90)
+    make_image(tmp_path / "a.png")
+    make_image(tmp_path / "b.png", 120, 90)
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text("\n".join([
         json.dumps({"image": "a.png", "prompt": "waves", "seed": 1}),
