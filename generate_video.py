@@ -56,6 +56,7 @@ RESOLUTIONS = {"480p": 480, "720p": 720, "1080p": 1080}  # short side in pixels
 FAST_PRESET_ABOVE = 720  # short side (px) above which `auto` picks the fast preset
 LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
 MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
+MAX_SEED = 2**63 - 1
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEVICES = ("auto", "mps", "cuda", "cpu")
@@ -579,9 +580,10 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise UsageError(f"--output {path}: folder {path.parent} does not exist; create it first")
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"--output {path}: folder {path.parent} is not writable")
-    if path.exists() and not overwrite:
-        raise UsageError(f"--output {path} already exists; pass --overwrite to replace it "
-                         "or choose another name")
+    for existing in (path, path.with_suffix(".json")):
+        if existing.exists() and not overwrite:
+            raise UsageError(f"{existing} already exists; pass --overwrite to replace it "
+                             "or choose another --output name")
 
 
 def plan_job(request: Request, log: Log) -> Job:
@@ -666,8 +668,8 @@ def plan_job(request: Request, log: Log) -> Job:
     output = request.output or unique_output_path(request.image, Path.cwd())
     check_output(output, request.overwrite)
     seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
-    if not 0 <= seed < 2**64:
-        raise UsageError(f"--seed must be between 0 and 2**64-1, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
     return Job(
         request=request, spec=spec, model_source=source, upsampler_source=upsampler, preset=preset,
         width=width, height=height, gen_width=gen_w, gen_height=gen_h, num_frames=frames, fps=fps,
@@ -1951,6 +1953,8 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 JOB_KEYS = {f.name for f in dataclasses.fields(Request)}
+JOB_CHOICES = {"preset": PRESETS, "device": DEVICES, "dtype": DTYPES, "resolution": tuple(RESOLUTIONS),
+               "vae_tiling": TRISTATE, "offload": OFFLOADS}
 
 
 def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | None = None) -> Request:
@@ -1990,6 +1994,16 @@ def read_job_lines(path: Path) -> list[tuple[int, dict | str]]:
         bad = [k for k, v in obj.items() if v is not None and not _json_type_ok(types[k], v)]
         if bad:
             rows.append((number, f"line {number}: wrong type for {', '.join(bad)}"))
+            continue
+        wrong = [f"{k} must be one of {', '.join(JOB_CHOICES[k])}" for k, v in obj.items()
+                 if k in JOB_CHOICES and v is not None and v not in JOB_CHOICES[k]]
+        if "attention_slicing" in obj:
+            try:
+                obj["attention_slicing"] = slicing_mode(str(obj["attention_slicing"]))
+            except argparse.ArgumentTypeError:
+                wrong.append("attention_slicing must be auto, on, off or a chunk size")
+        if wrong:
+            rows.append((number, f"line {number}: " + "; ".join(wrong)))
             continue
         if "image" in obj and not isinstance(obj["image"], str):
             rows.append((number, f"line {number}: image must be a path"))
@@ -2326,7 +2340,7 @@ def _number(kind: type, accept: Callable[[float], bool], rule: str) -> Callable[
 positive_int = _number(int, lambda v: v > 0, "positive")
 positive_float = _number(float, lambda v: 0 < v < math.inf, "positive")
 non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "0 or more")
-seed_int = _number(int, lambda v: 0 <= v < 2**63, "between 0 and 2**63-1")
+seed_int = _number(int, lambda v: 0 <= v <= MAX_SEED, f"between 0 and {MAX_SEED}")
 
 
 def slicing_mode(text: str) -> str:

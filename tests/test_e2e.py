@@ -151,6 +151,14 @@ def test_unreadable_image_and_pickle_weights_are_refused(models, tmp_path, capsy
     assert rc == 2 and "safetensors only" in cap.err
 
 
+def test_an_existing_sidecar_is_never_replaced_without_overwrite(models, image, tmp_path, capsys):
+    side = tmp_path / "mine.json"
+    side.write_text('{"my": "notes"}')
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "mine.mp4"]
+                  + SMALL, capsys)
+    assert rc == 2 and "mine.json already exists" in cap.err and side.read_text() == '{"my": "notes"}'
+
+
 def test_existing_output_is_kept_without_overwrite_and_replaced_with_it(models, image, tmp_path, capsys):
     out = tmp_path / "keep.mp4"
     out.write_bytes(b"precious")
@@ -221,6 +229,7 @@ def test_batch_runs_good_jobs_skips_bad_ones_loads_once_and_resumes(models, tmp_
         json.dumps({"image": "b.png", "prompt": "a cat", "seed": 2, "num_frames": 17}),
         json.dumps({"image": "a.png", "colour": "red"}),
         "not json",
+        json.dumps({"image": "b.png", "prompt": "x", "preset": "turbo", "output": "t.mp4"}),
     ]) + "\n")
     loads = []
     real_load = gv.load_pipeline
@@ -231,12 +240,13 @@ def test_batch_runs_good_jobs_skips_bad_ones_loads_once_and_resumes(models, tmp_
             "--num-frames", 9, "--steps", 2]
     rc, cap = run(argv, capsys)
     assert rc == 2 and len(loads) == 1  # bad jobs reported (exit 2), good ones done, one model load
-    assert "2 done, 0 resumed, 3 skipped, 0 failed" in cap.err
+    assert "2 done, 0 resumed, 4 skipped, 0 failed" in cap.err
     assert "missing.png: no such file" in cap.err and "unknown key(s) colour" in cap.err
+    assert "preset must be one of auto, fast, quality" in cap.err
     assert len(probe(out_dir / "a.mp4")["frames"]) == 9 and len(probe(out_dir / "b.mp4")["frames"]) == 17
     mtime = (out_dir / "a.mp4").stat().st_mtime_ns
     rc, cap = run(argv, capsys)  # re-run: everything already done, nothing loaded or rewritten
-    assert "0 done, 2 resumed, 3 skipped" in cap.err and len(loads) == 1
+    assert "0 done, 2 resumed, 4 skipped" in cap.err and len(loads) == 1
     assert (out_dir / "a.mp4").stat().st_mtime_ns == mtime
 
 
