@@ -1322,26 +1322,35 @@ def _step_callback(stats: RunStats, device: str, stage: str):
     return callback
 
 
+class CpuFallbacks:
+    """Operators MPS ran on the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1 warns once per op): they work,
+    but slowly, and a user should know where the time went."""
+
+    def __init__(self, caught: list):
+        self.caught = caught
+
+    def ops(self) -> list[str]:
+        found = set()
+        for w in self.caught:
+            text = str(w.message)
+            if "fall back to run on the CPU" in text:
+                match = re.search(r"operator '([^']+)'", text)
+                found.add(match.group(1) if match else text[:80])
+        return sorted(found)
+
+
 @contextlib.contextmanager
 def record_cpu_fallbacks(log: Log):
-    """Collect the operators MPS ran on the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1 warns once per
-    op): they work, but slowly, and a user should know where the time went."""
     import warnings
 
-    found: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
+        fallbacks = CpuFallbacks(caught)
         try:
-            yield found
+            yield fallbacks
         finally:
-            for w in caught:
-                text = str(w.message)
-                if "fall back to run on the CPU" in text:
-                    match = re.search(r"operator '([^']+)'", text)
-                    found.append(match.group(1) if match else text[:80])
-            found[:] = sorted(set(found))
-            if found:
-                log.warn(f"ran on the CPU (no MPS kernel, slower): {', '.join(found)}")
+            if fallbacks.ops():
+                log.warn(f"ran on the CPU (no MPS kernel, slower): {', '.join(fallbacks.ops())}")
 
 
 class NonFiniteError(RuntimeError):
@@ -1607,6 +1616,7 @@ class VideoWriter:
         self.tmp = Path(tmp)
         self.frames = 0
         self.seconds = 0.0
+        self.published = False
         # macro_block_size=1: imageio would otherwise pad 1080 to 1088 rows. +faststart puts the
         # moov atom first so players start before the whole file is read.
         self._gen = imageio_ffmpeg.write_frames(
@@ -1627,12 +1637,18 @@ class VideoWriter:
             self.frames += 1
         self.seconds += time.perf_counter() - t0
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Close the stream: the temp file is a complete MP4 (not yet in place)."""
         t0 = time.perf_counter()
         self._gen.close()
         self._gen = None
-        publish(self.tmp, self.path, self.overwrite)
         self.seconds += time.perf_counter() - t0
+
+    def commit(self) -> None:
+        if self._gen is not None:
+            self.finish()
+        publish(self.tmp, self.path, self.overwrite)
+        self.published = True
 
     def abort(self) -> None:
         if self._gen is not None:
@@ -1646,7 +1662,7 @@ class VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None or self._gen is not None:
+        if exc_type is not None or not self.published:
             self.abort()
         return False
 
@@ -1689,8 +1705,10 @@ def write_json_atomic(path: Path, data: dict, overwrite: bool = True) -> None:
         raise
 
 
-def write_video(frames: Iterator, job: Job) -> VideoWriter:
-    """Stream uint8 frame chunks into the MP4; returns the committed writer (for its stats)."""
+def write_video(frames: Iterator, job: Job, before_publish: Callable[[VideoWriter], None] = lambda w: None
+                ) -> VideoWriter:
+    """Stream uint8 frame chunks into the MP4 and move it into place; `before_publish` runs once
+    the file is complete (the sidecar goes first, so an MP4 in place always has its sidecar)."""
     with VideoWriter(job.output, job.width, job.height, job.fps, job.request.overwrite) as writer:
         constant = True
         first = None
@@ -1705,6 +1723,8 @@ def write_video(frames: Iterator, job: Job) -> VideoWriter:
             raise RunError(f"internal: {writer.frames} frames decoded, expected {job.num_frames}")
         if constant:
             raise BrokenVideoError("every frame is one flat colour")
+        writer.finish()
+        before_publish(writer)
         writer.commit()
     return writer
 
@@ -1856,7 +1876,7 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
 
 
 def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
-              outcomes: list[Outcome], progress: Callable[[int], None]) -> None:
+              outcomes: list[Outcome], progress: Callable[[int], None], batch: bool = False) -> None:
     """Jobs that share a model: load once, encode every prompt, free T5, make each video."""
     t_load = time.perf_counter()
     first = jobs[0]
@@ -1889,25 +1909,39 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
             cfg = job.guidance_scale > 1.0
             frames = generate(pipe, upsampler, job, embeds[(job.request.prompt, job.negative_prompt, cfg)],
                               device, dtype, stats, log)
+            wall = 0.0
+
+            def write_sidecar(writer: VideoWriter) -> None:
+                nonlocal wall
+                stats.add("write", writer.seconds)
+                stats.cpu_fallback_ops = fallbacks.ops()
+                wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
+                data = sidecar_data(job, plan, weights, device, dtype_name, stats, wall)
+                write_json_atomic(job.sidecar, data, overwrite=True)
+
             with record_cpu_fallbacks(log) as fallbacks:
-                writer = write_video(frames, job)
-            stats.cpu_fallback_ops = fallbacks
-            stats.add("write", writer.seconds)
-            wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
-            data = sidecar_data(job, plan, weights, device, dtype_name, stats, wall)
-            write_json_atomic(job.sidecar, data, overwrite=True)
+                write_video(frames, job, before_publish=write_sidecar)
             outcomes.append(Outcome(job.output.name, "done", wall))
             print(f"wrote {job.output} ({job.width}x{job.height}, {job.num_frames} frames, {wall:.1f} s)",
                   flush=True)
-        except NonFiniteError as e:
-            raise RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; "
-                           + mps_failure_advice(job, device, dtype_name)) from None
-        except BrokenVideoError as e:
-            raise RunError(f"{e} (a broken decode, nothing was written); "
-                           + mps_failure_advice(job, device, dtype_name)) from None
-        except NotImplementedError as e:
-            raise RunError(f"an operator is not supported on {device}: {e}; "
-                           + mps_failure_advice(job, device, dtype_name)) from None
+        except (NonFiniteError, BrokenVideoError, NotImplementedError, RunError) as e:
+            error = explain_failure(e, job, device, dtype_name)
+            if not batch:
+                raise error from None
+            log.info(f"error: {job.output.name}: {error}")
+            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - t_job, str(error)))
+
+
+def explain_failure(e: Exception, job: Job, device: str, dtype_name: str) -> RunError:
+    """A failure during generation, as a RunError naming the likely cause and the fix."""
+    advice = mps_failure_advice(job, device, dtype_name)
+    if isinstance(e, NonFiniteError):
+        return RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; {advice}")
+    if isinstance(e, BrokenVideoError):
+        return RunError(f"{e} (a broken decode, nothing was written); {advice}")
+    if isinstance(e, NotImplementedError):
+        return RunError(f"an operator is not supported on {device}: {e}; {advice}")
+    return e if isinstance(e, RunError) else RunError(str(e))
 
 
 def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
@@ -1937,7 +1971,7 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
         dtype_name = str(dtype).replace("torch.", "")
         before = len(outcomes)
         try:
-            run_group(group, device, dtype, dtype_name, log, outcomes, progress)
+            run_group(group, device, dtype, dtype_name, log, outcomes, progress, batch)
         except (RunError, UsageError) as e:
             if not batch:
                 raise

@@ -256,11 +256,11 @@ def test_batch_interrupted_then_resumed_runs_each_job_once(models, tmp_path, mon
     calls = []
     real_write = gv.write_video
 
-    def write_then_maybe_stop(frames, job):
+    def write_then_maybe_stop(frames, job, **kwargs):
         calls.append(job.output.name)
         if job.output.name == "y.mp4" and calls.count("y.mp4") == 1:
             raise KeyboardInterrupt
-        return real_write(frames, job)
+        return real_write(frames, job, **kwargs)
 
     monkeypatch.setattr(gv, "write_video", write_then_maybe_stop)
     argv = ["--image", tmp_path / "x.png", "--image", tmp_path / "y.png", "--prompt", "waves", "--output-dir",
@@ -387,3 +387,33 @@ def test_a_folder_of_images_crossed_with_one_prompt(models, tmp_path, capsys):
                   + SMALL, capsys)
     assert rc == 0 and sorted(p.name for p in out_dir.glob("*.mp4")) == ["one.mp4", "two.mp4"]
     assert "job 2 of 2, ETA" in cap.err and "2 done, 0 resumed, 0 skipped, 0 failed" in cap.err
+
+
+def test_a_failing_batch_job_is_recorded_and_the_others_still_run(models, tmp_path, monkeypatch, capsys):
+    for name in ("good", "bad", "fine"):
+        make_image(tmp_path / f"{name}.png")
+    real = gv.generate
+
+    def nan_for_bad(pipe, upsampler, job, *a, **k):
+        if job.output.name == "bad.mp4":
+            raise gv.NonFiniteError("denoise", 0)
+        return real(pipe, upsampler, job, *a, **k)
+
+    monkeypatch.setattr(gv, "generate", nan_for_bad)
+    rc, cap = run(["--image", tmp_path / "good.png", "--image", tmp_path / "bad.png", "--image", tmp_path / "fine.png",
+                   "--prompt", "waves", "--output-dir", tmp_path, "--model", models["i2v"]] + SMALL, capsys)
+    assert rc == 1 and "2 done, 0 resumed, 0 skipped, 1 failed" in cap.err and "NaN/inf latents" in cap.err
+    assert (tmp_path / "good.mp4").exists() and (tmp_path / "fine.mp4").exists() and not (tmp_path / "bad.mp4").exists()
+
+
+def test_sidecar_is_in_place_before_the_video(models, image, tmp_path, monkeypatch):
+    seen = []
+    real = gv.publish
+
+    def spy(tmp, final, overwrite):
+        seen.append(Path(final).suffix)
+        return real(tmp, final, overwrite)
+
+    monkeypatch.setattr(gv, "publish", spy)
+    assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "s.mp4", "-q"] + SMALL)[0] == 0
+    assert seen == [".json", ".mp4"]
