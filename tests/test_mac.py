@@ -1,0 +1,44 @@
+"""Tier 3: needs Apple's MPS or real downloaded weights; skipped elsewhere (see conftest.py).
+
+On a Mac:  python -m pytest -q tests/test_mac.py -m mps
+With the default models cached:  GENERATE_VIDEO_REAL_WEIGHTS=1 python -m pytest -q tests/test_mac.py -m real_weights
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import gv, make_image, probe
+
+
+@pytest.mark.mps
+@pytest.mark.parametrize("folder", ["i2v", "i2v_plain"])  # decode noise from the MPS generator, and none
+def test_mps_run_is_reproducible_for_both_generator_paths(models, image, tmp_path, folder):
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.mp4"
+        assert gv.main(["--image", str(image), "--prompt", "waves", "--model", str(models[folder]), "-o", str(out),
+                        "--device", "mps", "--width", "96", "--height", "64", "--num-frames", "17", "--steps", "2",
+                        "--seed", "5", "-q"]) == 0
+        outs.append(np.stack(probe(out)["frames"]))
+    assert np.array_equal(outs[0], outs[1])
+    assert json.loads((tmp_path / "a.json").read_text())["device"] == "mps"
+
+
+@pytest.mark.mps
+def test_check_passes_on_mps(capsys):
+    assert gv.main(["--check", "--device", "mps"]) == 0
+    assert "tiny LTX pipeline ran end to end on mps" in capsys.readouterr().out
+
+
+@pytest.mark.real_weights
+def test_default_fast_path_with_real_weights(tmp_path):
+    image = make_image(tmp_path / "in.png", 1920, 1080)
+    out = tmp_path / "real.mp4"
+    assert gv.main(["--image", str(image), "--prompt", "waves roll onto a beach at sunset", "-o", str(out),
+                    "--duration", "1", "--seed", "0"]) == 0
+    info = probe(out)
+    assert info["size"] == (1920, 1080) and len(info["frames"]) == 25
+    side = json.loads(out.with_suffix(".json").read_text())
+    print(json.dumps({"timings_s": side["timings_s"], "stages": side["stages"]}, indent=1))
