@@ -756,14 +756,14 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
         "decode": decode,
     }
     denoise_weights = parts["transformer"] + parts["vae"] + parts["upsampler"]
+    # T5 is loaded, used and freed before the rest loads (run_group), so it never adds to them.
     if offload == "none":
-        device_peak = max(denoise_weights + t5, denoise_weights + attention + activations,
-                          denoise_weights + decode)
+        device_peak = max(t5, denoise_weights + attention + activations, denoise_weights + decode)
     elif offload == "model":  # one component on the device at a time
         device_peak = max(t5, parts["transformer"] + attention + activations, parts["vae"] + decode)
-    else:  # sequential: one layer at a time
-        device_peak = max(attention + activations, decode) + max(denoise_weights, t5) / 24
-    host = 0 if offload == "none" else denoise_weights + t5
+    else:  # sequential: one layer at a time, T5 included
+        device_peak = max(t5 / 24, max(attention + activations, decode) + denoise_weights / 24)
+    host = 0 if offload == "none" else denoise_weights
     peak = device_peak + host if unified else device_peak
     largest = max(attention / (1 if chunk else batch), decode_array)
     return {k: round(gib(v), 2) for k, v in parts.items()}, gib(peak), gib(largest)
@@ -1018,13 +1018,33 @@ def require_safetensors(folder: Path, components: Sequence[str] | None = None) -
                              "save_pretrained(..., safe_serialization=True)")
 
 
-def load_pipeline(weights: Weights, dtype, log: Log):
-    """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU."""
+def load_text_encoder(weights: Weights, dtype, log: Log):
+    """Only the tokenizer and T5, in a pipeline object of the model's class (so its own
+    encode_prompt runs): phase one of loading, so T5 and the denoiser never share memory."""
+    import diffusers
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    try:
+        with quiet_libraries(log):
+            tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
+            text_encoder = T5EncoderModel.from_pretrained(
+                str(weights.folder / "text_encoder"), dtype=text_encoder_dtype(dtype), use_safetensors=True,
+                local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise RunError(f"could not load the text encoder from {weights.folder}: {e}") from None
+    components = dict.fromkeys(("scheduler", "vae", "transformer"))
+    return getattr(diffusers, weights.pipeline_class)(tokenizer=tokenizer, text_encoder=text_encoder.eval(),
+                                                      **components)
+
+
+def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
+    """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU;
+    without T5 when `text_encoder` is False (phase two, after the prompts are encoded)."""
     import diffusers
 
     cls = getattr(diffusers, weights.pipeline_class)
     torch_dtype = {"default": dtype, "text_encoder": text_encoder_dtype(dtype)}
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if text_encoder else {"text_encoder": None}
     if weights.transformer_file is not None:
         kwargs["transformer"] = diffusers.LTXVideoTransformer3DModel.from_single_file(
             str(weights.transformer_file), config=str(weights.transformer_config),
@@ -1210,6 +1230,10 @@ def release_text_encoder(pipe, device: str) -> None:
 
     if getattr(pipe, "text_encoder", None) is None:
         return
+    with contextlib.suppress(Exception):  # accelerate hooks from sequential offload, if any
+        from accelerate.hooks import remove_hook_from_module
+
+        remove_hook_from_module(pipe.text_encoder, recurse=True)
     pipe.text_encoder.to("meta")  # drops the storage; the module object may still be referenced
     pipe.register_modules(text_encoder=None)
     gc.collect()
@@ -1251,13 +1275,19 @@ def make_generator(device: str, seed: int):
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype) -> dict[tuple, dict]:
-    """Every distinct (prompt, negative, cfg) once, with T5 on the device; then T5 is freed."""
+def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str = "none") -> dict[tuple, dict]:
+    """Every distinct (prompt, negative, cfg) once, with T5 on the device (layer by layer under
+    sequential offload); then T5 is freed."""
     import torch
 
     name = type(pipe).__name__
     cache: dict[tuple, dict] = {}
-    pipe.text_encoder.to(device)
+    if offload == "sequential" and device != "cpu":
+        from accelerate import cpu_offload
+
+        cpu_offload(pipe.text_encoder, execution_device=torch.device(device))
+    else:
+        pipe.text_encoder.to(device)
     with torch.inference_mode():
         for job in jobs:
             cfg = job.guidance_scale > 1.0
@@ -1878,7 +1908,6 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
 def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
               outcomes: list[Outcome], progress: Callable[[int], None], batch: bool = False) -> None:
     """Jobs that share a model: load once, encode every prompt, free T5, make each video."""
-    t_load = time.perf_counter()
     first = jobs[0]
     check_model_available(first)
     plans = [settle_job(j, device, dtype, log) for j in jobs]
@@ -1886,15 +1915,18 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
         for line in describe_plan(job, plan, device, dtype_name):
             log.info(line)
     weights = fetch_weights(first, log)
-    log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
-    pipe, upsampler = load_pipeline(weights, dtype, log)
-    load_seconds = time.perf_counter() - t_load
+    # Two phases, so the ~9 GiB T5 and the denoiser are never in memory together: T5 alone
+    # encodes every prompt of the group and is freed; then the rest of the model loads.
     t0 = time.perf_counter()
     log.info(f"encoding {len({(j.request.prompt, j.negative_prompt) for j in jobs})} prompt(s) with T5")
-    embeds = encode_prompts(pipe, jobs, device, dtype)
-    encode_seconds = time.perf_counter() - t0
     order = ("none", "model", "sequential")
     offload = max((p.offload for p in plans), key=order.index)
+    embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload)
+    encode_seconds = time.perf_counter() - t0
+    log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
+    t_load = time.perf_counter()
+    pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False)
+    load_seconds = time.perf_counter() - t_load
     place_pipeline(pipe, upsampler, offload, device)
     for index, (job, plan) in enumerate(zip(jobs, plans)):
         plan = dataclasses.replace(plan, offload=offload)

@@ -417,3 +417,29 @@ def test_sidecar_is_in_place_before_the_video(models, image, tmp_path, monkeypat
     monkeypatch.setattr(gv, "publish", spy)
     assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "s.mp4", "-q"] + SMALL)[0] == 0
     assert seen == [".json", ".mp4"]
+
+
+def test_t5_is_loaded_used_and_freed_before_the_denoiser_loads(models, image, tmp_path, monkeypatch):
+    events = []
+    real_t5, real_encode, real_load = gv.load_text_encoder, gv.encode_prompts, gv.load_pipeline
+
+    def t5(*a, **k):
+        events.append("load T5")
+        return real_t5(*a, **k)
+
+    def encode(pipe, *a, **k):
+        out = real_encode(pipe, *a, **k)
+        events.append("encoded, T5 freed" if pipe.text_encoder is None else "encoded, T5 kept")
+        return out
+
+    def load(*a, **k):
+        pipe, up = real_load(*a, **k)
+        events.append(f"load denoiser (T5: {pipe.text_encoder is not None})")
+        return pipe, up
+
+    monkeypatch.setattr(gv, "load_text_encoder", t5)
+    monkeypatch.setattr(gv, "encode_prompts", encode)
+    monkeypatch.setattr(gv, "load_pipeline", load)
+    assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "o.mp4", "-q"]
+               + SMALL)[0] == 0
+    assert events == ["load T5", "encoded, T5 freed", "load denoiser (T5: False)"]
