@@ -973,7 +973,9 @@ def fetch_weights(job: Job, log: Log) -> Weights:
         log.info(f"fetching {source} (safetensors only; cached after the first run)")
         patterns = HUB_ALLOW_PATTERNS
         if single:  # the big transformer comes from the single file instead
-            patterns = ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "vae/*"]
+            patterns = ["model_index.json"] + [f"{folder}/{pattern}" for folder in
+                                               ("scheduler", "text_encoder", "tokenizer", "vae")
+                                               for pattern in HUB_ALLOW_PATTERNS]
         folder, revision = _snapshot(source, patterns)
     pipeline_class = model_family_from_folder(folder)
     if pipeline_class != spec.pipeline and not (spec.pipeline == "LTXImageToVideoPipeline" and
@@ -997,7 +999,8 @@ def fetch_weights(job: Job, log: Log) -> Weights:
             upsampler = Path(job.upsampler_source)
         else:
             log.info(f"fetching {job.upsampler_source}")
-            upsampler, _ = _snapshot(job.upsampler_source, ["model_index.json", "latent_upsampler/*"])
+            upsampler, _ = _snapshot(job.upsampler_source, ["model_index.json", "latent_upsampler/*.json",
+                                                            "latent_upsampler/*.safetensors"])
         require_safetensors(upsampler, components=("latent_upsampler",))
     return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler)
 
