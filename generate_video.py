@@ -137,7 +137,7 @@ MODELS: dict[str, ModelSpec] = {
             stage2_timesteps=(1000, 909, 725, 421, 0),
             upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
             params_b={"transformer": 13.0, "text_encoder": LTX_T5, "vae": 0.55, "upsampler": 0.13},
-            note="LTX-Video 0.9.8 13B distilled: better detail, ~6x the compute of the 2B",
+            note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B",
         ),
         ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "cogvideox", "CogVideoXImageToVideoPipeline",
@@ -2385,6 +2385,16 @@ def check_tiny_run(device: str) -> float:
 # Command line.
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default once: options whose default depends on the model say so in words."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default:" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
         self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
@@ -2426,7 +2436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="generate_video.py",
         description="Turn a still image and a prompt into an MP4 with LTX-Video (or CogVideoX), locally.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         epilog="examples:\n"
                "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
                "  python generate_video.py --image in.png --prompt \"...\" --resolution 720p --duration 3\n"
