@@ -1382,8 +1382,9 @@ def record_cpu_fallbacks(log: Log):
         try:
             yield fallbacks
         finally:
-            if fallbacks.ops():
-                log.warn(f"ran on the CPU (no MPS kernel, slower): {', '.join(fallbacks.ops())}")
+            ops = fallbacks.ops()
+            if ops:
+                log.warn(f"ran on the CPU (no MPS kernel, slower): {', '.join(ops)}")
 
 
 class NonFiniteError(RuntimeError):
@@ -1497,7 +1498,7 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
         padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
         with torch.inference_mode():
             video = pipe.decode_latents(latents[:, padding:].to(device))[0]
-        yield from (to_uint8(video[:, f:f + FRAME_CHUNK]) for f in range(0, video.shape[1], FRAME_CHUNK))
+        yield from uint8_chunks(video)
         return
     with torch.inference_mode():
         z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
@@ -1519,8 +1520,7 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
             if spatially_tiled(vae, z):
                 yield from tiled_decode_uint8(vae, z, temb)
             else:
-                video = vae.decoder(z, temb)[0]
-                yield from (to_uint8(video[:, f:f + FRAME_CHUNK]) for f in range(0, video.shape[1], FRAME_CHUNK))
+                yield from uint8_chunks(vae.decoder(z, temb)[0])
             return
         stride_lat = vae.tile_sample_stride_num_frames // vae.temporal_compression_ratio
         stride = vae.tile_sample_stride_num_frames
@@ -1545,6 +1545,12 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
 
 
 FRAME_CHUNK = 8  # frames converted to uint8 at a time: bounds the float temporaries
+
+
+def uint8_chunks(video) -> Iterator:
+    """[C, F, H, W] float video -> uint8 [f, H, W, 3] chunks of FRAME_CHUNK frames, in order."""
+    for f in range(0, video.shape[1], FRAME_CHUNK):
+        yield to_uint8(video[:, f:f + FRAME_CHUNK])
 
 
 def spatially_tiled(vae, z) -> bool:
@@ -1581,9 +1587,8 @@ def tiled_decode_uint8(vae, z, temb) -> Iterator:
             y, x = row * vae.tile_sample_stride_height, col * vae.tile_sample_stride_width
             piece = tile[0, :, :, :vae.tile_sample_stride_height, :vae.tile_sample_stride_width]
             piece = piece[:, :, :out_h - y, :out_w - x]
-            for f in range(0, piece.shape[1], FRAME_CHUNK):
-                frames[f:f + FRAME_CHUNK, y:y + piece.shape[2], x:x + piece.shape[3]] = to_uint8(
-                    piece[:, f:f + FRAME_CHUNK])
+            for f, chunk in zip(range(0, piece.shape[1], FRAME_CHUNK), uint8_chunks(piece)):
+                frames[f:f + FRAME_CHUNK, y:y + piece.shape[2], x:x + piece.shape[3]] = chunk
             below[col] = tile[:, :, :, -blend_h:].clone()
             left = tile[:, :, :, :, -blend_w:].clone()
             del tile, piece

@@ -65,6 +65,21 @@ def image(tmp_path):
     return make_image(tmp_path / "in.png")
 
 
+def script_frames(request) -> tuple:
+    """(job, uint8 frames) from generate_video's own path, as run_group does it: T5 loaded alone,
+    prompts encoded, T5 freed, then the rest of the model; stock attention, no tiling."""
+    import torch
+
+    job = gv.plan_job(request, gv.Log(0))
+    weights = gv.fetch_weights(job, gv.Log(0))
+    embeds = gv.encode_prompts(gv.load_text_encoder(weights, torch.float32, gv.Log(0)), [job], "cpu", torch.float32)
+    pipe, _ = gv.load_pipeline(weights, torch.float32, gv.Log(0), text_encoder=False)
+    gv.apply_savings(pipe, gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0))
+    key = (request.prompt, job.negative_prompt, job.guidance_scale > 1.0)
+    frames = gv.generate(pipe, None, job, embeds[key], "cpu", torch.float32, gv.RunStats(), gv.Log(0))
+    return job, np.concatenate(list(frames))
+
+
 def probe(path: Path) -> dict:
     """Codec, pixel format, size, fps and frame count of an MP4, read back with ffmpeg."""
     import imageio_ffmpeg

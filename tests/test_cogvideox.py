@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conftest import gv, probe
+from conftest import gv, probe, script_frames
 
 
 def test_cogvideox_1_0_runs_at_its_native_size_with_4k_plus_1_frames(models, image, tmp_path, capsys):
@@ -38,12 +38,7 @@ def test_cogvideox_frames_equal_a_direct_diffusers_call_on_cpu(models, image):
 
     req = gv.Request(image=image, prompt="a cat", output=Path("unused.mp4"), model=str(models["cog"]),
                      num_frames=9, steps=2, seed=5, overwrite=True)
-    job = gv.plan_job(req, gv.Log(0))
-    pipe, _ = gv.load_pipeline(gv.fetch_weights(job, gv.Log(0)), torch.float32, gv.Log(0))
-    embeds = gv.encode_prompts(pipe, [job], "cpu", torch.float32)
-    gv.apply_savings(pipe, gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0))
-    ours = np.concatenate(list(gv.generate(pipe, None, job, embeds[("a cat", job.negative_prompt, True)], "cpu",
-                                           torch.float32, gv.RunStats(), gv.Log(0))))
+    job, ours = script_frames(req)
     direct = diffusers.CogVideoXImageToVideoPipeline.from_pretrained(str(models["cog"]))
     direct.set_progress_bar_config(disable=True)
     frames = direct(image=gv.prepare_image(image, 96, 64), prompt="a cat", negative_prompt=job.negative_prompt,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import gv, make_image, probe
+from conftest import gv, make_image, probe, script_frames
 
 SMALL = ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2", "--seed", "7"]
 
@@ -52,14 +52,7 @@ def test_frames_equal_a_direct_diffusers_call_on_cpu(models, image, folder):
 
     req = gv.Request(image=image, prompt="a boat drifts", output=Path("unused.mp4"), model=str(models[folder]),
                      width=96, height=64, num_frames=17, steps=3, seed=11, overwrite=True)
-    job = gv.plan_job(req, gv.Log(0))
-    weights = gv.fetch_weights(job, gv.Log(0))
-    pipe, _ = gv.load_pipeline(weights, torch.float32, gv.Log(0))
-    embeds = gv.encode_prompts(pipe, [job], "cpu", torch.float32)
-    plan = gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0)
-    gv.apply_savings(pipe, plan)
-    ours = np.concatenate(list(gv.generate(pipe, None, job, embeds[(req.prompt, job.negative_prompt, True)],
-                                           "cpu", torch.float32, gv.RunStats(), gv.Log(0))))
+    job, ours = script_frames(req)
     direct = diffusers.LTXImageToVideoPipeline.from_pretrained(str(models[folder]))
     direct.set_progress_bar_config(disable=True)
     spec = job.spec
