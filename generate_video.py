@@ -66,9 +66,15 @@ TRISTATE = ("auto", "on", "off")
 OFFLOADS = ("auto", "none", "model", "sequential")
 LOG_QUIET, LOG_NORMAL, LOG_VERBOSE = 0, 1, 2
 
-# Files a model folder needs: configs, tokenizers and safetensors weights. Never *.bin/*.pt:
-# pickles can run code when loaded.
-HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*", "spiece*"]
+# What one component folder of a diffusers repo may contribute: configs, tokenizer files and
+# safetensors weights (sharded ones through their index). Never *.bin/*.pt: pickles can run code
+# when loaded. Nothing outside the folders model_index.json names is ever fetched: repos such as
+# Lightricks/LTX-Video keep 250+ GB of original-format checkpoints at their root.
+HUB_CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessor_config.json", "generation_config.json")
+HUB_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                       "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model")
+HUB_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+HUB_WEIGHT_INDEXES = tuple(f"{w}.index.json" for w in HUB_WEIGHT_FILES)
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,24 @@ class ModelSpec:
     max_frames: int = 257
     size_multiple: int = 32
     native_size: tuple[int, int] | None = None  # (w, h) a model with learned positions needs
+    short_side: int | None = None  # px: the short side a model card prescribes (default size)
+    max_long_side: int | None = None  # px: the card's upper bound for the long side
+    scheduler: str | None = None  # diffusers scheduler class the authors' demo swaps in (trailing spacing)
+    dynamic_cfg: bool = False  # CogVideoX's cosine-ramped guidance (THUDM's demo, with the DPM scheduler)
     default_resolution: str = DEFAULT_RESOLUTION
     decode_timestep: float | None = None  # timestep-conditioned VAEs (LTX 0.9.1+)
     decode_noise_scale: float | None = None
-    stage1_timesteps: tuple[int, ...] | None = None  # distilled schedules
-    stage2_timesteps: tuple[int, ...] | None = None
-    stage2_denoise: float = 0.999
+    # Distilled schedules, as Lightricks' configs give them (sigmas x 1000): one transformer pass
+    # per value, the last stepping to sigma 0. Stage 2 starts from the upscaled stage-1 latents
+    # noised to its first value.
+    stage1_timesteps: tuple[float, ...] | None = None
+    stage2_timesteps: tuple[float, ...] | None = None
+    # Conditioning image as Lightricks' ltx_video/inference.py prepares it (models trained on
+    # compressed frames): 3x3 gaussian blur of this sigma, then an H.264 encode/decode at this CRF.
+    image_blur_sigma: float = 0.0
+    image_crf: int = 0
+    image_cond_noise_scale: float = 0.15  # inference.py's default, in every pass
+    tone_map: float = 0.0  # latent tone-map compression before decoding (0: none)
     upsampler: str | None = None  # default spatial upscaler for the fast preset
     single_file: str | None = None  # transformer weights as one file in `repo` (original format)
     config_repo: str | None = None  # diffusers repo whose transformer config fits `single_file`
@@ -102,57 +120,62 @@ class ModelSpec:
     note: str = ""
 
 
-LTX_T5 = 4.76  # T5-XXL encoder, billions of parameters
+# Billions of parameters, counted from the real configs (tests/benchmarks/real_size.py builds them):
+# T5-XXL encoder 4.76; transformers 2B 1.92, 13B 13.04; VAEs (encoder + decoder, both loaded)
+# 0.9.0 0.419, 0.9.1 0.935, 0.9.5+ 1.247; latent upsampler 0.126.
+LTX_T5 = 4.76
+# configs/ltxv-{2b,13b}-0.9.8-distilled.yaml: first_pass and second_pass timesteps (sigmas x 1000).
+LTX_DISTILLED_STAGE1 = (1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0)
+LTX_DISTILLED_STAGE2 = (909.4, 725.0, 421.9)
+LTX_IMAGE_RECIPE = {"image_blur_sigma": 1.0, "image_crf": 29}  # ltx_video/inference.py, every LTX model
 MODELS: dict[str, ModelSpec] = {
     spec.alias: spec
     for spec in (
         ModelSpec(
             "ltx", "Lightricks/LTX-Video-0.9.1", "ltx", "LTXImageToVideoPipeline",
-            steps=50, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025,
-            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.42},
+            steps=50, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025, **LTX_IMAGE_RECIPE,
+            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.935},
             note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline",
         ),
         ModelSpec(
             "ltx-0.9.0", "Lightricks/LTX-Video", "ltx", "LTXImageToVideoPipeline",
-            steps=50, guidance=3.0,
+            steps=50, guidance=3.0, **LTX_IMAGE_RECIPE,
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.42},
             note="LTX-Video 0.9.0, 2B, VAE without timestep conditioning",
         ),
         ModelSpec(
             "ltx-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "ltx", "LTXConditionPipeline",
             distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
-            stage1_timesteps=(1000, 993, 987, 981, 975, 909, 725),
-            stage2_timesteps=(1000, 909, 725, 421, 0),
-            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
+            stage1_timesteps=LTX_DISTILLED_STAGE1, stage2_timesteps=LTX_DISTILLED_STAGE2,
+            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE,
             single_file="ltxv-2b-0.9.8-distilled.safetensors@Lightricks/LTX-Video",
             config_repo="Lightricks/LTX-Video-0.9.5",
-            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.55, "upsampler": 0.13},
+            params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 1.247, "upsampler": 0.126},
             note="LTX-Video 0.9.8 2B distilled (single file) with 0.9.7 VAE/T5: the fast default",
         ),
         ModelSpec(
             "ltx-13b-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled", "ltx",
             "LTXConditionPipeline",
             distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
-            stage1_timesteps=(1000, 993, 987, 981, 975, 909, 725),
-            stage2_timesteps=(1000, 909, 725, 421, 0),
-            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
-            params_b={"transformer": 13.0, "text_encoder": LTX_T5, "vae": 0.55, "upsampler": 0.13},
+            stage1_timesteps=LTX_DISTILLED_STAGE1, stage2_timesteps=LTX_DISTILLED_STAGE2,
+            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE, tone_map=0.6,
+            params_b={"transformer": 13.04, "text_encoder": LTX_T5, "vae": 1.247, "upsampler": 0.126},
             note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B",
         ),
         ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "cogvideox", "CogVideoXImageToVideoPipeline",
             steps=50, guidance=6.0, fps=8, frame_step=8, max_frames=49, size_multiple=16,
-            native_size=(720, 480),
+            native_size=(720, 480), scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
             note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
         ),
         ModelSpec(
             "cogvideox1.5", "THUDM/CogVideoX1.5-5B-I2V", "cogvideox",
             "CogVideoXImageToVideoPipeline",
-            steps=50, guidance=6.0, fps=16, frame_step=8, max_frames=161, size_multiple=16,
-            default_resolution="720p",
+            steps=50, guidance=6.0, fps=16, frame_step=16, max_frames=161, size_multiple=16,
+            short_side=768, max_long_side=1360, scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
-            note="CogVideoX 1.5 5B I2V: sizes in multiples of 16, 81 or 161 frames at 16 fps",
+            note="CogVideoX 1.5 5B I2V: short side 768, long side <= 1360, 16N+1 frames (81, 161) at 16 fps",
         ),
     )
 }
@@ -405,9 +428,13 @@ def refine_spec(spec: ModelSpec, folder: Path | None) -> ModelSpec:
         return spec
     if cfg.get("use_learned_positional_embeddings"):
         return dataclasses.replace(spec, native_size=(cfg["sample_width"] * scale, cfg["sample_height"] * scale),
-                                   max_frames=cfg.get("sample_frames", spec.max_frames), fps=8, size_multiple=scale)
+                                   max_frames=cfg.get("sample_frames", spec.max_frames), fps=8, size_multiple=scale,
+                                   frame_step=8, short_side=None, max_long_side=None)
+    # Latents are decoded in pairs and, with temporal patches, padded to a multiple of patch_size_t:
+    # 8k+1 frames, 16N+1 for 1.5 (patch_size_t 2), as its model card says.
+    patch_t = cfg.get("patch_size_t") or 1
     return dataclasses.replace(spec, native_size=None, size_multiple=scale * cfg.get("patch_size", 2),
-                               fps=16 if cfg.get("patch_size_t") else 8)
+                               fps=16 if cfg.get("patch_size_t") else 8, frame_step=8 * patch_t)
 
 
 def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
@@ -470,6 +497,10 @@ def plan_size(image_size: tuple[int, int], request: Request, spec: ModelSpec) ->
         return even(request.height * iw / ih), request.height
     if request.resolution is None and spec.native_size:
         return spec.native_size  # learned positions: landscape at this exact size only
+    if request.resolution is None and spec.short_side:  # the model card's size for this aspect
+        step = spec.size_multiple
+        long = min(spec.max_long_side or MAX_SIDE, round(spec.short_side * max(iw, ih) / min(iw, ih) / step) * step)
+        return (long, spec.short_side) if iw >= ih else (spec.short_side, long)
     short = RESOLUTIONS[request.resolution or spec.default_resolution]
     if iw >= ih:
         return even(short * iw / ih), short
@@ -525,11 +556,13 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
         full_w, full_h = half_w * 2, half_h * 2
         s1 = spec.stage1_timesteps or ()
         s2 = spec.stage2_timesteps or ()
+        # diffusers starts from given latents only at denoise_strength < 1: the schedule handed to
+        # it is (1000, *s2) at strength n/(n+1), which skips 1000 and noises to s2[0] (denoise()).
         return (
             Stage("stage1", half_w, half_h, len(s1), s1, 1.0,
                   len(s1) * transformer_tflop(half_w, half_h, frames, spec, cfg)),
-            Stage("stage2", full_w, full_h, max(len(s2) - 1, 1), s2, spec.stage2_denoise,
-                  max(len(s2) - 1, 1) * transformer_tflop(full_w, full_h, frames, spec, cfg)),
+            Stage("stage2", full_w, full_h, len(s2), s2, len(s2) / (len(s2) + 1),
+                  len(s2) * transformer_tflop(full_w, full_h, frames, spec, cfg)),
         )
     timesteps = spec.stage1_timesteps if spec.distilled and steps == len(spec.stage1_timesteps or ()) else None
     return (Stage("denoise", gen_w, gen_h, steps, timesteps, 1.0,
@@ -626,6 +659,10 @@ def plan_job(request: Request, log: Log) -> Job:
         log.info(f"note: {spec.alias} is a {spec.pipeline} checkpoint, so it runs as a single pass "
                  "(the fast multi-scale path needs a distilled LTXConditionPipeline checkpoint)")
         preset = "quality"
+    if spec.short_side and (min(width, height) != spec.short_side or max(width, height) > (spec.max_long_side or MAX_SIDE)):
+        log.warn(f"{spec.alias} was trained with a short side of {spec.short_side} px and a long side of at most "
+                 f"{spec.max_long_side} px; {width}x{height} is outside that and may look worse "
+                 "(leave out --resolution/--width/--height for its size)")
     if spec.native_size and (request.width or request.height or request.resolution):
         log.warn(f"{spec.alias} only generates at {spec.native_size[0]}x{spec.native_size[1]}; "
                  f"frames are resized to {width}x{height}")
@@ -722,8 +759,11 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
             channels = cfg.get("decoder_block_out_channels") or cfg.get("block_out_channels")
             vae_channels = channels[0] if channels else vae_channels
             if spec.family == "ltx":
-                spatial = cfg.get("patch_size", 4) * 2 ** sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
-                temporal = cfg.get("patch_size_t", 1) * 2 ** sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
+                # diffusers' own rule: the declared ratios win. The 0.9.5+ VAE declares 32x/8x while
+                # its four scaling flags would say 64x/16x (its "temporal" block keeps space).
+                scaled = sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
+                spatial = cfg.get("spatial_compression_ratio") or cfg.get("patch_size", 4) * 2 ** scaled
+                temporal = cfg.get("temporal_compression_ratio") or cfg.get("patch_size_t", 1) * 2 ** scaled
     return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch,
                      framewise_builtin=spec.family == "cogvideox")
 
@@ -920,21 +960,51 @@ class Weights:
 
 
 def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
-    """A Hub repo's files (safetensors, configs, tokenizers only) in the local cache."""
+    """Exactly these files of a Hub repo in the local cache (downloaded, or resumed, if missing)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline(),
-                                        cache_dir=hub_cache_dir()))
+                                        cache_dir=hub_cache_dir(), endpoint=hub_endpoint()))
     except LocalEntryNotFoundError:
-        raise RunError(f"{repo} is not in the Hugging Face cache ({hub_cache_dir()}) and the Hub is "
-                       "unreachable or HF_HUB_OFFLINE=1; run once online (unset HF_HUB_OFFLINE) to "
-                       "download it, or pass --model with a local folder") from None
+        why = "HF_HUB_OFFLINE=1 is set" if hub_offline() else f"the Hub ({hub_endpoint()}) cannot be reached"
+        raise RunError(f"{repo} is not (completely) in the Hugging Face cache ({hub_cache_dir()}) and {why}; "
+                       "connect and run again (a partial download resumes where it stopped), or pass "
+                       "--model with a local folder") from None
     except Exception as e:  # huggingface_hub raises many network error types
-        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {e}; check the network "
-                       "and the id, or pass a local folder") from None
+        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                       "; check the network and the id, then run again (the download resumes), "
+                       "or pass a local folder") from None
     return folder, folder.name
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Path, str]:
+    """The parts of a diffusers repo that its model_index.json names (or `only` those), nothing
+    else: model_index.json first, then each folder's configs, tokenizer files and weight indexes,
+    then exactly the safetensors those name."""
+    folder, _ = _snapshot(repo, ["model_index.json"])
+    index = read_json(folder / "model_index.json")
+    names = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
+    names = [n for n in names if (only is None or n in only) and n not in skip]
+    small = ["model_index.json"] + [f"{n}/{f}" for n in names
+                                    for f in HUB_CONFIG_FILES + HUB_TOKENIZER_FILES + HUB_WEIGHT_INDEXES]
+    folder, revision = _snapshot(repo, small)
+    weights = []
+    for n in names:
+        shards = set()
+        for idx in HUB_WEIGHT_INDEXES:
+            if (folder / n / idx).is_file():
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    shards |= set(read_json(folder / n / idx)["weight_map"].values())
+        weights += [f"{n}/{s}" for s in sorted(shards) if s.endswith(".safetensors") and "/" not in s]
+        if not shards:
+            weights += [f"{n}/{w}" for w in HUB_WEIGHT_FILES]
+    return _snapshot(repo, small + weights)
 
 
 def hub_cached(repo: str, filename: str = "model_index.json") -> bool:
@@ -970,13 +1040,9 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     if Path(source).exists():
         folder, revision = Path(source), None
     else:
-        log.info(f"fetching {source} (safetensors only; cached after the first run)")
-        patterns = HUB_ALLOW_PATTERNS
-        if single:  # the big transformer comes from the single file instead
-            patterns = ["model_index.json"] + [f"{folder}/{pattern}" for folder in
-                                               ("scheduler", "text_encoder", "tokenizer", "vae")
-                                               for pattern in HUB_ALLOW_PATTERNS]
-        folder, revision = _snapshot(source, patterns)
+        log.info(f"fetching {source} (only what model_index.json names; cached after the first run)")
+        # Single file: the big transformer comes from it (the repo's own may even be another size).
+        folder, revision = snapshot_components(source, skip=("transformer",) if single else ())
     pipeline_class = model_family_from_folder(folder)
     if pipeline_class != spec.pipeline and not (spec.pipeline == "LTXImageToVideoPipeline" and
                                                 pipeline_class == "LTXConditionPipeline"):
@@ -999,8 +1065,7 @@ def fetch_weights(job: Job, log: Log) -> Weights:
             upsampler = Path(job.upsampler_source)
         else:
             log.info(f"fetching {job.upsampler_source}")
-            upsampler, _ = _snapshot(job.upsampler_source, ["model_index.json", "latent_upsampler/*.json",
-                                                            "latent_upsampler/*.safetensors"])
+            upsampler, _ = snapshot_components(job.upsampler_source, only=("latent_upsampler",))
         require_safetensors(upsampler, components=("latent_upsampler",))
     return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler)
 
@@ -1256,8 +1321,11 @@ def empty_device_cache(device: str) -> None:
 # The Python-callable core: prepare_image, encode_prompts, generate, write_video.
 
 
-def prepare_image(path: Path, width: int, height: int):
-    """RGB image center-cropped to width:height (never stretched) and resized to exactly that."""
+def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, crf: int = 0):
+    """The conditioning image: RGB, center-cropped to width:height (never stretched), then as
+    Lightricks' load_image_to_tensor_with_resize_and_crop does for LTX: at the cropped source
+    resolution a 3x3 gaussian blur and an H.264 encode/decode at `crf`; then resized to exactly
+    width x height (Lanczos; Lightricks resizes bilinearly without antialiasing)."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
@@ -1266,7 +1334,71 @@ def prepare_image(path: Path, width: int, height: int):
             base = Image.new("RGB", im.size, (255, 255, 255))  # flatten transparency onto white
             base.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
             im = base
-        return ImageOps.fit(im.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+        im = im.convert("RGB")
+    if not blur_sigma and not crf:
+        return ImageOps.fit(im, (width, height), method=Image.Resampling.LANCZOS)
+    im = crop_to_aspect(im, width / height)
+    pixels = gaussian_blur_3x3(im, blur_sigma) if blur_sigma else None
+    if crf:
+        pixels = h264_roundtrip(im if pixels is None else pixels, crf)
+    elif pixels is not None:
+        pixels = (pixels * 255).round().astype("uint8")
+    im = Image.fromarray(pixels)
+    return im if im.size == (width, height) else im.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def crop_to_aspect(im, aspect: float):
+    """Center crop to width/height = aspect, at the source resolution (Lightricks' arithmetic)."""
+    w, h = im.size
+    if w / h > aspect:
+        new_w = int(h * aspect)
+        left = (w - new_w) // 2
+        return im.crop((left, 0, left + new_w, h))
+    new_h = int(w / aspect)
+    top = (h - new_h) // 2
+    return im.crop((0, top, w, top + new_h))
+
+
+def gaussian_blur_3x3(im, sigma: float):
+    """torchvision's gaussian_blur(kernel_size=3, sigma) on [0, 1] floats, reflect padding:
+    float32 [H, W, 3]."""
+    import numpy as np
+
+    x = np.asarray(im, dtype=np.float32) / 255.0
+    k = np.exp(-0.5 * (np.array([-1.0, 0.0, 1.0]) / sigma) ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="reflect")
+    rows = k[0] * p[:-2] + k[1] * p[1:-1] + k[2] * p[2:]  # vertical pass
+    return k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]
+
+
+def h264_roundtrip(pixels, crf: int):
+    """One frame through libx264 (yuv420p, preset veryfast) and back, as Lightricks'
+    crf_compressor does with PyAV: floats are truncated to uint8 first, odd sizes lose their
+    last row/column. Returns uint8 [H, W, 3]."""
+    import tempfile
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    a = np.asarray(pixels)
+    if a.dtype != np.uint8:
+        a = (a * 255.0).astype(np.uint8)  # torch's .byte(): truncation
+    a = np.ascontiguousarray(a[: a.shape[0] // 2 * 2, : a.shape[1] // 2 * 2])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "frame.mp4")
+        writer = imageio_ffmpeg.write_frames(
+            path, (a.shape[1], a.shape[0]), fps=1, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-crf", str(crf), "-preset", "veryfast"])
+        writer.send(None)
+        writer.send(a)
+        writer.close()
+        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        meta = next(reader)
+        frame = np.frombuffer(next(reader), np.uint8).reshape(meta["size"][1], meta["size"][0], 3).copy()
+        reader.close()
+    return frame
 
 
 def make_generator(device: str, seed: int):
@@ -1421,16 +1553,19 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
         kwargs = dict(common, height=stage.height, width=stage.width,
                       callback_on_step_end=_step_callback(stats, device, stage.name))
         if name.startswith("CogVideoX"):
-            kwargs.update(image=image, num_inference_steps=stage.steps)
+            use_scheduler(pipe, spec.scheduler)
+            kwargs.update(image=image, num_inference_steps=stage.steps, use_dynamic_cfg=spec.dynamic_cfg)
         else:
             kwargs.update(image=image, frame_rate=job.fps)
             if stage.timesteps:
                 kwargs["timesteps"] = list(stage.timesteps)
+                if stage.denoise_strength < 1:  # see plan_stages: the skipped head of the schedule
+                    kwargs["timesteps"] = [1000.0] + kwargs["timesteps"]
                 use_fixed_schedule(pipe)
             else:
                 kwargs["num_inference_steps"] = stage.steps
             if name == "LTXConditionPipeline":
-                kwargs["image_cond_noise_scale"] = 0.0 if spec.distilled else 0.15
+                kwargs["image_cond_noise_scale"] = spec.image_cond_noise_scale
                 if index > 0:
                     kwargs.update(latents=latents, denoise_strength=stage.denoise_strength)
         log.info(f"{stage.name}: {stage.width}x{stage.height}, "
@@ -1453,13 +1588,23 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
     return latents
 
 
+def use_scheduler(pipe, name: str | None) -> None:
+    """The scheduler the model's authors run it with (THUDM's demo: DPM, trailing spacing)."""
+    if name and type(pipe.scheduler).__name__ != name:
+        import diffusers
+
+        pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, timestep_spacing="trailing")
+
+
 def use_fixed_schedule(pipe) -> None:
-    """Custom (distilled) timesteps need a scheduler without dynamic shifting (NOTES.md)."""
-    if pipe.scheduler.config.get("use_dynamic_shifting", False):
+    """Custom (distilled) timesteps are the sigmas themselves: no dynamic shift (diffusers would
+    demand `mu`), no static shift, no stretch to a terminal value (0.9.0/0.9.1 configs say 0.1)."""
+    cfg = pipe.scheduler.config
+    if cfg.get("use_dynamic_shifting") or cfg.get("shift", 1.0) != 1.0 or cfg.get("shift_terminal"):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config,
-                                                                     use_dynamic_shifting=False)
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            cfg, use_dynamic_shifting=False, shift=1.0, shift_terminal=None)
 
 
 def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log: Log):
@@ -1474,7 +1619,8 @@ def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log
         upsampler.to(device)
     up = LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
     with torch.inference_mode():
-        out = up(latents=latents.to(device), adain_factor=1.0, tone_map_compression_ratio=0.6,
+        # Tone mapping is not done here: Lightricks applies it (13B only) just before decoding.
+        out = up(latents=latents.to(device), adain_factor=1.0, tone_map_compression_ratio=0.0,
                  output_type="latent", return_dict=False)[0]
     if moved:
         upsampler.to("cpu")
@@ -1501,6 +1647,10 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
         yield from uint8_chunks(video)
         return
     with torch.inference_mode():
+        if job.spec.tone_map:  # on the normalized latents, as Lightricks' pipeline does
+            from diffusers import LTXLatentUpsamplePipeline
+
+            latents = LTXLatentUpsamplePipeline.tone_map_latents(None, latents, job.spec.tone_map)
         z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
                                       vae.config.scaling_factor).to(dtype)
         temb = None
@@ -1622,7 +1772,8 @@ def fit_frames(frames, width: int, height: int):
 def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats: RunStats,
              log: Log) -> Iterator:
     """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order."""
-    image = prepare_image(job.request.image, job.gen_width, job.gen_height)
+    image = prepare_image(job.request.image, job.gen_width, job.gen_height, job.spec.image_blur_sigma,
+                          job.spec.image_crf)
     generator = make_generator(device, job.seed)
     latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
     log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
@@ -1817,6 +1968,12 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
                         tflop=round(s.tflop, 1), seconds=stats.stage_seconds.get(s.name),
                         latent_shape=stats.stage_shapes.get(s.name)) for s in job.stages],
         "upsample_seconds": stats.stage_seconds.get("upsample"),
+        "conditioning_image": {"crop": "center", "blur_sigma": job.spec.image_blur_sigma, "h264_crf": job.spec.image_crf,
+                               "resize": "lanczos", "noise_scale": job.spec.image_cond_noise_scale
+                               if job.spec.pipeline == "LTXConditionPipeline" else None},
+        "tone_map_compression": job.spec.tone_map,
+        "scheduler": job.spec.scheduler or "the checkpoint's",
+        "dynamic_cfg": job.spec.dynamic_cfg,
         "decode_timestep": job.spec.decode_timestep,
         "decode_noise_scale": job.spec.decode_noise_scale,
         "device": device,
@@ -2198,12 +2355,12 @@ def tiny_tokenizer():
                            extra_ids=0)
 
 
-def tiny_text_encoder(d_model: int = 32):
+def tiny_text_encoder(d_model: int = 32, vocab_size: int = len(TINY_VOCAB)):
     import torch
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
-    cfg = T5Config(vocab_size=len(TINY_VOCAB), d_model=d_model, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+    cfg = T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
                    relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     return T5EncoderModel(cfg).eval()
 
@@ -2231,7 +2388,7 @@ def tiny_ltx_pipeline(pipeline_class: str = "LTXImageToVideoPipeline", timestep_
                transformer=transformer.eval())
 
 
-def tiny_cogvideox_pipeline(version: str = "1.0"):
+def tiny_cogvideox_pipeline(version: str = "1.0", sample: tuple[int, int, int] = (12, 8, 9)):
     """CogVideoX image-to-video in miniature: 1.0 has learned positions (fixed 96x64, 9 frames),
     1.5 has temporal patches (any size in multiples of 16). Real 8x/4x VAE compression."""
     import diffusers
@@ -2241,8 +2398,8 @@ def tiny_cogvideox_pipeline(version: str = "1.0"):
     learned = version == "1.0"
     transformer = diffusers.CogVideoXTransformer3DModel(
         num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=2,
-        text_embed_dim=32, num_layers=1, sample_width=12 if learned else 40, sample_height=8 if learned else 40,
-        sample_frames=9, patch_size=2,
+        text_embed_dim=32, num_layers=1, sample_width=sample[0] if learned else 40,
+        sample_height=sample[1] if learned else 40, sample_frames=sample[2], patch_size=2,
         patch_size_t=None if learned else 2, temporal_compression_ratio=4, max_text_seq_length=226,
         use_rotary_positional_embeddings=True, use_learned_positional_embeddings=learned)
     vae = diffusers.AutoencoderKLCogVideoX(

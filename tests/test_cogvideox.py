@@ -29,7 +29,7 @@ def test_cogvideox_1_5_pads_latent_frames_and_crops_to_exact_size(models, image,
                   "--width", "120", "--height", "64", "--num-frames", "13", "--steps", "2", "--seed", "3", "-q"])
     info = probe(out)
     side = json.loads(out.with_suffix(".json").read_text())
-    assert rc == 0 and info["size"] == (120, 64) and len(info["frames"]) == 17 and info["fps"] == 16  # 13 -> 8k+1
+    assert rc == 0 and info["size"] == (120, 64) and len(info["frames"]) == 17 and info["fps"] == 16  # 13 -> 16N+1
     assert (side["generation_width"], side["generation_height"]) == (128, 64)  # multiples of 16 x patch 2
 
 
@@ -41,8 +41,10 @@ def test_cogvideox_frames_equal_a_direct_diffusers_call_on_cpu(models, image):
     job, ours = script_frames(req)
     direct = diffusers.CogVideoXImageToVideoPipeline.from_pretrained(str(models["cog"]))
     direct.set_progress_bar_config(disable=True)
+    # THUDM's cli_demo.py: the DPM scheduler with trailing spacing, and dynamic CFG.
+    direct.scheduler = diffusers.CogVideoXDPMScheduler.from_config(direct.scheduler.config, timestep_spacing="trailing")
     frames = direct(image=gv.prepare_image(image, 96, 64), prompt="a cat", negative_prompt=job.negative_prompt,
-                    height=64, width=96, num_frames=9, num_inference_steps=2, guidance_scale=6.0,
+                    height=64, width=96, num_frames=9, num_inference_steps=2, guidance_scale=6.0, use_dynamic_cfg=True,
                     generator=torch.Generator("cpu").manual_seed(5)).frames[0]
     assert np.array_equal(ours, np.stack([np.asarray(f) for f in frames]))
 
@@ -87,3 +89,22 @@ def test_fps_warning_for_cogvideox(models, image, tmp_path, capsys):
                   "--steps", "1", "--fps", "24", "-o", str(tmp_path / "f.mp4")])
     assert rc == 0 and "no frame-rate input" in capsys.readouterr().err
     assert probe(tmp_path / "f.mp4")["fps"] == 24
+
+
+def test_cogvideox_1_5_defaults_to_its_model_card_sizes_and_16n_plus_1_frames(models, tmp_path, capsys):
+    from conftest import make_image
+
+    for (w, h), size in (((1600, 900), (1360, 768)), ((900, 1200), (768, 1024)), ((1000, 1000), (768, 768))):
+        req = gv.Request(image=make_image(tmp_path / f"i{w}.png", w, h), prompt="p", output=tmp_path / "x.mp4",
+                         model="cogvideox1.5")
+        job = gv.plan_job(req, gv.Log(1))
+        assert (job.width, job.height) == size and job.num_frames == 81 and job.fps == 16  # 5 s at 16 fps
+    job = gv.plan_job(gv.Request(image=tmp_path / "i1600.png", prompt="p", output=tmp_path / "x.mp4",
+                                 model="cogvideox1.5", duration=5.5), gv.Log(1))
+    assert job.num_frames == 97  # 89 -> the next 16N+1
+    capsys.readouterr()
+    gv.plan_job(gv.Request(image=tmp_path / "i1600.png", prompt="p", output=tmp_path / "x.mp4",
+                           model="cogvideox1.5", resolution="480p"), gv.Log(1))
+    assert "short side of 768 px" in capsys.readouterr().err
+    assert gv.refine_spec(gv.MODELS["cogvideox1.5"], models["cog15"]).frame_step == 16
+    assert gv.MODELS["cogvideox"].scheduler == gv.MODELS["cogvideox1.5"].scheduler == "CogVideoXDPMScheduler"

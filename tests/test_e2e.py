@@ -56,7 +56,7 @@ def test_frames_equal_a_direct_diffusers_call_on_cpu(models, image, folder):
     direct = diffusers.LTXImageToVideoPipeline.from_pretrained(str(models[folder]))
     direct.set_progress_bar_config(disable=True)
     spec = job.spec
-    frames = direct(image=gv.prepare_image(image, 96, 64), prompt="a boat drifts",
+    frames = direct(image=gv.prepare_image(image, 96, 64, spec.image_blur_sigma, spec.image_crf), prompt="a boat drifts",
                     negative_prompt=job.negative_prompt, height=64, width=96, num_frames=17, frame_rate=24,
                     num_inference_steps=3, guidance_scale=spec.guidance, decode_timestep=spec.decode_timestep,
                     decode_noise_scale=spec.decode_noise_scale,

@@ -94,3 +94,22 @@ def test_forced_options_are_honoured():
     plan = gv.plan_memory(job, gv.model_dims(None, job.spec), "cuda", 2, 80 * 2**30, 2**30, req)
     assert (plan.attention_chunk, plan.vae_spatial_tiling, plan.vae_temporal_tiling, plan.offload) == (64, True, True, "model")
 
+
+
+def test_plan_reads_the_declared_vae_ratios_of_the_real_095_config(tmp_path):
+    """The 0.9.5+ VAE config (copied from the real repos) declares 32x/8x; its four scaling flags
+    alone would say 64x/16x and make the plan count 8x too few tokens at 1080p."""
+    import json
+
+    from fake_repos import REAL_TRANSFORMER_2B, REAL_VAE_095
+
+    for name, cfg in (("vae", REAL_VAE_095), ("transformer", REAL_TRANSFORMER_2B)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    dims = gv.model_dims(tmp_path, gv.MODELS["ltx-distilled"])
+    assert (dims.spatial, dims.temporal, dims.heads, dims.hidden) == (32, 8, 32, 2048)
+    job, req = _job(1920, 1080, 121, guidance=1.0, alias="ltx-distilled")
+    plan = gv.plan_memory(job, dims, "mps", 2, 96 * 2**30, 2**30, req)
+    assert plan.tokens == 16 * 34 * 60  # 32,640 at 1920x1088 x 121 frames
+    assert plan.attention_chunk is not None  # a 63.5 GiB score matrix is never "stock" on MPS
+    assert 32 * plan.attention_chunk * plan.tokens * gv.SCORE_BYTES <= 2**30

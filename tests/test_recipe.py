@@ -1,0 +1,86 @@
+"""Lightricks' recipe, per model: the conditioning image's preprocessing (ltx_video/inference.py)
+and what reaches the pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from conftest import gv, make_image
+
+
+def reference_blur(im, sigma):
+    """torchvision.transforms.functional.gaussian_blur(kernel_size=3, sigma), written with conv2d."""
+    x = torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1)[None]
+    k1 = torch.exp(-0.5 * (torch.tensor([-1.0, 0.0, 1.0]) / sigma) ** 2)
+    k1 = k1 / k1.sum()
+    kernel = (k1[:, None] * k1[None, :]).expand(3, 1, 3, 3)
+    x = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    return torch.nn.functional.conv2d(x, kernel, groups=3)[0].permute(1, 2, 0).numpy()
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / mse)
+
+
+def test_blur_is_torchvisions_3x3_gaussian(tmp_path):
+    im = Image.open(make_image(tmp_path / "a.png", 41, 23)).convert("RGB")
+    ours = gv.gaussian_blur_3x3(im, 1.0)
+    assert ours.shape == (23, 41, 3) and np.abs(ours - reference_blur(im, 1.0)).max() < 1e-6
+    assert np.abs(ours - np.asarray(im, np.float32) / 255).max() > 0.05  # it does blur
+
+
+def test_h264_roundtrip_compresses_and_crops_odd_sizes_to_even(tmp_path):
+    a = np.asarray(Image.open(make_image(tmp_path / "a.png", 161, 91)).convert("RGB"))
+    out = gv.h264_roundtrip(a, 29)
+    assert out.shape == (90, 160, 3) and out.dtype == np.uint8
+    assert not np.array_equal(out, a[:90, :160]) and psnr(out, a[:90, :160]) > 25
+    lossless = gv.h264_roundtrip(a, 0)
+    assert psnr(lossless, a[:90, :160]) > psnr(out, a[:90, :160])  # the CRF is what sets the loss
+
+
+def test_prepare_image_is_crop_blur_h264_then_resize(tmp_path):
+    path = make_image(tmp_path / "wide.png", 400, 150)
+    im = Image.open(path).convert("RGB")
+    ours = np.asarray(gv.prepare_image(path, 96, 64, 1.0, 29))
+    cropped = im.crop((87, 0, 87 + 225, 150))  # 400x150 -> 3:2 at the source size: int(150 * 1.5) = 225 wide
+    expected = gv.h264_roundtrip(reference_blur(cropped, 1.0), 29)
+    expected = np.asarray(Image.fromarray(expected).resize((96, 64), Image.Resampling.LANCZOS))
+    assert np.array_equal(ours, expected)
+    raw = np.asarray(ImageOps.fit(im, (96, 64), method=Image.Resampling.LANCZOS))
+    assert not np.array_equal(ours, raw)
+
+
+@pytest.mark.parametrize("alias", ["ltx", "ltx-0.9.0", "ltx-distilled", "ltx-13b-distilled"])
+def test_every_ltx_model_uses_lightricks_image_recipe_and_cogvideox_does_not(alias):
+    spec = gv.MODELS[alias]
+    assert (spec.image_blur_sigma, spec.image_crf, spec.image_cond_noise_scale) == (1.0, 29, 0.15)
+    assert spec.tone_map == (0.6 if alias == "ltx-13b-distilled" else 0.0)
+    assert all(gv.MODELS[a].image_crf == 0 for a in ("cogvideox", "cogvideox1.5"))
+
+
+def test_what_reaches_the_pipeline_is_the_documented_transform_and_the_sidecar_says_so(
+        models, tmp_path, monkeypatch):
+    from diffusers import LTXImageToVideoPipeline
+
+    seen = []
+    real_call = LTXImageToVideoPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(np.asarray(kwargs["image"]))
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(LTXImageToVideoPipeline, "__call__", spy)
+    image = make_image(tmp_path / "in.png", 160, 90)
+    out = tmp_path / "o.mp4"
+    rc = gv.main(["--image", str(image), "--prompt", "a boat", "--model", str(models["i2v"]), "-o", str(out),
+                  "--width", "96", "--height", "64", "--num-frames", "9", "--steps", "1", "--seed", "2", "-q"])
+    assert rc == 0 and len(seen) == 1
+    assert np.array_equal(seen[0], np.asarray(gv.prepare_image(image, 96, 64, 1.0, 29)))
+    assert not np.array_equal(seen[0], np.asarray(gv.prepare_image(image, 96, 64)))
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["conditioning_image"] == {"crop": "center", "blur_sigma": 1.0, "h264_crf": 29, "resize": "lanczos",
+                                          "noise_scale": None}
