@@ -719,10 +719,19 @@ def plan_job(request: Request, log: Log) -> Job:
 # ----------------------------------------------------------------------------------------------
 # Memory plan: which savings to switch on, decided before anything is loaded.
 
-SCORE_BYTES = 10  # per attention score in a chunk: fp32 scores + fp32 softmax + probs in bf16
+# Measured at real sizes (tests/benchmarks/real_size.py: LTX 2B blocks at full width, bf16, CPU):
+# a transformer forward holds ~24.4 x elem bytes per token and hidden unit besides attention
+# (per-token timestep embeddings of 6 x hidden, fp32 RoPE tables, fp32 q/k during RoPE, the
+# feed-forward's 4x expansion), plus a fixed ~0.25 GiB; a chunk of attention ~13 bytes per score
+# (fp32 scores and softmax, bf16 probabilities, allocator slack). T5 encoding two 256-token
+# prompts adds ~0.17 GiB: ~130 x elem bytes per token and the fp32 scores and softmax of 64 heads.
+SCORE_BYTES = 13  # per attention score in a chunk
 MPS_MAX_ARRAY = 2**32  # bytes: MPS refuses any single array larger (pytorch#149261)
 MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
-ACTIVATION_FACTOR = 12  # bytes of live activations per token and hidden unit in one block
+ACTIVATION_FACTOR = 24  # live activations per token and hidden unit, in units of the element size
+FORWARD_FIXED = 0.25 * 2**30  # bytes a forward holds whatever its length
+T5_BYTES_PER_TOKEN = 130 * 1024  # x elem: T5-XXL activations per prompt token, besides attention
+DECODE_FIXED = 0.1 * 2**30  # bytes a VAE decode holds whatever the tile
 
 
 @dataclass(frozen=True)
@@ -776,16 +785,21 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
     tokens = latent_frames * (h // dims.spatial // dims.patch) * (w // dims.spatial // dims.patch)
     batch = 2 if job.guidance_scale > 1.0 else 1
     weights = {k: v * elem for k, v in dims.params.items()}
-    t5 = weights.pop("text_encoder", 0)
+    text_len = MAX_SEQUENCE_LENGTH.get(job.spec.pipeline, 256)  # prompts are padded to it
+    t5_heads = 64 if dims.params.get("text_encoder", 0) > 1e9 else 8
+    t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + t5_heads * text_len * 8)
     rows = chunk if chunk else tokens
     attention = (1 if chunk else batch) * dims.heads * rows * tokens * (SCORE_BYTES if chunk else elem)
-    activations = batch * tokens * dims.hidden * ACTIVATION_FACTOR * elem / 4
+    activations = FORWARD_FIXED + batch * tokens * dims.hidden * ACTIVATION_FACTOR * elem
     tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
     tile_frames = 17 if temporal_tiling or dims.framewise_builtin else job.num_frames
     decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
-    decode = 3 * decode_array + 3 * tile_frames * th * tw * 4  # live activations + float frames out
-    if temporal_tiling or spatial_tiling:
-        decode += 3 * min(job.num_frames, 2 * 17 if temporal_tiling else job.num_frames) * h * w * 4
+    # live activations + float frames out + ~0.1 GiB of fixed workspace (real_size.py)
+    decode = 3 * decode_array + 3 * tile_frames * th * tw * 4 + DECODE_FIXED
+    if temporal_tiling:  # two 17-frame float tiles of the full frame in flight (blended)
+        decode += 3 * min(job.num_frames, 2 * 17) * h * w * 4
+    elif spatial_tiling:  # tiled_decode_uint8: the uint8 video, and float blend edges above and left
+        decode += job.num_frames * h * w * 3 + 2 * job.num_frames * (LTX_VAE_SPATIAL_TILE // 8) * w * 3 * elem
     parts = {
         "transformer": weights.get("transformer", 0),
         "text_encoder": t5,

@@ -179,9 +179,36 @@ LTX_INDEX = {  # model_index.json entries as the real repos have them
 TO_ORIGINAL = {"proj_in": "patchify_proj", "time_embed": "adaln_single", "norm_q": "q_norm", "norm_k": "k_norm"}
 
 
+# diffusers' 0.9.5+ VAE names -> Lightricks' (the inverse of convert_ltx_vae_checkpoint_to_diffusers'
+# rename tables for a 0.9.5 VAE; longest prefix first).
+VAE_095_TO_ORIGINAL = [
+    ("decoder.up_blocks.0.upsamplers.0", "decoder.up_blocks.1"), ("decoder.up_blocks.0", "decoder.up_blocks.2"),
+    ("decoder.up_blocks.1.upsamplers.0", "decoder.up_blocks.3"), ("decoder.up_blocks.1", "decoder.up_blocks.4"),
+    ("decoder.up_blocks.2.upsamplers.0", "decoder.up_blocks.5"), ("decoder.up_blocks.2", "decoder.up_blocks.6"),
+    ("decoder.mid_block", "decoder.up_blocks.0"), ("decoder.time_embedder", "decoder.last_time_embedder"),
+    ("decoder.scale_shift_table", "decoder.last_scale_shift_table"),
+    ("encoder.down_blocks.0.downsamplers.0", "encoder.down_blocks.1"), ("encoder.down_blocks.0", "encoder.down_blocks.0"),
+    ("encoder.down_blocks.1.downsamplers.0", "encoder.down_blocks.3"), ("encoder.down_blocks.1", "encoder.down_blocks.2"),
+    ("encoder.down_blocks.2.downsamplers.0", "encoder.down_blocks.5"), ("encoder.down_blocks.2", "encoder.down_blocks.4"),
+    ("encoder.down_blocks.3.downsamplers.0", "encoder.down_blocks.7"), ("encoder.down_blocks.3", "encoder.down_blocks.6"),
+    ("encoder.mid_block", "encoder.down_blocks.8"),
+    ("latents_mean", "per_channel_statistics.mean-of-means"), ("latents_std", "per_channel_statistics.std-of-means"),
+]
+
+
+def original_vae_key(key: str) -> str:
+    for new, old in VAE_095_TO_ORIGINAL:
+        if key == new or key.startswith(new + "."):
+            key = old + key[len(new):]
+            break
+    return key.replace("resnets", "res_blocks").replace("conv_shortcut.conv", "conv_shortcut").replace(
+        "norm3.", "norm3.norm.")
+
+
 def original_single_file(transformer, vae, path: Path) -> None:
     """An original-format LTX checkpoint: transformer keys under model.diffusion_model. with
     Lightricks' names, and the VAE under vae. (which the transformer loader must skip)."""
+    import torch
     from safetensors.torch import save_file
 
     state = {}
@@ -190,7 +217,10 @@ def original_single_file(transformer, vae, path: Path) -> None:
             key = key.replace(new, old)
         state["model.diffusion_model." + key] = value.contiguous()
     for key, value in vae.state_dict().items():
-        state["vae." + key] = value.contiguous()
+        state["vae." + original_vae_key(key)] = value.contiguous()
+    channels = vae.latents_mean.shape[0]
+    state["vae.per_channel_statistics.channel"] = torch.arange(channels)  # real files carry these two too
+    state["vae.per_channel_statistics.mean-of-stds"] = torch.ones(channels)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, path, metadata={"format": "pt"})
 

@@ -201,3 +201,24 @@ def test_fast_path_makes_7_half_size_and_3_full_size_passes_with_the_official_ti
     expected_tone = 0.6 if alias == "ltx-13b-distilled" else 0.0
     assert side["tone_map_compression"] == expected_tone
     assert [c for c, _ in tone_maps] == ([0.6] if expected_tone else [])
+
+
+def test_the_single_file_carries_lightricks_key_names(hub_root):
+    """What from_single_file meets: model.diffusion_model.* transformer keys with Lightricks' names
+    and the VAE under vae.* in Lightricks' names (diffusers' converter maps them back exactly)."""
+    import torch
+    from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES, convert_ltx_vae_checkpoint_to_diffusers
+    from safetensors.torch import load_file
+
+    from fake_repos import tiny_vae_095
+
+    name = gv.MODELS["ltx-distilled"].single_file.split("@")[0]
+    state = load_file(hub_root / "Lightricks/LTX-Video" / name)
+    assert {"model.diffusion_model.patchify_proj.weight", "vae.decoder.last_scale_shift_table"} <= set(state)
+    assert any(k in state for k in CHECKPOINT_KEY_NAMES["ltx-video"])
+    assert not any(k.startswith("model.diffusion_model.") and ("proj_in" in k or "time_embed" in k) for k in state)
+    vae = {k: v for k, v in state.items() if k.startswith("vae.")}
+    # diffusers picks the 0.9.5 renames by a 2048-channel encoder output no tiny model has: force it.
+    w = vae["vae.encoder.conv_out.conv.weight"]
+    vae["vae.encoder.conv_out.conv.weight"] = torch.zeros(w.shape[0], 2048, 1, 1, 1)
+    assert set(convert_ltx_vae_checkpoint_to_diffusers(vae)) == set(tiny_vae_095().state_dict())

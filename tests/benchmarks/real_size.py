@@ -202,8 +202,13 @@ def estimate(item: str) -> float:
     if kind == "weights":
         key = {"t5": "text_encoder", "upsampler": "upsampler"}.get(arg, arg)
         return dims.params[key] * 2 / GIB
-    if kind == "t5_encode":
-        return 0.0  # the plan counts T5's weights only
+    if kind == "t5_encode":  # two prompts (CFG) padded to `arg` tokens
+        job, _ = default_job()
+        spec = gv.dataclasses.replace(job.spec, pipeline=f"t5-{arg}", guidance=3.0)
+        gv.MAX_SEQUENCE_LENGTH[spec.pipeline] = int(arg)
+        job = gv.dataclasses.replace(job, spec=spec, guidance_scale=3.0)
+        parts, _, _ = gv.estimate_memory(job, dims, 2, 64, True, False, "none", True)
+        return parts["text_encoder"] - dims.params["text_encoder"] * 2 / GIB
     if kind == "forward":
         shape, layers, chunk = arg.split("/")
         frames, h, w = (int(v) for v in shape.split("x"))
@@ -222,10 +227,11 @@ ITEMS = [
     "weights:t5", "weights:transformer", "weights:vae", "weights:upsampler",
     "t5_encode:128", "t5_encode:256",
     # 960x544 x 121 frames (stage 1 of the default job: 8,160 tokens) at 2 and 4 blocks, stock and chunked
-    "forward:16x17x30/2/0", "forward:16x17x30/4/0", "forward:16x17x30/2/384",
+    "forward:16x17x30/2/0", "forward:16x17x30/4/0", "forward:16x17x30/2/384", "forward:16x17x30/4/384",
+    "forward:16x17x30/2/48", "forward:8x15x32/2/96",
     # a longer sequence, chunked as the plan would chunk 1080p
-    "forward:16x24x42/2/192",
-    "decode:2", "decode:3",
+    "forward:16x24x42/2/192", "forward:16x24x42/2/24",
+    "decode:3", "decode:16",  # a temporal tile (17 frames); a whole 121-frame tile column
 ]
 
 
