@@ -724,13 +724,14 @@ def plan_job(request: Request, log: Log) -> Job:
 # (per-token timestep embeddings of 6 x hidden, fp32 RoPE tables, fp32 q/k during RoPE, the
 # feed-forward's 4x expansion), plus a fixed ~0.25 GiB; a chunk of attention ~13 bytes per score
 # (fp32 scores and softmax, bf16 probabilities, allocator slack). T5 encoding two 256-token
-# prompts adds ~0.17 GiB: ~130 x elem bytes per token and the fp32 scores and softmax of 64 heads.
+# prompts adds ~0.17 GiB: ~130 x elem bytes per token and ~6 bytes per attention score of 64 heads.
 SCORE_BYTES = 13  # per attention score in a chunk
 MPS_MAX_ARRAY = 2**32  # bytes: MPS refuses any single array larger (pytorch#149261)
 MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
 ACTIVATION_FACTOR = 24  # live activations per token and hidden unit, in units of the element size
 FORWARD_FIXED = 0.25 * 2**30  # bytes a forward holds whatever its length
 T5_BYTES_PER_TOKEN = 130 * 1024  # x elem: T5-XXL activations per prompt token, besides attention
+T5_HEADS = 64  # T5-XXL, the text encoder of every model here
 DECODE_FIXED = 0.1 * 2**30  # bytes a VAE decode holds whatever the tile
 
 
@@ -786,8 +787,7 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
     batch = 2 if job.guidance_scale > 1.0 else 1
     weights = {k: v * elem for k, v in dims.params.items()}
     text_len = MAX_SEQUENCE_LENGTH.get(job.spec.pipeline, 256)  # prompts are padded to it
-    t5_heads = 64 if dims.params.get("text_encoder", 0) > 1e9 else 8
-    t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + t5_heads * text_len * 8)
+    t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + T5_HEADS * text_len * 6)
     rows = chunk if chunk else tokens
     attention = (1 if chunk else batch) * dims.heads * rows * tokens * (SCORE_BYTES if chunk else elem)
     activations = FORWARD_FIXED + batch * tokens * dims.hidden * ACTIVATION_FACTOR * elem
@@ -984,11 +984,11 @@ def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
     except LocalEntryNotFoundError:
         why = "HF_HUB_OFFLINE=1 is set" if hub_offline() else f"the Hub ({hub_endpoint()}) cannot be reached"
         raise RunError(f"{repo} is not (completely) in the Hugging Face cache ({hub_cache_dir()}) and {why}; "
-                       "connect and run again (a partial download resumes where it stopped), or pass "
+                       "connect and run again (files already downloaded are kept), or pass "
                        "--model with a local folder") from None
     except Exception as e:  # huggingface_hub raises many network error types
         raise RunError(f"could not download {repo}: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                       "; check the network and the id, then run again (the download resumes), "
+                       "; check the network and the id, then run again (files already downloaded are kept), "
                        "or pass a local folder") from None
     return folder, folder.name
 

@@ -9,8 +9,7 @@ import pytest
 from safetensors.torch import save_file
 
 from conftest import gv, make_image, probe
-
-TO_ORIGINAL = {"proj_in": "patchify_proj", "time_embed": "adaln_single", "norm_q": "q_norm", "norm_k": "k_norm"}
+from fake_repos import TO_ORIGINAL
 
 
 def add_snapshot(cache, repo, files_from=None, commit="0" * 39):

@@ -137,7 +137,7 @@ def test_no_server_is_one_error_line_within_seconds_and_nothing_written(tmp_path
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and last.startswith("error: ") and "cannot be reached" in last, proc.stderr
     assert "Traceback" not in proc.stderr and list(out.iterdir()) == []
-    assert seconds < 60  # process start (torch, diffusers) included
+    assert seconds < 20  # measured ~2 s, process start (torch, diffusers) included
 
 
 def test_a_server_that_dies_mid_download_fails_cleanly_and_the_next_run_resumes(hub_root, tmp_path):
@@ -151,7 +151,7 @@ def test_a_server_that_dies_mid_download_fails_cleanly_and_the_next_run_resumes(
     proc, seconds = run_cli(args, dict(env, HF_ENDPOINT=dying.url))
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and last.startswith("error: ") and "run again" in last, proc.stderr
-    assert "Traceback" not in proc.stderr and list(out.iterdir()) == [] and seconds < 90
+    assert "Traceback" not in proc.stderr and list(out.iterdir()) == [] and seconds < 30  # measured ~6 s
     kept = {p.relative_to(p.parents[2]).as_posix() for p in (tmp_path / "cache").rglob("snapshots/*/*/*")}
     assert kept and not list((tmp_path / "cache").rglob("*.incomplete"))  # finished files only, no partial
 
@@ -222,3 +222,13 @@ def test_the_single_file_carries_lightricks_key_names(hub_root):
     w = vae["vae.encoder.conv_out.conv.weight"]
     vae["vae.encoder.conv_out.conv.weight"] = torch.zeros(w.shape[0], 2048, 1, 1, 1)
     assert set(convert_ltx_vae_checkpoint_to_diffusers(vae)) == set(tiny_vae_095().state_dict())
+
+
+def test_once_downloaded_a_model_runs_with_the_hub_gone(hub, tmp_path, capsys):
+    """No HF_HUB_OFFLINE needed: a cached model works on a plane."""
+    argv = ["--image", str(make_image(tmp_path / "in.png", 160, 96)), "--prompt", "p", "--model", "ltx",
+            "-o", str(tmp_path / "a.mp4"), "--seed", "1"] + ALIAS_ARGS["ltx"]
+    assert gv.main(argv) == 0, capsys.readouterr().err
+    hub.stop()
+    assert gv.main(argv + ["--overwrite"]) == 0, capsys.readouterr().err
+    assert probe(tmp_path / "a.mp4")["size"] == (96, 64)
