@@ -2415,7 +2415,9 @@ def tiny_cogvideox_pipeline(version: str = "1.0", sample: tuple[int, int, int] =
         text_embed_dim=32, num_layers=1, sample_width=sample[0] if learned else 40,
         sample_height=sample[1] if learned else 40, sample_frames=sample[2], patch_size=2,
         patch_size_t=None if learned else 2, temporal_compression_ratio=4, max_text_seq_length=226,
-        use_rotary_positional_embeddings=True, use_learned_positional_embeddings=learned)
+        use_rotary_positional_embeddings=True, use_learned_positional_embeddings=learned,
+        # 1.5's real config: an ofs embedding as wide as the time embedding, no patch bias
+        ofs_embed_dim=None if learned else 2, patch_bias=learned)
     vae = diffusers.AutoencoderKLCogVideoX(
         in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
         up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,

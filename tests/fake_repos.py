@@ -57,8 +57,22 @@ TINY_VAE_095 = {  # shrunk: channels (the decoder keeps its x2 per level, which 
     "layers_per_block": [1, 1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1],
 }
 
-# 0.9.1's VAE (timestep-conditioned, 4 up blocks with noise injection) and 0.9.0's are what
-# gv.tiny_ltx_pipeline builds (real flags: spatio_temporal_scaling (T, T, T, F), patch 4).
+# Lightricks/LTX-Video-0.9.1 vae/config.json: timestep-conditioned, noise injection, residual
+# upsamplers; no declared ratios (derived: 4 x 2^3 = 32, 2^3 = 8). 0.9.0's VAE (the class
+# defaults) is what gv.tiny_ltx_pipeline builds, with the same shrinks.
+REAL_VAE_091 = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 128, "block_out_channels": [128, 256, 512, 512],
+    "decoder_block_out_channels": [256, 512, 1024], "layers_per_block": [4, 3, 3, 3, 4],
+    "decoder_layers_per_block": [5, 6, 7, 8], "spatio_temporal_scaling": [True, True, True, False],
+    "decoder_spatio_temporal_scaling": [True, True, True], "decoder_inject_noise": [True, True, True, False],
+    "upsample_residual": [True, True, True], "upsample_factor": [2, 2, 2], "timestep_conditioning": True,
+    "patch_size": 4, "patch_size_t": 1, "resnet_norm_eps": 1e-6, "scaling_factor": 1.0,
+    "encoder_causal": True, "decoder_causal": False,
+}
+TINY_VAE_091 = {  # shrunk as TINY_VAE_095
+    "latent_channels": 8, "block_out_channels": [8, 8, 8, 8], "decoder_block_out_channels": [8, 16, 32],
+    "layers_per_block": [1, 1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1],
+}
 
 # scheduler/scheduler_config.json: 0.9.0 and 0.9.1 shift dynamically (and stretch to 0.1);
 # 0.9.5+ (0.9.7-dev's, 487 bytes) use a fixed schedule.
@@ -138,12 +152,15 @@ def save_real_layout(pipe, folder: Path, model_index: dict) -> None:
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
-def tiny_vae_095():
+def tiny_vae(real: dict = REAL_VAE_095, shrink: dict = TINY_VAE_095):
     import torch
     from diffusers import AutoencoderKLLTXVideo
 
     torch.manual_seed(1)
-    return AutoencoderKLLTXVideo(**dict(REAL_VAE_095, **TINY_VAE_095)).eval()
+    return AutoencoderKLLTXVideo(**dict(real, **shrink)).eval()
+
+
+tiny_vae_095 = tiny_vae
 
 
 def tiny_transformer(real: dict):
@@ -248,7 +265,8 @@ def build_repos(root: Path) -> dict[str, Path]:
     original_single_file(distilled_2b, vae_097, folder / file_name)
 
     folder = repo("Lightricks/LTX-Video-0.9.1")
-    save_real_layout(ltx_pipeline("LTXImageToVideoPipeline"), folder, dict(LTX_INDEX, _class_name="LTXPipeline"))
+    save_real_layout(ltx_pipeline("LTXImageToVideoPipeline", vae=tiny_vae(REAL_VAE_091, TINY_VAE_091)), folder,
+                     dict(LTX_INDEX, _class_name="LTXPipeline"))
 
     # 0.9.5: only its transformer/config.json is used (the config of the 2B single file).
     folder = repo("Lightricks/LTX-Video-0.9.5")
