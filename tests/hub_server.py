@@ -10,8 +10,8 @@ Serves repos laid out as folders (`root/<org>/<name>/<path in repo>`) through th
 
 and the Hub's error headers (404 with X-Error-Code RepoNotFound / EntryNotFound / RevisionNotFound).
 Every request is logged, so tests can assert exactly which files a run fetched. `cut_after` makes the
-server drop the connection and go away after sending that many bytes of one file body: a network
-that fails mid-download.
+server drop the connection and go away after sending that many bytes of the first weights file
+larger than that: a network that fails mid-download.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class FakeHub:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.log: list[Request] = []
-        self.cut_after: int | None = None  # bytes of a file body to send before dying
+        self.cut_after: int | None = None  # bytes of a weights file's body to send before dying
         self._server: ThreadingHTTPServer | None = None
         self._commits: dict[str, str] = {}
 
@@ -100,10 +100,10 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        server, self._server = self._server, None  # once, even when two cut-off downloads both stop it
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     def _handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         parts = [unquote(p) for p in urlparse(h.path).path.strip("/").split("/")]
@@ -171,7 +171,7 @@ class FakeHub:
         h.end_headers()
         if head:
             return
-        if self.cut_after is not None and len(body) > self.cut_after:
+        if self.cut_after is not None and name.endswith(".safetensors") and len(body) > self.cut_after:
             h.wfile.write(body[:self.cut_after])
             h.wfile.flush()
             h.close_connection = True

@@ -147,7 +147,7 @@ def test_a_server_that_dies_mid_download_fails_cleanly_and_the_next_run_resumes(
     args = ["--image", str(image), "--prompt", "p", "--model", "ltx", "-o", str(out / "a.mp4")] + ALIAS_ARGS["ltx"]
     env = {"HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DOWNLOAD_TIMEOUT": "3", "HF_HUB_ETAG_TIMEOUT": "3"}
     dying = FakeHub(hub_root).start()
-    dying.cut_after = 20_000  # the first weight file larger than this is cut off, then the server is gone
+    dying.cut_after = 20_000  # the first .safetensors larger than this is cut off, then the server is gone
     proc, seconds = run_cli(args, dict(env, HF_ENDPOINT=dying.url))
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and last.startswith("error: ") and "run again" in last, proc.stderr
