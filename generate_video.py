@@ -1348,16 +1348,14 @@ def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, 
             base = Image.new("RGB", im.size, (255, 255, 255))  # flatten transparency onto white
             base.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
             im = base
-        im = im.convert("RGB")
-    if not blur_sigma and not crf:
-        return ImageOps.fit(im, (width, height), method=Image.Resampling.LANCZOS)
-    im = crop_to_aspect(im, width / height)
-    pixels = gaussian_blur_3x3(im, blur_sigma) if blur_sigma else None
-    if crf:
-        pixels = h264_roundtrip(im if pixels is None else pixels, crf)
-    elif pixels is not None:
-        pixels = (pixels * 255).round().astype("uint8")
-    im = Image.fromarray(pixels)
+        im = crop_to_aspect(im.convert("RGB"), width / height)
+    if blur_sigma or crf:
+        pixels = gaussian_blur_3x3(im, blur_sigma) if blur_sigma else im
+        if crf:
+            pixels = h264_roundtrip(pixels, crf)
+        else:
+            pixels = (pixels * 255).round().astype("uint8")
+        im = Image.fromarray(pixels)
     return im if im.size == (width, height) else im.resize((width, height), Image.Resampling.LANCZOS)
 
 

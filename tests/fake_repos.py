@@ -160,8 +160,6 @@ def tiny_vae(real: dict = REAL_VAE_095, shrink: dict = TINY_VAE_095):
     return AutoencoderKLLTXVideo(**dict(real, **shrink)).eval()
 
 
-tiny_vae_095 = tiny_vae
-
 
 def tiny_transformer(real: dict):
     import torch
@@ -259,7 +257,7 @@ def build_repos(root: Path) -> dict[str, Path]:
                      dict(LTX_INDEX, _class_name="LTXPipeline"))
     for name in LTX_VIDEO_ROOT_JUNK:
         _stub(folder / name)
-    vae_097 = tiny_vae_095()
+    vae_097 = tiny_vae()
     distilled_2b = tiny_transformer(REAL_TRANSFORMER_2B)
     file_name = gv.MODELS["ltx-distilled"].single_file.split("@")[0]
     original_single_file(distilled_2b, vae_097, folder / file_name)

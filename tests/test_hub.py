@@ -210,7 +210,7 @@ def test_the_single_file_carries_lightricks_key_names(hub_root):
     from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES, convert_ltx_vae_checkpoint_to_diffusers
     from safetensors.torch import load_file
 
-    from fake_repos import tiny_vae_095
+    from fake_repos import tiny_vae
 
     name = gv.MODELS["ltx-distilled"].single_file.split("@")[0]
     state = load_file(hub_root / "Lightricks/LTX-Video" / name)
@@ -221,7 +221,7 @@ def test_the_single_file_carries_lightricks_key_names(hub_root):
     # diffusers picks the 0.9.5 renames by a 2048-channel encoder output no tiny model has: force it.
     w = vae["vae.encoder.conv_out.conv.weight"]
     vae["vae.encoder.conv_out.conv.weight"] = torch.zeros(w.shape[0], 2048, 1, 1, 1)
-    assert set(convert_ltx_vae_checkpoint_to_diffusers(vae)) == set(tiny_vae_095().state_dict())
+    assert set(convert_ltx_vae_checkpoint_to_diffusers(vae)) == set(tiny_vae().state_dict())
 
 
 def test_once_downloaded_a_model_runs_with_the_hub_gone(hub, tmp_path, capsys):
