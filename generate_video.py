@@ -4,7 +4,7 @@
     python generate_video.py --image in.png --prompt "a boat drifts at sunset"
 
 Runs Lightricks' LTX-Video (or CogVideoX image-to-video as the fallback) through Hugging Face
-Diffusers on the best device at hand: Apple's MPS, then CUDA, then the CPU. Above 720p the
+Diffusers on the best device at hand: Apple's MPS, then CUDA, then the CPU. At every size the
 default is LTX's distilled multi-scale recipe (half-size pass, 2x latent upscale, short
 full-size refine, tiled decode), which is what makes 5 s of 1080p a matter of minutes.
 
@@ -53,9 +53,9 @@ DEFAULT_PRESET = "auto"
 DEFAULT_ATTENTION_BUDGET_GIB = 1.0  # per attention call: heads x chunk x keys x bytes
 DEFAULT_CRF = 17  # x264 quality: 17 is visually lossless for generated video
 RESOLUTIONS = {"480p": 480, "720p": 720, "1080p": 1080}  # short side in pixels
-FAST_PRESET_ABOVE = 720  # short side (px) above which `auto` picks the fast preset
 LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
 MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
+MAX_UPSCALE = 2.0  # image enlarged more than this to fill the video: warn (detail will be soft)
 MAX_SEED = 2**63 - 1
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -569,10 +569,14 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
                   steps * transformer_tflop(gen_w, gen_h, frames, spec, cfg)),)
 
 
-def choose_preset(request: Request, width: int, height: int) -> str:
-    if request.preset != "auto":
-        return request.preset
-    return "fast" if min(width, height) > FAST_PRESET_ABOVE else "quality"
+def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> Job:
+    """The default job without an image: 5 s of 1080p on the fast path (what --check and the
+    README's memory tables plan for)."""
+    spec = MODELS[DEFAULT_MODEL_FAST]
+    request = Request(image=Path("image.png"), prompt="", output=None)
+    stages = plan_stages("fast", spec, round_up(width, 32), round_up(height, 32), frames, spec.steps, 1.0)
+    return Job(request, spec, spec.repo, spec.upsampler, "fast", width, height, stages[-1].width, stages[-1].height,
+               frames, DEFAULT_FPS, 0, 1.0, "", stages, Path("video.mp4"), Path("video.json"))
 
 
 def unique_output_path(image: Path, directory: Path) -> Path:
@@ -647,7 +651,13 @@ def plan_job(request: Request, log: Log) -> Job:
     else:
         source, spec = None, probe_spec
     width, height = plan_size(image_size, request, spec)
-    preset = choose_preset(request, width, height)
+    upscale = max(width / image_size[0], height / image_size[1])  # after the center crop
+    if upscale > MAX_UPSCALE:
+        log.warn(f"the {image_size[0]}x{image_size[1]} image is enlarged {upscale:.1f}x to fill {width}x{height}: "
+                 "detail will be soft; use a larger image or a lower --resolution")
+    # auto: the distilled multi-scale path at every size (a 50-step guided pass costs ~7x more at
+    # 720p too); a checkpoint that cannot run it falls back to one pass below, with a notice.
+    preset = "fast" if request.preset == "auto" else request.preset
     if request.model is None:
         spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
         source = spec.repo
@@ -655,8 +665,8 @@ def plan_job(request: Request, log: Log) -> Job:
     if preset == "fast" and not can_fast:
         if request.preset == "fast":
             raise UsageError(f"--preset fast needs a distilled LTX checkpoint run by LTXConditionPipeline "
-                             f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is a {spec.pipeline}")
-        log.info(f"note: {spec.alias} is a {spec.pipeline} checkpoint, so it runs as a single pass "
+                             f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
+        log.info(f"note: {spec.alias} is an {spec.pipeline} checkpoint, so it runs as a single pass "
                  "(the fast multi-scale path needs a distilled LTXConditionPipeline checkpoint)")
         preset = "quality"
     if spec.short_side and (min(width, height) != spec.short_side or max(width, height) > (spec.max_long_side or MAX_SIDE)):
@@ -1042,8 +1052,9 @@ def check_model_available(job: Job) -> None:
         needed.append((job.upsampler_source, "latent_upsampler/config.json"))
     for repo, filename in needed:
         if not hub_cached(repo, filename):
+            option = "--upsampler" if repo == job.upsampler_source else "--model"
             raise UsageError(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
-                             f"run once without HF_HUB_OFFLINE to download it, or use --model with a "
+                             f"run once without HF_HUB_OFFLINE to download it, or use {option} with a "
                              f"local folder")
 
 
@@ -1853,8 +1864,13 @@ class VideoWriter:
 
     def abort(self) -> None:
         if self._gen is not None:
+            import logging
+
+            quiet = logging.getLogger("imageio_ffmpeg")  # "No frames have been written": we know
+            level, quiet.level = quiet.level, logging.CRITICAL
             with contextlib.suppress(Exception):
                 self._gen.close()
+            quiet.setLevel(level)
             self._gen = None
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
@@ -2131,8 +2147,8 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
             with record_cpu_fallbacks(log) as fallbacks:
                 write_video(frames, job, before_publish=write_sidecar)
             outcomes.append(Outcome(job.output.name, "done", wall))
-            print(f"wrote {job.output} ({job.width}x{job.height}, {job.num_frames} frames, {wall:.1f} s)",
-                  flush=True)
+            print(f"wrote {job.output.resolve()} ({job.num_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
+                  f"{job.num_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})", flush=True)
         except (NonFiniteError, BrokenVideoError, NotImplementedError, RunError) as e:
             error = explain_failure(e, job, device, dtype_name)
             if not batch:
@@ -2226,17 +2242,21 @@ def read_job_lines(path: Path) -> list[tuple[int, dict | str]]:
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except ValueError as e:
-            rows.append((number, f"line {number}: not valid JSON ({e})"))
+            rows.append((number, f"not valid JSON ({e})"))
             continue
         obj = {k.replace("-", "_"): v for k, v in obj.items()}
         unknown = sorted(set(obj) - JOB_KEYS)
         if unknown:
-            rows.append((number, f"line {number}: unknown key(s) {', '.join(unknown)}; "
-                                 f"use option names such as image, prompt, seed"))
+            import difflib
+
+            hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, JOB_KEYS, 1)) else k
+                     for k in unknown]
+            rows.append((number, f"unknown key(s) {', '.join(hints)}; keys are option names such as image, "
+                                 "prompt, seed"))
             continue
         bad = [k for k, v in obj.items() if v is not None and not _json_type_ok(types[k], v)]
         if bad:
-            rows.append((number, f"line {number}: wrong type for {', '.join(bad)}"))
+            rows.append((number, f"wrong type for {', '.join(bad)}"))
             continue
         wrong = [f"{k} must be one of {', '.join(JOB_CHOICES[k])}" for k, v in obj.items()
                  if k in JOB_CHOICES and v is not None and v not in JOB_CHOICES[k]]
@@ -2246,10 +2266,10 @@ def read_job_lines(path: Path) -> list[tuple[int, dict | str]]:
             except argparse.ArgumentTypeError:
                 wrong.append("attention_slicing must be auto, on, off or a chunk size")
         if wrong:
-            rows.append((number, f"line {number}: " + "; ".join(wrong)))
+            rows.append((number, "; ".join(wrong)))
             continue
         if "image" in obj and not isinstance(obj["image"], str):
-            rows.append((number, f"line {number}: image must be a path"))
+            rows.append((number, "image must be a path"))
             continue
         if "image" in obj and not Path(obj["image"]).is_absolute():
             obj["image"] = str(path.parent / obj["image"])
@@ -2288,8 +2308,14 @@ def expand_images(images: list[str]) -> list[Path]:
 def batch_requests(args: argparse.Namespace) -> list[tuple[str, Request | str]]:
     """(name, request or error) per batch job; bad jobs are reported, not fatal."""
     out_dir = Path(args.output_dir or ".").expanduser()
-    if not out_dir.is_dir():
-        raise UsageError(f"--output-dir {out_dir}: no such folder; create it first")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--output-dir {out_dir}: is a file, not a folder")
+    if not out_dir.exists():
+        try:
+            out_dir.mkdir(parents=True)
+        except OSError as e:
+            raise UsageError(f"--output-dir {out_dir}: cannot create it ({e.strerror})") from None
+        print(f"created {out_dir}", file=sys.stderr)
     rows: list[tuple[str, dict | str]] = []
     if args.jobs:
         for number, obj in read_job_lines(Path(args.jobs).expanduser()):
@@ -2308,10 +2334,10 @@ def batch_requests(args: argparse.Namespace) -> list[tuple[str, Request | str]]:
             result.append((name, obj))
             continue
         if "image" not in obj:
-            result.append((name, f"{name}: no image"))
+            result.append((name, "no image"))
             continue
         if not obj.get("prompt") and not args.prompt:
-            result.append((name, f"{name}: no prompt"))
+            result.append((name, "no prompt (give --prompt or a \"prompt\" key)"))
             continue
         if not obj.get("output"):
             stem = Path(obj["image"]).stem
@@ -2472,17 +2498,30 @@ def run_check(device_name: str, log: Log) -> int:
                + ("supported" if mac and mac >= (14,) else "not supported (float32 is used)"),
                "" if mac and mac >= (14,) else "update to macOS 14+ for bfloat16 (half the memory)")
     built, available = torch.backends.mps.is_built(), torch.backends.mps.is_available()
-    mark = PASS if available else (WARN if sys.platform != "darwin" else FAIL)
-    report(mark, f"MPS built: {built}, available: {available}",
-           "" if available else "needs an Apple Silicon Mac, macOS 12.3+ and the macOS arm64 torch wheel")
+    if sys.platform == "darwin":
+        report(PASS if available else FAIL, f"MPS built: {built}, available: {available}",
+               "" if available else "needs an Apple Silicon Mac, macOS 12.3+ and the macOS arm64 torch wheel")
+    else:  # not a Mac: MPS cannot be there, which is no problem to fix
+        report(PASS, f"not a Mac: runs on {'CUDA' if torch.cuda.is_available() else 'the CPU'} (MPS is macOS only)")
     chip = platform.processor() or platform.machine()
     if sys.platform == "darwin":
         with contextlib.suppress(Exception):
             chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
                                   text=True, timeout=5).stdout.strip() or chip
-    memory = gib(total_memory_bytes())
-    report(PASS if memory >= 31 else WARN, f"{chip}, {memory:.0f} GiB memory",
-           "" if memory >= 31 else "under 32 GiB: use --resolution 720p or fewer frames; offload is chosen automatically")
+    report(PASS, f"{chip}, {gib(total_memory_bytes()):.0f} GiB memory")
+    with contextlib.suppress(UsageError):  # --device names a device this machine lacks: reported below
+        device = pick_device(device_name)
+        job = reference_job()
+        budget = memory_budget(job.request, device)
+        dims = model_dims(model_folder_hint(job), job.spec)
+        elem = torch.tensor([], dtype=pick_dtype("auto", device)).element_size()
+        try:  # the same plan a run makes: one source for the memory advice
+            plan = plan_memory(job, dims, device, elem, budget, int(DEFAULT_ATTENTION_BUDGET_GIB * 2**30), job.request)
+            report(PASS, f"the default video (5 s of 1080p) fits: planned peak {plan.peak_gib:.1f} of "
+                         f"{gib(budget):.1f} GiB on {device}, offload {plan.offload}")
+        except UsageError as e:
+            report(WARN, f"the default video (5 s of 1080p) does not fit {gib(budget):.1f} GiB on {device}",
+                   str(e).split("; ", 1)[-1])
     cache = hub_cache_dir()
     probe = cache
     while not probe.exists() and probe.parent != probe:
@@ -2501,7 +2540,7 @@ def run_check(device_name: str, log: Log) -> int:
             size = sum(f.stat().st_size for f in (repo_dir / "blobs").glob("*") if f.is_file())
             report(PASS, f"cached: {alias} ({spec.repo}), {gib(size):.1f} GiB")
     if not any(cached_repo_dir(s.repo).is_dir() for s in MODELS.values()):
-        report(PASS, "no model cached yet: the first run downloads one (~10-30 GiB)")
+        report(PASS, "no model cached yet: the first run downloads the default (~28 GB, see the README)")
     try:
         device = pick_device(device_name)
         seconds = check_tiny_run(device)
@@ -2639,7 +2678,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"preset, {DEFAULT_MODEL_QUALITY} for quality). Aliases: {models}")
     m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
                    help="fast: distilled multi-scale (half-size pass, 2x latent upscale, short full-size refine); "
-                        f"quality: one pass with classifier-free guidance; auto: fast above {FAST_PRESET_ABOVE}p")
+                        "quality: one pass with classifier-free guidance; auto: fast whenever the model can")
     m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None,
                    help="fast preset: spatial latent upscaler (default: the model's, "
                         f"{MODELS[DEFAULT_MODEL_FAST].upsampler})")

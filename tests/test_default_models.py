@@ -83,11 +83,13 @@ def test_offline_without_the_upscaler_in_cache_is_a_usage_error(fake_hub, tmp_pa
     rc = gv.main(["--image", str(make_image(tmp_path / "a.png")), "--prompt", "p", "-o", str(tmp_path / "a.mp4")])
     err = capsys.readouterr().err
     assert rc == 2 and "ltxv-spatial-upscaler-0.9.7 is not in the Hugging Face cache" in err
+    assert "use --upsampler with a local folder" in err
 
 
 def test_check_lists_the_cached_models(fake_hub, capsys):
     rc = gv.main(["--check", "--device", "cpu"])
     out = capsys.readouterr().out
     assert "cached: ltx-distilled (Lightricks/LTX-Video-0.9.7-distilled)" in out
+    assert "the default video (5 s of 1080p) fits: planned peak" in out and "MPS built" not in out
     assert "tiny LTX pipeline ran end to end on cpu" in out and out.strip().splitlines()[-1].startswith(
         "ready" if rc == 0 else "not ready")

@@ -25,7 +25,7 @@ def test_single_pass_writes_exact_h264_mp4_and_sidecar(models, image, tmp_path, 
     info = probe(out)
     assert (info["codec"].startswith("h264"), info["pix_fmt"].startswith("yuv420p")) == (True, True)
     assert info["size"] == (96, 64) and len(info["frames"]) == 9 and info["fps"] == 12 and info["moov_first"]
-    assert cap.out.strip().splitlines()[-1].startswith(f"wrote {out} (96x64, 9 frames, ")
+    assert cap.out.strip().splitlines()[-1].startswith(f"wrote {out} (0.8 s video, 96x64, 9 frames at 12 fps; made in ")
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["seed"] == 7 and side["prompt"] == "a boat drifts" and side["fps"] == 12
     assert side["negative_prompt"] == gv.DEFAULT_PROMPT_NEGATIVE and side["model_source"] == str(models["i2v"])
@@ -94,10 +94,12 @@ def test_fast_preset_1080p_5s_runs_both_stages_at_their_sizes(models, tmp_path, 
     assert "stage1: 960x544" in cap.err and "TFLOP" in cap.err
 
 
-def test_fast_is_the_default_above_720p_and_plain_i2v_falls_back_with_a_notice(models, image, tmp_path, capsys):
+def test_fast_is_the_default_at_every_size_and_plain_i2v_falls_back_with_a_notice(models, image, tmp_path, capsys):
+    for resolution in ("480p", "720p", "1080p"):  # the guided 50-step model would cost ~7x more at any size
+        job = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", resolution=resolution),
+                          gv.Log(1))
+        assert (job.preset, job.spec.alias, [s.steps for s in job.stages]) == ("fast", gv.DEFAULT_MODEL_FAST, [7, 3])
     req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", resolution="1080p")
-    assert gv.plan_job(req, gv.Log(1)).preset == "fast"
-    assert gv.plan_job(req, gv.Log(1)).spec.alias == gv.DEFAULT_MODEL_FAST
     req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", resolution="1080p", model=str(models["i2v"]))
     assert gv.plan_job(req, gv.Log(1)).preset == "quality"
     assert "runs as a single pass" in capsys.readouterr().err
@@ -220,21 +222,21 @@ def test_batch_runs_good_jobs_skips_bad_ones_loads_once_and_resumes(models, tmp_
         json.dumps({"image": "a.png", "prompt": "waves", "seed": 1}),
         json.dumps({"image": "missing.png", "prompt": "x"}),
         json.dumps({"image": "b.png", "prompt": "a cat", "seed": 2, "num_frames": 17}),
-        json.dumps({"image": "a.png", "colour": "red"}),
+        json.dumps({"image": "a.png", "colour": "red", "sed": 3}),
         "not json",
         json.dumps({"image": "b.png", "prompt": "x", "preset": "turbo", "output": "t.mp4"}),
     ]) + "\n")
     loads = []
     real_load = gv.load_pipeline
     monkeypatch.setattr(gv, "load_pipeline", lambda *a, **k: loads.append(1) or real_load(*a, **k))
-    out_dir = tmp_path / "videos"
-    out_dir.mkdir()
+    out_dir = tmp_path / "videos"  # does not exist yet: created
     argv = ["--jobs", jobs, "--output-dir", out_dir, "--model", models["i2v"], "--width", 96, "--height", 64,
             "--num-frames", 9, "--steps", 2]
     rc, cap = run(argv, capsys)
     assert rc == 2 and len(loads) == 1  # bad jobs reported (exit 2), good ones done, one model load
     assert "2 done, 0 resumed, 4 skipped, 0 failed" in cap.err
-    assert "missing.png: no such file" in cap.err and "unknown key(s) colour" in cap.err
+    assert "missing.png: no such file" in cap.err and "unknown key(s) colour, sed (did you mean seed?)" in cap.err
+    assert f"created {out_dir}" in cap.err and "line 4: line 4" not in cap.err
     assert "preset must be one of auto, fast, quality" in cap.err
     assert len(probe(out_dir / "a.mp4")["frames"]) == 9 and len(probe(out_dir / "b.mp4")["frames"]) == 17
     mtime = (out_dir / "a.mp4").stat().st_mtime_ns
@@ -436,3 +438,11 @@ def test_t5_is_loaded_used_and_freed_before_the_denoiser_loads(models, image, tm
     assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "o.mp4", "-q"]
                + SMALL)[0] == 0
     assert events == ["load T5", "encoded, T5 freed", "load denoiser (T5: False)"]
+
+
+def test_a_small_image_enlarged_more_than_2x_is_warned_about(tmp_path, capsys):
+    small = make_image(tmp_path / "small.png", 64, 48)
+    gv.plan_job(gv.Request(image=small, prompt="p", output=tmp_path / "x.mp4"), gv.Log(1))
+    assert "the 64x48 image is enlarged 22.5x to fill 1440x1080" in capsys.readouterr().err
+    gv.plan_job(gv.Request(image=small, prompt="p", output=tmp_path / "x.mp4", width=96, height=72), gv.Log(1))
+    assert "enlarged" not in capsys.readouterr().err  # 1.5x: fine

@@ -189,11 +189,8 @@ def planner_dims():
 def default_job(width=1920, height=1080, frames=121):
     import generate_video as gv
 
-    spec = gv.MODELS["ltx-distilled"]
-    req = gv.Request(image=Path("x.png"), prompt="p", output=None)
-    stages = gv.plan_stages("fast", spec, gv.round_up(width, 32), gv.round_up(height, 32), frames, 7, 1.0)
-    return gv.Job(req, spec, spec.repo, spec.upsampler, "fast", width, height, stages[-1].width, stages[-1].height,
-                  frames, 24, 0, 1.0, "", stages, Path("o.mp4"), Path("o.json")), req
+    job = gv.reference_job(width, height, frames)
+    return job, job.request
 
 
 def estimate(item: str) -> float:
