@@ -898,6 +898,59 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
     )
 
 
+# Time estimate: the FLOP plan over a matmul rate measured on this device, in this dtype. The
+# efficiencies are starting guesses (no Mac was at hand to measure them); every sidecar records
+# estimate and actual so they can be calibrated.
+DENOISE_EFFICIENCY = 0.5  # share of the matmul rate a transformer pass sustains (attention, norms)
+DECODE_EFFICIENCY = 0.25  # conv3d runs well below the matmul rate (slow on MPS: pytorch#192213)
+DECODE_FLOP_PER_PIXEL = 1.6e6  # LTX VAE decode per output pixel and frame, tile overlap included
+SLOW_SECONDS = 3600  # an estimate above this on the CPU says: use a Mac or a GPU
+
+
+def decode_tflop(job: Job) -> float:
+    return job.num_frames * job.gen_width * job.gen_height * DECODE_FLOP_PER_PIXEL / 1e12
+
+
+def estimate_seconds(job: Job, tflops: float) -> float:
+    """Rough wall time of denoising + decoding at a measured matmul rate (TFLOPS)."""
+    denoise = sum(s.tflop for s in job.stages) / (tflops * DENOISE_EFFICIENCY)
+    return denoise + decode_tflop(job) / (tflops * DECODE_EFFICIENCY)
+
+
+def describe_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(10, int(seconds / 10 + 0.5) * 10)} s"
+    if seconds < 5400:
+        return f"about {int(seconds / 60 + 0.5)} min"
+    return f"about {int(seconds / 3600 + 0.5)} hours" if seconds >= 7200 else "about 1.5-2 hours"
+
+
+def describe_estimate(job: Job, device: str, tflops: float) -> str:
+    seconds = estimate_seconds(job, tflops)
+    total = sum(s.tflop for s in job.stages) + decode_tflop(job)
+    advice = ": use a Mac with Apple Silicon or a CUDA GPU" if device == "cpu" and seconds > SLOW_SECONDS else ""
+    return (f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'}{advice} "
+            f"(an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate)")
+
+
+def matmul_tflops(device: str, dtype, seconds: float = 0.3) -> float:
+    """Sustained matmul rate of this device in this dtype, measured for about `seconds`."""
+    import torch
+
+    n = 1024 if device == "cpu" else 4096
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = {"mps": getattr(torch.mps, "synchronize", None), "cuda": torch.cuda.synchronize}.get(device)
+    (a @ b).sum().item()  # warm-up (kernel selection, lazy init)
+    count, t0 = 0, time.perf_counter()
+    while count < 2 or time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+        if sync:
+            sync()
+    return 2 * n**3 * count / (time.perf_counter() - t0) / 1e12
+
+
 def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> list[str]:
     lines = [f"plan: {job.spec.alias} ({job.preset} preset) on {device}/{dtype_name}: "
              f"{job.width}x{job.height}, {job.num_frames} frames at {job.fps} fps "
@@ -1476,6 +1529,7 @@ class RunStats:
     device_peak_bytes: int = 0
     stage_shapes: dict[str, list[int]] = field(default_factory=dict)
     cpu_fallback_ops: list[str] = field(default_factory=list)
+    estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
 
     def add(self, name: str, seconds: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
@@ -2014,6 +2068,7 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
             "estimate_gib": plan.estimate,
         },
         "timings_s": dict(stats.timings, total=round(wall, 3)),
+        "estimated_seconds": None if stats.estimated_seconds is None else round(stats.estimated_seconds, 1),
         "seconds_per_step": round(sum(steps) / len(steps), 4) if steps else None,
         "peak_memory_gib": {"process_rss": round(gib(peak_rss_bytes()), 3),
                             "device": round(gib(stats.device_peak_bytes), 3)},
@@ -2104,9 +2159,11 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     first = jobs[0]
     check_model_available(first)
     plans = [settle_job(j, device, dtype, log) for j in jobs]
+    tflops = matmul_tflops(device, dtype)
     for job, plan in zip(jobs, plans):
         for line in describe_plan(job, plan, device, dtype_name):
             log.info(line)
+        log.info(f"  time: {describe_estimate(job, device, tflops)}")
     weights = fetch_weights(first, log)
     # Two phases, so the ~9 GiB T5 and the denoiser are never in memory together: T5 alone
     # encodes every prompt of the group and is freed; then the rest of the model loads.
@@ -2125,7 +2182,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
         plan = dataclasses.replace(plan, offload=offload)
         progress(index)
         t_job = time.perf_counter()
-        stats = RunStats()
+        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops))
         if index == 0:
             stats.add("load", load_seconds)
             stats.add("encode_prompt", encode_seconds)
@@ -2509,6 +2566,7 @@ def run_check(device_name: str, log: Log) -> int:
             chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
                                   text=True, timeout=5).stdout.strip() or chip
     report(PASS, f"{chip}, {gib(total_memory_bytes()):.0f} GiB memory")
+    slow = ""
     with contextlib.suppress(UsageError):  # --device names a device this machine lacks: reported below
         device = pick_device(device_name)
         job = reference_job()
@@ -2522,6 +2580,11 @@ def run_check(device_name: str, log: Log) -> int:
         except UsageError as e:
             report(WARN, f"the default video (5 s of 1080p) does not fit {gib(budget):.1f} GiB on {device}",
                    str(e).split("; ", 1)[-1])
+        tflops = matmul_tflops(device, pick_dtype("auto", device))
+        seconds = estimate_seconds(job, tflops)
+        if device == "cpu" and seconds > SLOW_SECONDS:
+            slow = f" (but slow: a default video takes {describe_duration(seconds)} on this CPU)"
+        report(WARN if slow else PASS, "the default video would take " + describe_estimate(job, device, tflops))
     cache = hub_cache_dir()
     probe = cache
     while not probe.exists() and probe.parent != probe:
@@ -2550,7 +2613,7 @@ def run_check(device_name: str, log: Log) -> int:
         report(FAIL, f"tiny LTX pipeline failed on {device_name}: {e.__class__.__name__}: {e}",
                "try --device cpu to tell a device problem from an install problem")
     failed = sum(r[0] == FAIL for r in results)
-    print(f"{'ready' if not failed else 'not ready'}: {failed} problem(s), "
+    print(f"{'ready' + slow if not failed else 'not ready'}: {failed} problem(s), "
           f"{sum(r[0] == WARN for r in results)} warning(s)", flush=True)
     return EXIT_OK if not failed else EXIT_FAILURE
 

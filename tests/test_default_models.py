@@ -91,5 +91,8 @@ def test_check_lists_the_cached_models(fake_hub, capsys):
     out = capsys.readouterr().out
     assert "cached: ltx-distilled (Lightricks/LTX-Video-0.9.7-distilled)" in out
     assert "the default video (5 s of 1080p) fits: planned peak" in out and "MPS built" not in out
+    # A CPU never reads plain "ready": a default video takes hours there, and --check says so.
+    assert "the default video would take about" in out and "hours on this CPU: use a Mac" in out
+    assert out.strip().splitlines()[-1].startswith(("ready (but slow: a default video takes about", "not ready"))
     assert "tiny LTX pipeline ran end to end on cpu" in out and out.strip().splitlines()[-1].startswith(
         "ready" if rc == 0 else "not ready")

@@ -446,3 +446,24 @@ def test_a_small_image_enlarged_more_than_2x_is_warned_about(tmp_path, capsys):
     assert "the 64x48 image is enlarged 22.5x to fill 1440x1080" in capsys.readouterr().err
     gv.plan_job(gv.Request(image=small, prompt="p", output=tmp_path / "x.mp4", width=96, height=72), gv.Log(1))
     assert "enlarged" not in capsys.readouterr().err  # 1.5x: fine
+
+
+def test_the_plan_prints_a_time_estimate_and_the_sidecar_keeps_it_beside_the_actual(models, image, tmp_path, capsys):
+    out = tmp_path / "t.mp4"
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    line = next(x for x in cap.err.splitlines() if x.startswith("  time: "))
+    assert rc == 0 and "on this CPU" in line and "an estimate" in line and "measured" in line
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["estimated_seconds"] > 0 and side["timings_s"]["total"] > 0
+
+
+def test_estimates_in_words_and_the_cpu_advice():
+    job = gv.reference_job()
+    assert gv.describe_duration(45) == "about 50 s" and gv.describe_duration(240) == "about 4 min"
+    assert gv.describe_duration(9 * 3600) == "about 9 hours"
+    slow = gv.describe_estimate(job, "cpu", 0.2)  # 0.2 TFLOPS: hours
+    assert "hours on this CPU: use a Mac with Apple Silicon or a CUDA GPU" in slow
+    fast = gv.describe_estimate(job, "mps", 14.0)  # an M4 Max's measured bf16 matmul rate
+    assert "min on this MPS" in fast and "use a Mac" not in fast
+    # denoise at half the matmul rate, decode at a quarter: the 1,435 + 404 TFLOP of 5 s of 1080p
+    assert abs(gv.estimate_seconds(job, 14.0) - (1435 / 7.0 + 404 / 3.5)) < 5
