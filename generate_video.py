@@ -2663,8 +2663,12 @@ def check_tiny_run(device: str) -> float:
 # Command line.
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each default once: options whose default depends on the model say so in words."""
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default once (options whose default depends on the model say so in words),
+    keeps the examples one per line, and gives option names room so most help fits one line."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=34, width=min(110, max(80, __import__("shutil").get_terminal_size().columns)))
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -2710,76 +2714,63 @@ def slicing_mode(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    models = "; ".join(f"{a} = {s.note}" for a, s in MODELS.items())
+    # Help lines are kept short enough for an 80-column terminal: one line per option.
     p = _Parser(
         prog="generate_video.py",
-        description="Turn a still image and a prompt into an MP4 with LTX-Video (or CogVideoX), locally.",
+        usage="%(prog)s --image PATH --prompt TEXT [options]",
+        description="Turn an image and a prompt into an MP4 with LTX-Video (or CogVideoX), locally.\n"
+                    "Also: --jobs FILE (batch), --check (this machine), --list-models.",
         formatter_class=_HelpFormatter,
         epilog="examples:\n"
                "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
-               "  python generate_video.py --image in.png --prompt \"...\" --resolution 720p --duration 3\n"
+               "  python generate_video.py --image in.png --prompt \"...\" --resolution 720p\n"
                "  python generate_video.py --jobs jobs.jsonl --output-dir videos/\n"
                "  python generate_video.py --check",
     )
     io = p.add_argument_group("input and output")
-    io.add_argument("--image", action="append", metavar="PATH",
-                    help="source image (PNG/JPEG/WebP); repeat it, or give a folder, for a batch")
-    io.add_argument("--prompt", help="what should happen in the video")
+    io.add_argument("--image", action="append", metavar="PATH", help="PNG/JPEG/WebP; repeat, or a folder: batch")
+    io.add_argument("--prompt", metavar="TEXT", help="what should happen in the video")
     io.add_argument("--negative-prompt", metavar="TEXT", default=None,
-                    help=f"what to avoid (default: {DEFAULT_PROMPT_NEGATIVE!r}); needs guidance > 1")
+                    help="what to avoid (default: a built-in list)")
     io.add_argument("--output", "-o", type=Path, metavar="PATH", default=None,
-                    help="the MP4 to write (default: <image name>.mp4 in the current folder, never clashing)")
-    io.add_argument("--output-dir", metavar="DIR", default=None,
-                    help="batch runs: folder for the videos (default: the current folder)")
-    io.add_argument("--jobs", metavar="FILE", default=None,
-                    help="batch: a JSON Lines file, one object per video with option names as keys")
+                    help="the MP4 (default: <image>.mp4 here)")
+    io.add_argument("--output-dir", metavar="DIR", default=None, help="batch: folder for the videos")
+    io.add_argument("--jobs", metavar="FILE", default=None, help="batch: JSON Lines, one video per line")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     m = p.add_argument_group("model")
-    m.add_argument("--model", metavar="ID_OR_DIR", default=None,
-                   help=f"alias, Hub id or local diffusers folder (default: {DEFAULT_MODEL_FAST} for the fast "
-                        f"preset, {DEFAULT_MODEL_QUALITY} for quality). Aliases: {models}")
-    m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
-                   help="fast: distilled multi-scale (half-size pass, 2x latent upscale, short full-size refine); "
-                        "quality: one pass with classifier-free guidance; auto: fast whenever the model can")
-    m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None,
-                   help="fast preset: spatial latent upscaler (default: the model's, "
-                        f"{MODELS[DEFAULT_MODEL_FAST].upsampler})")
+    m.add_argument("--model", metavar="ID_OR_DIR", default=None, help="alias, Hub id or folder (see --list-models)")
+    m.add_argument("--list-models", action="store_true", help="list the model aliases and exit")
+    m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="auto: fast when the model can")
+    m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None, help="latent upscaler (default: the model's)")
 
     v = p.add_argument_group("size and length")
     v.add_argument("--resolution", choices=tuple(RESOLUTIONS), default=None,
-                   help=f"short side; the aspect ratio comes from the image (default: {DEFAULT_RESOLUTION}, "
-                        "or the model's native size for CogVideoX)")
-    v.add_argument("--width", type=positive_int, default=None, help="exact width in pixels (even)")
-    v.add_argument("--height", type=positive_int, default=None, help="exact height in pixels (even)")
+                   help=f"short side (default: {DEFAULT_RESOLUTION})")
+    v.add_argument("--width", type=positive_int, default=None, metavar="PX", help="exact width (even)")
+    v.add_argument("--height", type=positive_int, default=None, metavar="PX", help="exact height (even)")
     v.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
-                   help=f"length in seconds (default: {DEFAULT_DURATION_S:g})")
+                   help=f"length (default: {DEFAULT_DURATION_S:g})")
     v.add_argument("--num-frames", type=positive_int, default=None, metavar="N",
-                   help="frame count instead of --duration; rounded up to 8k+1 (what the VAEs decode exactly)")
-    v.add_argument("--fps", type=positive_int, default=None,
-                   help=f"frames per second of the MP4, also given to LTX as frame_rate "
-                        f"(default: {DEFAULT_FPS}; CogVideoX: its native 8 or 16)")
+                   help="frames instead of --duration (8k+1)")
+    v.add_argument("--fps", type=positive_int, default=None, help=f"frames per second (default: {DEFAULT_FPS})")
 
     g = p.add_argument_group("sampling")
-    g.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default: the model's)")
+    g.add_argument("--steps", type=positive_int, default=None, metavar="N", help="quality preset's steps")
     g.add_argument("--guidance-scale", type=non_negative_float, default=None, metavar="F",
-                   help="classifier-free guidance (default: the model's; distilled models run at 1)")
-    g.add_argument("--seed", type=seed_int, default=None, help="random seed (default: random, recorded)")
+                   help="guidance (default: the model's)")
+    g.add_argument("--seed", type=seed_int, default=None, metavar="N", help="random seed (default: random)")
 
-    h = p.add_argument_group("hardware and memory")
-    h.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help="auto: mps, then cuda, then cpu")
-    h.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE,
-                   help="auto: bfloat16 on MPS (macOS 14+) and CUDA, float32 on CPU; T5 never runs in float16")
-    h.add_argument("--attention-slicing", type=slicing_mode, default="auto", metavar="{auto,on,off,N}",
-                   help=f"query-chunked attention, {DEFAULT_ATTENTION_BUDGET_GIB:g} GiB per chunk; auto: when the "
-                        "full attention matrix would not fit that")
-    h.add_argument("--vae-tiling", choices=TRISTATE, default="auto",
-                   help="tiled VAE decode; auto: spatial tiles above 720p, temporal tiles when needed to fit")
-    h.add_argument("--offload", choices=OFFLOADS, default="auto",
-                   help="keep weights on the CPU and move them in per model or per layer; auto: only if needed")
+    h = p.add_argument_group("hardware and memory (auto: chosen by the plan)")
+    h.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help="auto: mps, cuda, then cpu")
+    h.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE, metavar="TYPE",
+                   help="auto|bfloat16|float16|float32")
+    h.add_argument("--attention-slicing", type=slicing_mode, default="auto", metavar="MODE",
+                   help="auto|on|off|rows per chunk")
+    h.add_argument("--vae-tiling", choices=TRISTATE, default="auto", help="tiled VAE decode")
+    h.add_argument("--offload", choices=OFFLOADS, default="auto", metavar="MODE", help="auto|none|model|sequential")
     h.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB", dest="memory_budget_gb",
-                   help="memory the run may use (default: 75%% of unified memory on a Mac, "
-                        "the GPU's memory on CUDA, 85%% of RAM on CPU)")
+                   help="GB to use (default: 75%% of a Mac's)")
 
     o = p.add_argument_group("other")
     o.add_argument("--check", action="store_true", help="check this machine and exit (works offline)")
@@ -2787,6 +2778,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("-q", "--quiet", action="store_true", help="only errors and the final 'wrote' line")
     o.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
+
+
+def list_models() -> str:
+    """--list-models: every alias, its Hub repo and what it is for."""
+    width = max(len(a) for a in MODELS)
+    lines = [f"{alias.ljust(width)}  {spec.repo}\n{' ' * width}  {spec.note}" for alias, spec in MODELS.items()]
+    return "\n".join(lines) + "\n\nAny Hub id (org/name) or local diffusers folder of these pipelines works too: " + \
+        ", ".join(PIPELINE_FAMILY) + "."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2797,9 +2796,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     log = Log(LOG_QUIET if args.quiet else LOG_VERBOSE if args.verbose else LOG_NORMAL)
     try:
-        # 1. What to do: --check, one video, or a batch.
+        # 1. What to do: --check, --list-models, one video, or a batch.
         if args.check:
             return run_check(args.device, log)
+        if args.list_models:
+            print(list_models())
+            return EXIT_OK
         batch = bool(args.jobs) or len(args.image or []) > 1 or any(Path(i).is_dir() for i in args.image or [])
         if args.jobs and args.image:
             raise UsageError("give either --jobs or --image, not both")

@@ -40,11 +40,19 @@ def test_parser_rejects_bad_values_with_one_error_line(argv, capsys):
     assert len(err) == 1 and err[0].startswith("error:")
 
 
-def test_help_lists_defaults_and_aliases(capsys):
+def test_help_fits_a_screen_and_models_are_listed_apart(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     assert gv.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for text in ("default: auto", "ltx-distilled", "cogvideox", "--attention-slicing", "--jobs", "--check"):
+    for text in ("default: auto", "--list-models", "--attention-slicing", "--jobs", "--check"):
         assert text in out
+    lines = out.splitlines()
+    assert len(lines) < 60 and max(len(line) for line in lines) <= 80
+    examples = lines[lines.index("examples:") + 1:]
+    assert len(examples) == 4 and all(e.startswith("  python generate_video.py ") for e in examples)
+    assert gv.main(["--list-models"]) == 0
+    listed = capsys.readouterr().out
+    assert all(alias in listed and spec.repo in listed for alias, spec in gv.MODELS.items())
 
 
 def test_help_and_usage_errors_do_not_import_torch():
