@@ -228,6 +228,38 @@ class Log:
             print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
+class Progress:
+    """One long stage's progress on stderr: a bar redrawn in place on a terminal, a plain line
+    every 10% otherwise (logs, pipes); stage ETA from its own pace, and the job's elapsed time."""
+
+    def __init__(self, log: Log, stage: str, job_started: float):
+        self.log, self.stage, self.job_started = log, stage, job_started
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.next_line = 0.0  # non-terminal: the next fraction worth a line
+
+    def update(self, fraction: float, detail: str = "") -> None:
+        if self.log.level < LOG_NORMAL or (not self.tty and fraction < self.next_line and fraction < 1):
+            return
+        self.next_line = int(fraction * 10 + 1) / 10
+        now = time.perf_counter()
+        spent = now - self.started
+        eta = f", ETA {clock(spent / fraction * (1 - fraction))}" if 0 < fraction < 1 else ""
+        bar = "#" * int(fraction * 20) + "-" * (20 - int(fraction * 20))
+        text = (f"  {self.stage} [{bar}] {fraction:4.0%} {detail}".rstrip()
+                + f"  {clock(spent)}{eta} (job {clock(now - self.job_started)})")
+        if self.tty:
+            print("\r" + text.ljust(100)[:100], end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -533,22 +565,21 @@ def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str |
     return frames, notice
 
 
-def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool) -> float:
-    """Forward-pass TFLOP of the denoiser at a size (dense + attention; NOTES.md's model)."""
-    params = spec.params_b.get("transformer", 2.0) * 1e9
-    if spec.family == "ltx":  # 32x32 px x 8 frames per token; 2B: 28 layers of 2048, 13B: 48 of 4096
-        tokens = ((frames - 1) // 8 + 1) * (height // 32) * (width // 32)
-        hidden, layers = (2048, 28) if params < 5e9 else (4096, 48)
-    else:  # CogVideoX 5B: 8x8 px x 4 frames latents, 2x2 patches; 42 layers of 3072
-        tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
-        hidden, layers = 3072, 42
-    dense = 2 * params * tokens
-    attention = 4 * tokens * tokens * hidden * layers  # QK^T and PV, 2 FLOP per multiply-add
+def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
+                      dims: ModelDims | None = None) -> float:
+    """Forward-pass TFLOP of the denoiser at a size: dense 2 x params x tokens + attention
+    4 x tokens^2 x hidden x layers; sizes from the checkpoint's configs when at hand (`dims`),
+    else the table's (LTX: 32x32 px x 8 frames a token; CogVideoX: 8x8 px x 4 frames, 2x2 patches)."""
+    d = dims or model_dims(None, spec)
+    side = d.spatial * d.patch
+    tokens = ((frames - 1) // d.temporal + 1) * (height // side) * (width // side)
+    dense = 2 * d.params.get("transformer", 2e9) * tokens
+    attention = 4 * tokens * tokens * d.hidden * d.layers  # QK^T and PV, 2 FLOP per multiply-add
     return (dense + attention) * (2 if cfg else 1) / 1e12
 
 
 def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: int,
-                steps: int, guidance: float) -> tuple[Stage, ...]:
+                steps: int, guidance: float, dims: ModelDims | None = None) -> tuple[Stage, ...]:
     cfg = guidance > 1.0
     if preset == "fast":
         # Stage 1 at half size, rounded to the latent grid; the 2x upscaler doubles the latent.
@@ -560,13 +591,13 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
         # it is (1000, *s2) at strength n/(n+1), which skips 1000 and noises to s2[0] (denoise()).
         return (
             Stage("stage1", half_w, half_h, len(s1), s1, 1.0,
-                  len(s1) * transformer_tflop(half_w, half_h, frames, spec, cfg)),
+                  len(s1) * transformer_tflop(half_w, half_h, frames, spec, cfg, dims)),
             Stage("stage2", full_w, full_h, len(s2), s2, len(s2) / (len(s2) + 1),
-                  len(s2) * transformer_tflop(full_w, full_h, frames, spec, cfg)),
+                  len(s2) * transformer_tflop(full_w, full_h, frames, spec, cfg, dims)),
         )
     timesteps = spec.stage1_timesteps if spec.distilled and steps == len(spec.stage1_timesteps or ()) else None
     return (Stage("denoise", gen_w, gen_h, steps, timesteps, 1.0,
-                  steps * transformer_tflop(gen_w, gen_h, frames, spec, cfg)),)
+                  steps * transformer_tflop(gen_w, gen_h, frames, spec, cfg, dims)),)
 
 
 def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> Job:
@@ -703,7 +734,8 @@ def plan_job(request: Request, log: Log) -> Job:
         log.warn("--negative-prompt has no effect at guidance scale <= 1 (no classifier-free guidance)")
     steps = request.steps or spec.steps
     gen_w, gen_h = plan_generation_size(width, height, spec)
-    stages = plan_stages(preset, spec, gen_w, gen_h, frames, steps, guidance)
+    # TFLOP from the checkpoint's own configs when it is at hand (a local folder, or cached)
+    stages = plan_stages(preset, spec, gen_w, gen_h, frames, steps, guidance, model_dims(model_folder(source), spec))
     if preset == "fast":
         gen_w, gen_h = stages[-1].width, stages[-1].height
     upsampler = None
@@ -757,11 +789,14 @@ class ModelDims:
     temporal: int
     patch: int  # transformer patch (tokens per latent pixel side)
     framewise_builtin: bool = False  # the VAE always decodes a few latent frames at a time
+    layers: int = 28  # transformer blocks
 
 
 def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
     params = {k: int(v * 1e9) for k, v in spec.params_b.items()}
-    heads, hidden, vae_channels = (32, 2048, 128) if spec.family == "ltx" else (48, 3072, 128)
+    big = params.get("transformer", 0) > 5e9  # LTX 13B: 48 blocks of 32 x 128; 2B: 28 of 32 x 64
+    heads, hidden, vae_channels = (32, 4096 if big else 2048, 128) if spec.family == "ltx" else (48, 3072, 128)
+    layers = (48 if big else 28) if spec.family == "ltx" else 42
     spatial, temporal, patch = (32, 8, 1) if spec.family == "ltx" else (8, 4, 2)
     if folder is not None and folder.is_dir():
         for component in ("transformer", "text_encoder", "vae", "latent_upsampler"):
@@ -773,6 +808,7 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
             cfg = read_json(folder / "transformer" / "config.json")
             heads = cfg.get("num_attention_heads", heads)
             hidden = heads * cfg.get("attention_head_dim", hidden // heads)
+            layers = cfg.get("num_layers", layers)
             patch = cfg.get("patch_size", patch)
         with contextlib.suppress(OSError, ValueError):
             cfg = read_json(folder / "vae" / "config.json")
@@ -785,7 +821,7 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
                 spatial = cfg.get("spatial_compression_ratio") or cfg.get("patch_size", 4) * 2 ** scaled
                 temporal = cfg.get("temporal_compression_ratio") or cfg.get("patch_size_t", 1) * 2 ** scaled
     return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch,
-                     framewise_builtin=spec.family == "cogvideox")
+                     framewise_builtin=spec.family == "cogvideox", layers=layers)
 
 
 def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
@@ -1530,6 +1566,7 @@ class RunStats:
     stage_shapes: dict[str, list[int]] = field(default_factory=dict)
     cpu_fallback_ops: list[str] = field(default_factory=list)
     estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
+    started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
 
     def add(self, name: str, seconds: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
@@ -1545,8 +1582,9 @@ def device_memory_bytes(device: str) -> int:
     return 0
 
 
-def _step_callback(stats: RunStats, device: str, stage: str):
-    """Per step: time it, track device memory, and stop on NaN/inf latents (a broken video)."""
+def _step_callback(stats: RunStats, device: str, stage: str, steps: int, progress: Progress):
+    """Per step: time it, track device memory, stop on NaN/inf latents (a broken video), and
+    show the stage's progress."""
     import torch
 
     last = [time.perf_counter()]
@@ -1559,6 +1597,7 @@ def _step_callback(stats: RunStats, device: str, stage: str):
         stats.step_seconds.append(round(now - last[0], 4))
         last[0] = now
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
+        progress.update((i + 1) / steps, f"step {i + 1}/{steps}")
         return {}
 
     return callback
@@ -1622,13 +1661,12 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
 
     name = type(pipe).__name__
     spec = job.spec
-    pipe.set_progress_bar_config(disable=log.level < LOG_NORMAL, leave=False)
+    pipe.set_progress_bar_config(disable=True)  # our own display covers every stage (Progress)
     common = dict(embeds, num_frames=job.num_frames, guidance_scale=job.guidance_scale,
                   generator=generator, output_type="latent", return_dict=False)
     latents = None
     for index, stage in enumerate(job.stages):
-        kwargs = dict(common, height=stage.height, width=stage.width,
-                      callback_on_step_end=_step_callback(stats, device, stage.name))
+        kwargs = dict(common, height=stage.height, width=stage.width)
         if name.startswith("CogVideoX"):
             use_scheduler(pipe, spec.scheduler)
             kwargs.update(image=image, num_inference_steps=stage.steps, use_dynamic_cfg=spec.dynamic_cfg)
@@ -1650,6 +1688,8 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
         if index > 0 and upsampler is not None:
             latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
             kwargs["latents"] = latents
+        kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
+                                                        Progress(log, stage.name, stats.started))
         t0 = time.perf_counter()
         with torch.inference_mode(), quiet_libraries(log, bars=True):
             latents = pipe(**kwargs)[0]
@@ -1708,7 +1748,8 @@ def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log
     return out
 
 
-def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Iterator:
+def decode_frames(pipe, latents, job: Job, generator, device: str, dtype,
+                  progress: Callable[[float, str], None] = lambda fraction, detail: None) -> Iterator:
     """The decoded video as uint8 [f, H, W, 3] chunks at generation size, in order.
 
     LTX: the same arithmetic as diffusers' decode (decode noise, spatial tiles of 512 px with
@@ -1721,6 +1762,7 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
         padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
         with torch.inference_mode():
             video = pipe.decode_latents(latents[:, padding:].to(device))[0]
+        progress(1.0, "")
         yield from uint8_chunks(video)
         return
     with torch.inference_mode():
@@ -1745,9 +1787,11 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
         min_lat = vae.tile_sample_min_num_frames // vae.temporal_compression_ratio
         if not (vae.use_framewise_decoding and z.shape[2] > min_lat):
             if spatially_tiled(vae, z):
-                yield from tiled_decode_uint8(vae, z, temb)
+                yield from tiled_decode_uint8(vae, z, temb, progress)
             else:
-                yield from uint8_chunks(vae.decoder(z, temb)[0])
+                video = vae.decoder(z, temb)[0]
+                progress(1.0, "")
+                yield from uint8_chunks(video)
             return
         stride_lat = vae.tile_sample_stride_num_frames // vae.temporal_compression_ratio
         stride = vae.tile_sample_stride_num_frames
@@ -1766,6 +1810,7 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype) -> Ite
                 out = decoded[:, :, :stride]
             out = out[:, :, :total - emitted]
             emitted += out.shape[2]
+            progress(emitted / total, f"frame {emitted}/{total}")
             if out.shape[2]:
                 yield to_uint8(out[0])
             previous = decoded
@@ -1785,7 +1830,7 @@ def spatially_tiled(vae, z) -> bool:
                                or z.shape[-2] > vae.tile_sample_min_height // vae.spatial_compression_ratio)
 
 
-def tiled_decode_uint8(vae, z, temb) -> Iterator:
+def tiled_decode_uint8(vae, z, temb, progress: Callable[[float, str], None] = lambda f, d: None) -> Iterator:
     """diffusers' AutoencoderKLLTXVideo.tiled_decode, streamed: tiles are decoded and blended in
     the same order with the same arithmetic, but only the current tile and the blend edges of
     its upper and left neighbours stay in float; finished regions go straight to uint8."""
@@ -1799,6 +1844,7 @@ def tiled_decode_uint8(vae, z, temb) -> Iterator:
     blend_w = vae.tile_sample_min_width - vae.tile_sample_stride_width
     out_h, out_w = height * ratio, width * ratio
     frames = None
+    tiles = len(range(0, height, step_h)) * len(range(0, width, step_w))
     above: dict[int, Any] = {}  # column -> bottom rows of the blended tile above
     for row, i in enumerate(range(0, height, step_h)):
         left = None  # right-hand columns of the blended tile to the left
@@ -1819,6 +1865,8 @@ def tiled_decode_uint8(vae, z, temb) -> Iterator:
             below[col] = tile[:, :, :, -blend_h:].clone()
             left = tile[:, :, :, :, -blend_w:].clone()
             del tile, piece
+            done = row * len(range(0, width, step_w)) + col + 1
+            progress(done / tiles, f"tile {done}/{tiles}")
         above = below
     for f in range(0, frames.shape[0], FRAME_CHUNK):
         yield frames[f:f + FRAME_CHUNK]
@@ -1855,7 +1903,8 @@ def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats:
     latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
     log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
     t0 = time.perf_counter()
-    for chunk in decode_frames(pipe, latents, job, generator, device, dtype):
+    bar = Progress(log, "decode", stats.started)
+    for chunk in decode_frames(pipe, latents, job, generator, device, dtype, bar.update):
         frames = fit_frames(chunk, job.width, job.height)
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
         t1 = time.perf_counter()
@@ -2115,10 +2164,17 @@ class Outcome:
 
 def model_folder_hint(job: Job) -> Path | None:
     """A local folder with the model's configs, if there is one yet (for the memory plan)."""
-    path = Path(job.model_source)
+    return model_folder(job.model_source)
+
+
+def model_folder(source: str | None) -> Path | None:
+    """The folder of a local model, or of a Hub model's newest cached snapshot, or None."""
+    if source is None:
+        return None
+    path = Path(source)
     if path.is_dir():
         return path
-    snapshots = cached_repo_dir(job.model_source) / "snapshots"
+    snapshots = cached_repo_dir(source) / "snapshots"
     found = sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []
     return found[-1].parent if found else None
 
@@ -2173,11 +2229,13 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     offload = max((p.offload for p in plans), key=order.index)
     embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload)
     encode_seconds = time.perf_counter() - t0
+    log.info(f"  T5 loaded, encoded and freed in {describe_seconds(encode_seconds)}")
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
     t_load = time.perf_counter()
     pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False)
-    load_seconds = time.perf_counter() - t_load
     place_pipeline(pipe, upsampler, offload, device)
+    load_seconds = time.perf_counter() - t_load
+    log.info(f"  loaded in {describe_seconds(load_seconds)}")
     for index, (job, plan) in enumerate(zip(jobs, plans)):
         plan = dataclasses.replace(plan, offload=offload)
         progress(index)

@@ -467,3 +467,27 @@ def test_estimates_in_words_and_the_cpu_advice():
     assert "min on this MPS" in fast and "use a Mac" not in fast
     # denoise at half the matmul rate, decode at a quarter: the 1,435 + 404 TFLOP of 5 s of 1080p
     assert abs(gv.estimate_seconds(job, 14.0) - (1435 / 7.0 + 404 / 3.5)) < 5
+
+
+def test_progress_lines_cover_every_stage_when_stderr_is_not_a_terminal(models, tmp_path, capsys):
+    image = make_image(tmp_path / "wide.png", 640, 360)
+    rc, cap = run(["--image", image, "--prompt", "a boat", "--model", models["cond"], "--upsampler", models["up"],
+                   "--width", "1280", "--height", "720", "--num-frames", "9", "--seed", "1", "--vae-tiling", "on",
+                   "-o", tmp_path / "p.mp4"], capsys)
+    assert rc == 0, cap.err
+    lines = cap.err.splitlines()
+    for stage, last in (("stage1", "step 7/7"), ("stage2", "step 3/3"), ("decode", "tile 6/6")):
+        mine = [x for x in lines if x.startswith(f"  {stage} [")]
+        assert mine and mine[-1].split("] ")[1].startswith(f"100% {last}"), (stage, mine)
+        assert all("(job " in x for x in mine) and any("ETA" in x for x in mine[:-1])
+    assert any(x.startswith("  loaded in ") for x in lines) and "\r" not in cap.err  # plain lines off a terminal
+    decode = [x for x in lines if x.startswith("  decode [")]
+    assert len(decode) <= 11  # a line per 10%, not per tile
+
+
+def test_tflop_of_a_local_folder_comes_from_its_own_configs(models, image, tmp_path):
+    req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", model=str(models["i2v"]), width=96,
+                     height=64, num_frames=9, steps=2)
+    tiny = gv.plan_job(req, gv.Log(0)).stages[0].tflop
+    table = gv.plan_stages("quality", gv.MODELS["ltx"], 96, 64, 9, 2, 3.0)[0].tflop  # the real 2B's size
+    assert 0 < tiny < table / 1000
