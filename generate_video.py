@@ -924,8 +924,8 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
     weights_gib = sum(v for k, v in best[5].items() if k in ("transformer", "vae", "upsampler"))
     if weights_gib * 2**30 > budget_bytes:
         raise UsageError(f"the model's weights alone need {weights_gib:.1f} GiB in this dtype, more than the "
-                         f"{gib(budget_bytes):.1f} GiB budget; use --dtype bfloat16, a smaller model, or "
-                         "--memory-budget if this machine has more memory free")
+                         f"{gib(budget_bytes):.1f} GiB budget; use " + ("--dtype bfloat16, " if elem > 2 else "")
+                         + "a smaller model, or --memory-budget if this machine has more memory free")
     raise UsageError(
         f"this job needs about {best[0]:.1f} GiB even with every saving on, more than the "
         f"{gib(budget_bytes):.1f} GiB budget; make it fit with a smaller size or fewer frames "
