@@ -1142,7 +1142,8 @@ def check_model_available(job: Job) -> None:
     for repo, filename in needed:
         if not hub_cached(repo, filename):
             option = "--upsampler" if repo == job.upsampler_source else "--model"
-            raise UsageError(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
+            # exit 1 like an unreachable Hub (RunError in _snapshot): the same missing model either way
+            raise RunError(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
                              f"run once without HF_HUB_OFFLINE to download it, or use {option} with a "
                              f"local folder")
 

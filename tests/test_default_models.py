@@ -77,12 +77,12 @@ def test_single_file_transformer_loads_to_the_same_weights(fake_hub, tmp_path):
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
-def test_offline_without_the_upscaler_in_cache_is_a_usage_error(fake_hub, tmp_path, capsys):
+def test_offline_without_the_upscaler_in_cache_is_one_error_line_exit_1(fake_hub, tmp_path, capsys):
     cache, _ = fake_hub
     shutil.rmtree(cache / ("models--" + gv.MODELS["ltx-distilled"].upsampler.replace("/", "--")))
     rc = gv.main(["--image", str(make_image(tmp_path / "a.png")), "--prompt", "p", "-o", str(tmp_path / "a.mp4")])
     err = capsys.readouterr().err
-    assert rc == 2 and "ltxv-spatial-upscaler-0.9.7 is not in the Hugging Face cache" in err
+    assert rc == 1 and "ltxv-spatial-upscaler-0.9.7 is not in the Hugging Face cache" in err
     assert "use --upsampler with a local folder" in err
 
 

@@ -114,7 +114,6 @@ def test_fast_is_the_default_at_every_size_and_plain_i2v_falls_back_with_a_notic
     (["--steps", "4", "--preset", "fast", "--model", "COND"], "distilled timestep schedule"),
     (["--upsampler", "x/y", "--preset", "quality"], "only used by --preset fast"),
     (["--width", "97"], "must be even"),
-    (["--model", "org/not-cached"], "not in the Hugging Face cache"),
     (["--num-frames", "300"], "at most"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(models, image, tmp_path, monkeypatch, capsys, extra, message):
@@ -491,3 +490,19 @@ def test_tflop_of_a_local_folder_comes_from_its_own_configs(models, image, tmp_p
     tiny = gv.plan_job(req, gv.Log(0)).stages[0].tflop
     table = gv.plan_stages("quality", gv.MODELS["ltx"], 96, 64, 9, 2, 3.0)[0].tflop  # the real 2B's size
     assert 0 < tiny < table / 1000
+
+
+def test_a_model_missing_offline_exits_1_with_or_without_hf_hub_offline(models, image, tmp_path, monkeypatch, capsys):
+    """Same missing model, same exit code, whether HF_HUB_OFFLINE is set or the Hub is unreachable."""
+    import huggingface_hub.constants as constants
+
+    argv = ["--image", image, "--prompt", "p", "--model", "org/not-cached", "-o", tmp_path / "x.mp4"] + SMALL
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    rc, cap = run(argv, capsys)
+    assert rc == 1 and "HF_HUB_OFFLINE=1 is set" in cap.err and not (tmp_path / "x.mp4").exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    rc, cap = run(argv, capsys)
+    last = cap.err.strip().splitlines()[-1]
+    assert rc == 1 and "cannot be reached" in last and "HF_HUB_OFFLINE" not in last
