@@ -51,3 +51,17 @@ def test_readme_examples_make_what_the_readme_says(tmp_path, command, size, fram
                                         + shlex.split(command))
     job = gv.plan_job(gv.request_from_args(args, Path(args.image[0])), gv.Log(0))
     assert (job.width, job.height, job.num_frames, job.preset) == (*size, frames, "fast")
+
+
+def test_the_readme_check_command_runs_as_written(tmp_path):
+    """`python generate_video.py --check` from the README's setup, in this (CI: fresh) environment."""
+    import os
+    import subprocess
+    import sys
+
+    assert "python generate_video.py --check" in readme_commands()
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "generate_video.py", "--check"], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 0 and last.startswith("ready"), proc.stdout + proc.stderr
