@@ -14,6 +14,13 @@ sidecar with the same stem records every setting, version, timing and the seed, 
 be made again. Weights are read from safetensors only and no remote code is ever run.
 
 Run `python generate_video.py --help` for every option, `--check` to test the machine first.
+
+Sections, top to bottom: constants (MODELS: one row per checkpoint, its recipe included); small
+helpers (Log, Progress); settings dataclasses; model resolution; planning (sizes, frames,
+stages, FLOPs); memory plan and time estimate; device, dtype, Hub downloads and loading;
+memory savings (chunked attention); the core (prepare_image, encode_prompts, denoise, decode,
+write_video); running jobs; batch input; tiny pipelines; --check; the command line (build_parser,
+main).
 """
 
 from __future__ import annotations
@@ -759,7 +766,7 @@ def plan_job(request: Request, log: Log) -> Job:
 
 
 # ----------------------------------------------------------------------------------------------
-# Memory plan: which savings to switch on, decided before anything is loaded.
+# Memory plan (which savings to switch on, decided before anything is loaded) and time estimate.
 
 # Measured at real sizes (tests/benchmarks/real_size.py: LTX 2B blocks at full width, bf16, CPU):
 # a transformer forward holds ~24.4 x elem bytes per token and hidden unit besides attention
