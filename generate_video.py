@@ -216,6 +216,37 @@ class RunError(Exception):
     """A failure while running (exit 1); the message names the cause and the fix."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (kill, timeout, a closed terminal): cleaned up exactly like Ctrl-C,
+    exit 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminate_like_ctrl_c():
+    """While a run is under way, SIGTERM and SIGHUP raise Terminated, so every cleanup that
+    handles Ctrl-C (temp files, ffmpeg) runs for them too; the old handlers come back after."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            with contextlib.suppress(ValueError):  # not the main thread: leave them alone
+                previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 # ----------------------------------------------------------------------------------------------
 # Small helpers.
 
@@ -2881,11 +2912,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # 2. Validate everything cheap and plan the job, before any model is loaded.
             job = plan_job(request_from_args(args, Path(args.image[0])), log)
             # 3. Load once, encode, denoise, decode, write (run_group's recipe).
-            run_jobs([job], log, batch=False)
+            with terminate_like_ctrl_c():
+                run_jobs([job], log, batch=False)
             return EXIT_OK
         if args.output:
             raise UsageError("--output names one video; use --output-dir for a batch")
-        return run_batch(args, log)
+        with terminate_like_ctrl_c():
+            return run_batch(args, log)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -2896,7 +2929,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, Terminated):
+            import signal
+
+            print(f"interrupted by {signal.Signals(e.signum).name}: no partial file was left behind", file=sys.stderr)
+            return 128 + e.signum
         print("interrupted: no partial file was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # an unexpected failure: one line, the traceback with -v

@@ -506,3 +506,31 @@ def test_a_model_missing_offline_exits_1_with_or_without_hf_hub_offline(models, 
     rc, cap = run(argv, capsys)
     last = cap.err.strip().splitlines()[-1]
     assert rc == 1 and "cannot be reached" in last and "HF_HUB_OFFLINE" not in last
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_clean_up_like_ctrl_c(models, tmp_path, name):
+    """kill, timeout, a closed terminal: the signal goes to Python alone; nothing is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    image = make_image(tmp_path / "wide.png", 1280, 720)
+    out = tmp_path / "sig.mp4"
+    proc = subprocess.Popen([sys.executable, str(Path(gv.__file__)), "--image", str(image), "--prompt", "p",
+                             "--model", str(models["i2v"]), "--resolution", "720p", "--duration", "5",
+                             "--steps", "2", "--guidance-scale", "1", "-o", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 120
+    while "decode:" not in seen and time.time() < deadline:  # while frames are being written
+        seen += proc.stderr.readline()
+    time.sleep(0.3)
+    sig = getattr(signal, name)
+    os.kill(proc.pid, sig)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 128 + sig, seen + rest
+    assert "Traceback" not in rest and f"interrupted by {name}: no partial file was left behind" in rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.png"]
