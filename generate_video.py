@@ -2973,6 +2973,10 @@ def run_batch(args: argparse.Namespace, log: Log) -> int:
             outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} exists with other settings; "
                                                           "pass --overwrite to replace it"))
             continue
+        if job.sidecar.exists() and not item.overwrite:  # a file of the user's that the sidecar would replace
+            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.sidecar} already exists (the video's sidecar "
+                                                          "would replace it); pass --overwrite or another output"))
+            continue
         jobs.append(job)
     for o in outcomes:
         if o.status == "skipped":

@@ -534,3 +534,19 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(models, tmp_path, name):
     assert proc.returncode == 128 + sig, seen + rest
     assert "Traceback" not in rest and f"interrupted by {name}: no partial file was left behind" in rest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.png"]
+
+
+def test_a_batch_never_replaces_a_json_file_of_the_users_without_overwrite(models, tmp_path, capsys):
+    """out/config.json is the user's; a batch making out/config.mp4 must not turn it into a sidecar."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    make_image(pics / "config.png")
+    make_image(pics / "other.png")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "config.json").write_text('{"mine": true}')
+    rc, cap = run(["--image", pics, "--prompt", "p", "--output-dir", out_dir, "--model", models["i2v"]] + SMALL,
+                  capsys)
+    assert rc == 2 and "config.json already exists" in cap.err  # that job skipped, the other made
+    assert (out_dir / "config.json").read_text() == '{"mine": true}' and not (out_dir / "config.mp4").exists()
+    assert probe(out_dir / "other.mp4")["size"] == (96, 64)
