@@ -687,6 +687,8 @@ def check_output(path: Path, overwrite: bool) -> None:
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"--output {path}: folder {path.parent} is not writable")
     for existing in (path, path.with_suffix(".json")):
+        if existing.is_symlink() and not existing.exists():  # dangling: publishing would fail at the end
+            raise UsageError(f"{existing} is a broken symbolic link; remove it or choose another --output")
         if existing.exists() and not overwrite:
             raise UsageError(f"{existing} already exists; pass --overwrite to replace it "
                              "or choose another --output name")

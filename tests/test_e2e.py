@@ -550,3 +550,11 @@ def test_a_batch_never_replaces_a_json_file_of_the_users_without_overwrite(model
     assert rc == 2 and "config.json already exists" in cap.err  # that job skipped, the other made
     assert (out_dir / "config.json").read_text() == '{"mine": true}' and not (out_dir / "config.mp4").exists()
     assert probe(out_dir / "other.mp4")["size"] == (96, 64)
+
+
+def test_a_dangling_symlink_as_output_is_refused_before_any_work(models, image, tmp_path, capsys):
+    out = tmp_path / "link.mp4"
+    out.symlink_to(tmp_path / "nowhere" / "x.mp4")
+    rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
+    assert rc == 2 and "broken symbolic link" in cap.err and "loading" not in cap.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "link.mp4"] and out.is_symlink()
