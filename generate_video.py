@@ -430,6 +430,7 @@ class Job:
     stages: tuple[Stage, ...]
     output: Path
     sidecar: Path
+    dims: ModelDims | None = None  # the model's sizes as planned (configs, safetensors headers: read once)
 
 
 @dataclass(frozen=True)
@@ -774,8 +775,9 @@ def plan_job(request: Request, log: Log) -> Job:
         log.warn("--negative-prompt has no effect at guidance scale <= 1 (no classifier-free guidance)")
     steps = request.steps or spec.steps
     gen_w, gen_h = plan_generation_size(width, height, spec)
-    # TFLOP from the checkpoint's own configs when it is at hand (a local folder, or cached)
-    stages = plan_stages(preset, spec, gen_w, gen_h, frames, steps, guidance, model_dims(model_folder(source), spec))
+    # TFLOP (and later the memory plan) from the checkpoint's own configs when it is at hand
+    dims = model_dims(model_folder(source), spec)
+    stages = plan_stages(preset, spec, gen_w, gen_h, frames, steps, guidance, dims)
     if preset == "fast":
         gen_w, gen_h = stages[-1].width, stages[-1].height
     upsampler = None
@@ -794,7 +796,7 @@ def plan_job(request: Request, log: Log) -> Job:
         width=width, height=height, gen_width=gen_w, gen_height=gen_h, num_frames=frames, fps=fps,
         seed=seed, guidance_scale=guidance,
         negative_prompt=DEFAULT_PROMPT_NEGATIVE if request.negative_prompt is None else request.negative_prompt,
-        stages=stages, output=output, sidecar=output.with_suffix(".json"),
+        stages=stages, output=output, sidecar=output.with_suffix(".json"), dims=dims,
     )
 
 
@@ -1885,7 +1887,8 @@ def tiled_decode_uint8(vae, z, temb, progress: Callable[[float, str], None] = la
     blend_w = vae.tile_sample_min_width - vae.tile_sample_stride_width
     out_h, out_w = height * ratio, width * ratio
     frames = None
-    tiles = len(range(0, height, step_h)) * len(range(0, width, step_w))
+    cols = len(range(0, width, step_w))
+    tiles = len(range(0, height, step_h)) * cols
     above: dict[int, Any] = {}  # column -> bottom rows of the blended tile above
     for row, i in enumerate(range(0, height, step_h)):
         left = None  # right-hand columns of the blended tile to the left
@@ -1906,7 +1909,7 @@ def tiled_decode_uint8(vae, z, temb, progress: Callable[[float, str], None] = la
             below[col] = tile[:, :, :, -blend_h:].clone()
             left = tile[:, :, :, :, -blend_w:].clone()
             del tile, piece
-            done = row * len(range(0, width, step_w)) + col + 1
+            done = row * cols + col + 1
             progress(done / tiles, f"tile {done}/{tiles}")
         above = below
     for f in range(0, frames.shape[0], FRAME_CHUNK):
@@ -2203,11 +2206,6 @@ class Outcome:
     detail: str = ""
 
 
-def model_folder_hint(job: Job) -> Path | None:
-    """A local folder with the model's configs, if there is one yet (for the memory plan)."""
-    return model_folder(job.model_source)
-
-
 def model_folder(source: str | None) -> Path | None:
     """The folder of a local model, or of a Hub model's newest cached snapshot, or None."""
     if source is None:
@@ -2236,7 +2234,7 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
     import torch
 
     elem = torch.tensor([], dtype=dtype).element_size()
-    dims = model_dims(model_folder_hint(job), job.spec)
+    dims = job.dims or model_dims(model_folder(job.model_source), job.spec)
     attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
     if job.request.attention_slicing not in TRISTATE and not job.request.attention_slicing.isdigit():
         attention_budget = float(job.request.attention_slicing) * 2**30
@@ -2670,7 +2668,7 @@ def run_check(device_name: str, log: Log) -> int:
         device = pick_device(device_name)
         job = reference_job()
         budget = memory_budget(job.request, device)
-        dims = model_dims(model_folder_hint(job), job.spec)
+        dims = model_dims(model_folder(job.model_source), job.spec)
         elem = torch.tensor([], dtype=pick_dtype("auto", device)).element_size()
         try:  # the same plan a run makes: one source for the memory advice
             plan = plan_memory(job, dims, device, elem, budget, int(DEFAULT_ATTENTION_BUDGET_GIB * 2**30), job.request)
