@@ -251,6 +251,20 @@ def terminate_like_ctrl_c():
 # Small helpers.
 
 
+def emit(text: str, stream=None, end: str = "\n") -> None:
+    """print() that survives a reader going away (`| head`): the rest of the output is dropped,
+    the work goes on and the exit code stays the work's (a finished video is not a failure)."""
+    stream = stream or sys.stdout
+    try:
+        stream.write(text + end)
+        stream.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())  # Python's documented remedy: later writes go nowhere
+            os.close(devnull)
+
+
 class Log:
     """Stage lines on stderr; -q keeps errors and the final line only."""
 
@@ -259,11 +273,11 @@ class Log:
 
     def info(self, msg: str) -> None:
         if self.level >= LOG_NORMAL:
-            print(msg, file=sys.stderr, flush=True)
+            emit(msg, sys.stderr)
 
     def warn(self, msg: str) -> None:
         if self.level >= LOG_NORMAL:
-            print(f"warning: {msg}", file=sys.stderr, flush=True)
+            emit(f"warning: {msg}", sys.stderr)
 
 
 class Progress:
@@ -287,9 +301,9 @@ class Progress:
         text = (f"  {self.stage} [{bar}] {fraction:4.0%} {detail}".rstrip()
                 + f"  {clock(spent)}{eta} (job {clock(now - self.job_started)})")
         if self.tty:
-            print("\r" + text.ljust(100)[:100], end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
+            emit("\r" + text.ljust(100)[:100], sys.stderr, end="\n" if fraction >= 1 else "")
         else:
-            print(text, file=sys.stderr, flush=True)
+            emit(text, sys.stderr)
 
 
 def clock(seconds: float) -> str:
@@ -687,6 +701,13 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise UsageError(f"--output {path}: folder {path.parent} does not exist; create it first")
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"--output {path}: folder {path.parent} is not writable")
+    name_max = 255  # bytes in one file name on APFS, ext4 and most others
+    with contextlib.suppress(OSError, ValueError):
+        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
+    longest = len(os.fsencode(path.with_suffix(".json").name))  # the sidecar's name is 1 byte longer
+    if longest > name_max:
+        raise UsageError(f"--output {path.name}: the name is too long ({longest} bytes with the sidecar's "
+                         f".json; this folder allows {name_max}); choose a shorter name")
     for existing in (path, path.with_suffix(".json")):
         if existing.is_symlink() and not existing.exists():  # dangling: publishing would fail at the end
             raise UsageError(f"{existing} is a broken symbolic link; remove it or choose another --output")
@@ -1542,17 +1563,21 @@ def h264_roundtrip(pixels, crf: int):
     a = np.ascontiguousarray(a[: a.shape[0] // 2 * 2, : a.shape[1] // 2 * 2])
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "frame.mp4")
-        writer = imageio_ffmpeg.write_frames(
-            path, (a.shape[1], a.shape[0]), fps=1, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", str(crf), "-preset", "veryfast"])
-        writer.send(None)
-        writer.send(a)
-        writer.close()
-        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
-        meta = next(reader)
-        frame = np.frombuffer(next(reader), np.uint8).reshape(meta["size"][1], meta["size"][0], 3).copy()
-        reader.close()
+        try:
+            writer = imageio_ffmpeg.write_frames(
+                path, (a.shape[1], a.shape[0]), fps=1, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                quality=None, macro_block_size=1, ffmpeg_log_level="error",
+                output_params=["-crf", str(crf), "-preset", "veryfast"])
+            writer.send(None)
+            writer.send(a)
+            writer.close()
+            reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+            meta = next(reader)
+            frame = np.frombuffer(next(reader), np.uint8).reshape(meta["size"][1], meta["size"][0], 3).copy()
+            reader.close()
+        except (OSError, StopIteration) as e:  # a full temp disk, a file size limit
+            raise RunError(f"preparing the image (its H.264 round trip in {tmp}) failed: "
+                           f"{(str(e).strip().splitlines() or ['ffmpeg stopped'])[0]}") from None
     return frame
 
 
@@ -1959,20 +1984,223 @@ def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats:
     empty_device_cache(device)
 
 
+# Files. Every output is written under a temporary name beside its target, named
+# .<stem>.<host>-<pid>.<random>.partial.<ext> so that a later run can tell a leftover of a killed
+# run of ours (SIGKILL, power loss) from a file of anyone else's, and moved into place only when
+# complete. A video and its sidecar land together or not at all.
+
+PARTIAL_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[a-z0-9_]+\.partial\.(?:mp4|json)$")
+PARTIAL_STEM_CHARS = 40  # of the target's stem in a temp name: long stems must not overflow NAME_MAX
+
+
+def run_tag() -> str:
+    """<host>-<pid>: which machine and process a temp file belongs to."""
+    import hashlib
+    import socket
+
+    return f"{hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]}-{os.getpid()}"
+
+
+def temp_path(final: Path, ext: str) -> Path:
+    """A new, empty temp file beside `final` (same file system, so renaming it is atomic)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem[:PARTIAL_STEM_CHARS]}.{run_tag()}.",
+                               suffix=f".partial.{ext}", dir=final.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_partials(folder: Path, log: Log) -> list[str]:
+    """Remove our temp files in `folder` whose run is gone (killed before it could clean up):
+    only names of our pattern, owned by this user, made on this host by a process that no longer
+    exists. Anything else is left alone. Returns the names removed."""
+    mine = run_tag().split("-")[0]
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            m = PARTIAL_RE.match(entry.name)
+            if not m or m["host"] != mine or int(m["pid"]) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                import stat as stat_mod
+
+                if stat_mod.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not process_alive(int(m["pid"])):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    if removed:
+        log.info(f"removed {len(removed)} partial file(s) left in {folder} by runs that were killed: "
+                 + ", ".join(sorted(removed)))
+    return removed
+
+
+@contextlib.contextmanager
+def signals_deferred(reraise: bool = True):
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (a few file operations), so a
+    cleanup or a publish is never cut in half. A signal that came meanwhile is delivered after,
+    to the handler it would have met, unless `reraise` is False (the run is already ending)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if caught and reraise:
+            signal.raise_signal(caught[0])
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """An exclusive lock on the folder while outputs are moved into it: two runs publishing the
+    same name take turns, and the second sees the first's files. Where locking is not possible
+    the hard-link publish below still never lets a mixed pair land, only both runs lose."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def publish(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
+    """Move finished temp files to their final names as one unit, in order (the sidecar before the
+    video, so a video in place always has its sidecar). Without overwrite nothing already there is
+    touched: each name is claimed with a hard link, which fails if the name exists, and if any
+    claim fails the ones made are taken back and nothing of this run lands. The temp files are
+    removed either way."""
+    final_dir = pairs[0][1].parent
+    umask = os.umask(0)
+    os.umask(umask)
+    placed: list[Path] = []
+    try:
+        with signals_deferred(), folder_lock(final_dir):
+            for tmp, final in pairs:
+                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the user's usual file mode
+            if not overwrite:
+                for _, final in pairs:
+                    if final.exists() or final.is_symlink():
+                        raise RunError(f"{final} appeared while generating (another run?); kept it, and wrote "
+                                       "nothing. Pass --overwrite to replace it")
+            try:
+                for tmp, final in pairs:
+                    if overwrite:
+                        os.replace(tmp, final)
+                    else:
+                        _claim(tmp, final)
+                    placed.append(final)
+            except BaseException:
+                if not overwrite:
+                    for final in placed:
+                        with contextlib.suppress(OSError):
+                            final.unlink()
+                raise
+    finally:
+        for tmp, _ in pairs:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _claim(tmp: Path, final: Path) -> None:
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise RunError(f"{final} appeared while generating (another run?); kept it, and wrote nothing. "
+                       "Pass --overwrite to replace it") from None
+    except OSError:  # file systems without hard links: check, then rename (a tiny window)
+        if final.exists():
+            raise RunError(f"{final} appeared while generating; kept it, and wrote nothing") from None
+        os.rename(tmp, final)
+
+
+def write_json_temp(final: Path, data: dict) -> Path:
+    """`data` as JSON in a temp file beside `final`, ready for publish()."""
+    tmp = temp_path(final, "json")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False, allow_nan=False)
+            f.write("\n")
+    except BaseException:
+        with signals_deferred(reraise=False):
+            tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_failure(e: Exception, path: Path) -> RunError:
+    """An OSError while writing, as one line (ffmpeg's own output stays out of it)."""
+    import shutil
+
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(path.parent).free < 64 * 2**20:
+            return RunError(f"the disk holding {path.parent} is full; nothing was written. Free some space "
+                            "and run the command again")
+    reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+    return RunError(f"writing {path.name} failed ({reason}); nothing was written")
+
+
+def mp4_complete(path: Path) -> bool:
+    """True when the file's top-level MP4 boxes (ftyp, moov, mdat, ...) tile it exactly: a file
+    cut short anywhere fails this. Reads a few headers, not the video."""
+    import struct
+
+    size = path.stat().st_size
+    seen, pos = set(), 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return False
+            box, kind = struct.unpack(">I", head[:4])[0], head[4:8]
+            if box == 1 and len(head) == 16:
+                box = struct.unpack(">Q", head[8:16])[0]
+            elif box == 0:
+                box = size - pos
+            if box < 8 or pos + box > size:
+                return False
+            seen.add(kind)
+            pos += box
+    return {b"ftyp", b"moov", b"mdat"} <= seen
+
+
 class VideoWriter:
     """H.264/yuv420p MP4 written to a hidden temp file beside the target, moved into place only
     by commit(); abort() (or any exception, Ctrl-C included) removes it."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int, overwrite: bool, crf: int = DEFAULT_CRF):
-        import tempfile
-
         import imageio_ffmpeg
 
         self.path, self.overwrite = path, overwrite
         self.size = (width, height)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_path(path, "mp4")
         self.frames = 0
         self.seconds = 0.0
         self.published = False
@@ -1980,10 +2208,13 @@ class VideoWriter:
         # moov atom first so players start before the whole file is read.
         self._gen = imageio_ffmpeg.write_frames(
             str(self.tmp), self.size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="quiet",  # errors: ours, one line
             output_params=["-crf", str(crf), "-preset", "medium", "-movflags", "+faststart",
                            "-tag:v", "avc1"])
-        self._gen.send(None)
+        try:
+            self._gen.send(None)
+        except OSError as e:
+            raise write_failure(e, path) from None
 
     def write(self, frames) -> None:
         import numpy as np
@@ -1992,87 +2223,61 @@ class VideoWriter:
         for frame in frames:
             if frame.shape[1::-1] != self.size:
                 raise RunError(f"internal: frame of {frame.shape[1]}x{frame.shape[0]}, expected {self.size}")
-            self._gen.send(np.ascontiguousarray(frame))
+            try:
+                self._gen.send(np.ascontiguousarray(frame))
+            except OSError as e:  # ffmpeg stopped: a full disk, a file size limit
+                raise write_failure(e, self.path) from None
             self.frames += 1
         self.seconds += time.perf_counter() - t0
 
     def finish(self) -> None:
-        """Close the stream: the temp file is a complete MP4 (not yet in place)."""
+        """Close the stream and make sure the temp file is a complete MP4 (not yet in place):
+        imageio-ffmpeg never looks at ffmpeg's exit status, so an ffmpeg stopped by a full disk or
+        a file size limit would otherwise leave a truncated file that looks finished."""
         t0 = time.perf_counter()
-        self._gen.close()
-        self._gen = None
+        gen, self._gen = self._gen, None
+        try:
+            gen.close()
+        except OSError as e:
+            raise write_failure(e, self.path) from None
+        if not mp4_complete(self.tmp):
+            raise write_failure(OSError(0, "ffmpeg stopped before the file was complete"), self.path)
         self.seconds += time.perf_counter() - t0
 
-    def commit(self) -> None:
+    def commit(self, before: Sequence[tuple[Path, Path]] = ()) -> None:
+        """Move the MP4 into place, after the finished temp files in `before` (the sidecar)."""
         if self._gen is not None:
             self.finish()
-        publish(self.tmp, self.path, self.overwrite)
+        publish([*before, (self.tmp, self.path)], self.overwrite)
         self.published = True
 
-    def abort(self) -> None:
-        if self._gen is not None:
-            import logging
+    def abort(self, ending: bool = True) -> None:
+        """Stop ffmpeg and remove the temp file; a second Ctrl-C meanwhile cannot cut this short
+        (it would leave the partial file behind while we say none was left)."""
+        with signals_deferred(reraise=not ending):
+            if self._gen is not None:
+                import logging
 
-            quiet = logging.getLogger("imageio_ffmpeg")  # "No frames have been written": we know
-            level, quiet.level = quiet.level, logging.CRITICAL
-            with contextlib.suppress(Exception):
-                self._gen.close()
-            quiet.setLevel(level)
-            self._gen = None
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+                quiet = logging.getLogger("imageio_ffmpeg")  # "No frames have been written": we know
+                level, quiet.level = quiet.level, logging.CRITICAL
+                with contextlib.suppress(Exception):
+                    self._gen.close()
+                quiet.setLevel(level)
+                self._gen = None
+            self.tmp.unlink(missing_ok=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None or not self.published:
-            self.abort()
+            self.abort(ending=exc_type is not None)
         return False
 
 
-def publish(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Move a finished temp file into place atomically; without overwrite, never clobber a file
-    that appeared meanwhile (a hard link fails if the name exists)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the user's usual file mode
-    if overwrite:
-        os.replace(tmp, final)
-        return
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        tmp.unlink()
-        raise RunError(f"{final} appeared while generating; kept it. Pass --overwrite to replace it") from None
-    except OSError:  # file systems without hard links
-        if final.exists():
-            tmp.unlink()
-            raise RunError(f"{final} appeared while generating; kept it") from None
-        os.replace(tmp, final)
-        return
-    tmp.unlink()
-
-
-def write_json_atomic(path: Path, data: dict, overwrite: bool = True) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        publish(Path(tmp), path, overwrite)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_video(frames: Iterator, job: Job, before_publish: Callable[[VideoWriter], None] = lambda w: None
-                ) -> VideoWriter:
-    """Stream uint8 frame chunks into the MP4 and move it into place; `before_publish` runs once
-    the file is complete (the sidecar goes first, so an MP4 in place always has its sidecar)."""
+def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dict] | None = None) -> VideoWriter:
+    """Stream uint8 frame chunks into the MP4; once it is complete, `sidecar(writer)` gives the
+    sidecar's data and both are published as one unit (sidecar first)."""
     with VideoWriter(job.output, job.width, job.height, job.fps, job.request.overwrite) as writer:
         constant = True
         first = None
@@ -2088,8 +2293,14 @@ def write_video(frames: Iterator, job: Job, before_publish: Callable[[VideoWrite
         if constant:
             raise BrokenVideoError("every frame is one flat colour")
         writer.finish()
-        before_publish(writer)
-        writer.commit()
+        if sidecar is None:
+            writer.commit()
+        else:
+            side_tmp = write_json_temp(job.sidecar, sidecar(writer))
+            try:
+                writer.commit(before=[(side_tmp, job.sidecar)])
+            finally:
+                side_tmp.unlink(missing_ok=True)
     return writer
 
 
@@ -2290,19 +2501,18 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
                               device, dtype, stats, log)
             wall = 0.0
 
-            def write_sidecar(writer: VideoWriter) -> None:
+            def sidecar(writer: VideoWriter) -> dict:
                 nonlocal wall
                 stats.add("write", writer.seconds)
                 stats.cpu_fallback_ops = fallbacks.ops()
                 wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
-                data = sidecar_data(job, plan, weights, device, dtype_name, stats, wall)
-                write_json_atomic(job.sidecar, data, overwrite=True)
+                return sidecar_data(job, plan, weights, device, dtype_name, stats, wall)
 
             with record_cpu_fallbacks(log) as fallbacks:
-                write_video(frames, job, before_publish=write_sidecar)
+                write_video(frames, job, sidecar=sidecar)
             outcomes.append(Outcome(job.output.name, "done", wall))
-            print(f"wrote {job.output.resolve()} ({job.num_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
-                  f"{job.num_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})", flush=True)
+            emit(f"wrote {job.output.resolve()} ({job.num_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
+                 f"{job.num_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
         except (NonFiniteError, BrokenVideoError, NotImplementedError, RunError) as e:
             error = explain_failure(e, job, device, dtype_name)
             if not batch:
@@ -2334,6 +2544,8 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
         groups.setdefault(key, []).append(job)
     done_before = [0]
     started = time.perf_counter()
+    for folder in dict.fromkeys(job.output.parent for job in jobs):
+        remove_stale_partials(folder, log)
 
     def progress(i: int) -> None:
         n = done_before[0] + i
@@ -2469,7 +2681,7 @@ def batch_requests(args: argparse.Namespace) -> list[tuple[str, Request | str]]:
             out_dir.mkdir(parents=True)
         except OSError as e:
             raise UsageError(f"--output-dir {out_dir}: cannot create it ({e.strerror})") from None
-        print(f"created {out_dir}", file=sys.stderr)
+        emit(f"created {out_dir}", sys.stderr)
     rows: list[tuple[str, dict | str]] = []
     if args.jobs:
         for number, obj in read_job_lines(Path(args.jobs).expanduser()):
@@ -2529,7 +2741,7 @@ def print_summary(outcomes: list[Outcome]) -> None:
         lines.append(f"{o.name.ljust(width)}  {o.status:<8} {t:>6}  {o.detail}")
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "resumed", "skipped", "failed")}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    emit("\n".join(lines), sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2628,7 +2840,7 @@ def run_check(device_name: str, log: Log) -> int:
 
     def report(mark: str, what: str, fix: str = "") -> None:
         results.append((mark, what, fix))
-        print(f"[{mark}] {what}" + (f"\n       fix: {fix}" if fix else ""), flush=True)
+        emit(f"[{mark}] {what}" + (f"\n       fix: {fix}" if fix else ""))
 
     report(PASS if sys.version_info >= (3, 10) else FAIL, f"python {platform.python_version()}",
            "" if sys.version_info >= (3, 10) else "use Python 3.10+ (conda env create -f environment.yml)")
@@ -2710,8 +2922,8 @@ def run_check(device_name: str, log: Log) -> int:
         report(FAIL, f"tiny LTX pipeline failed on {device_name}: {e.__class__.__name__}: {e}",
                "try --device cpu to tell a device problem from an install problem")
     failed = sum(r[0] == FAIL for r in results)
-    print(f"{'ready' + slow if not failed else 'not ready'}: {failed} problem(s), "
-          f"{sum(r[0] == WARN for r in results)} warning(s)", flush=True)
+    emit(f"{'ready' + slow if not failed else 'not ready'}: {failed} problem(s), "
+         f"{sum(r[0] == WARN for r in results)} warning(s)")
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
@@ -2897,7 +3109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check:
             return run_check(args.device, log)
         if args.list_models:
-            print(list_models())
+            emit(list_models())
             return EXIT_OK
         batch = bool(args.jobs) or len(args.image or []) > 1 or any(Path(i).is_dir() for i in args.image or [])
         if args.jobs and args.image:
@@ -2920,29 +3132,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         with terminate_like_ctrl_c():
             return run_batch(args, log)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        emit(f"error: {e}", sys.stderr)
         return EXIT_USAGE
     except RunError as e:
         if args.verbose:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        emit(f"error: {e}", sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt as e:
         if isinstance(e, Terminated):
             import signal
 
-            print(f"interrupted by {signal.Signals(e.signum).name}: no partial file was left behind", file=sys.stderr)
+            emit(f"interrupted by {signal.Signals(e.signum).name}: no partial file was left behind", sys.stderr)
             return 128 + e.signum
-        print("interrupted: no partial file was left behind", file=sys.stderr)
+        emit("interrupted: no partial file was left behind", sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # an unexpected failure: one line, the traceback with -v
         if args.verbose:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {e.__class__.__name__}: {e} (run with -v for details)", file=sys.stderr)
+        first = (str(e).strip().splitlines() or [""])[0]  # some libraries put a tool's whole output here
+        emit(f"error: {e.__class__.__name__}: {first} (run with -v for details)", sys.stderr)
         return EXIT_FAILURE
 
 

@@ -402,13 +402,13 @@ def test_a_failing_batch_job_is_recorded_and_the_others_still_run(models, tmp_pa
 
 def test_sidecar_is_in_place_before_the_video(models, image, tmp_path, monkeypatch):
     seen = []
-    real = gv.publish
+    real = gv._claim
 
-    def spy(tmp, final, overwrite):
+    def spy(tmp, final):
         seen.append(Path(final).suffix)
-        return real(tmp, final, overwrite)
+        return real(tmp, final)
 
-    monkeypatch.setattr(gv, "publish", spy)
+    monkeypatch.setattr(gv, "_claim", spy)
     assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "s.mp4", "-q"] + SMALL)[0] == 0
     assert seen == [".json", ".mp4"]
 
