@@ -64,6 +64,11 @@ LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
 MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
 MAX_UPSCALE = 2.0  # image enlarged more than this to fill the video: warn (detail will be soft)
 MAX_SEED = 2**63 - 1
+MAX_IMAGE_PIXELS = 200_000_000  # larger images are refused before decoding (decompression bombs)
+MAX_FPS = 120  # frames per second
+MAX_STEPS = 500  # denoising steps
+BOUND_REASONS = {"fps": "players and H.264 levels stop there; the models were trained at 8-30 fps",
+                 "steps": "flow-matching samplers stop improving long before; 50 is the usual guided count"}
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEVICES = ("auto", "mps", "cuda", "cpu")
@@ -465,7 +470,30 @@ class MemoryPlan:
 # Model resolution: aliases, local folders, the Hub cache.
 
 
-def model_family_from_folder(folder: Path) -> str:
+def read_model_index(folder: Path, check_folders: bool = True) -> dict:
+    """A diffusers folder's model_index.json, checked: an object whose components are
+    [library, class] pairs (or null), each with its folder present. UsageError otherwise, naming
+    what is wrong, instead of an AttributeError from deep inside diffusers."""
+    index = folder / "model_index.json"
+    try:
+        data = read_json(index)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {index} ({e.__class__.__name__}); download the model again") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{index} is not a diffusers model index (not a JSON object); download the model again")
+    for name, entry in data.items():
+        if name.startswith("_") or entry is None or entry == [None, None]:
+            continue
+        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+            raise UsageError(f"{index}: entry {name!r} should be [library, class], got {json.dumps(entry)[:60]}; "
+                             "download the model again")
+        if check_folders and not (folder / name).is_dir():
+            raise UsageError(f"{folder} has no {name}/ folder although its model_index.json names one "
+                             "(an incomplete download or copy); download the model again")
+    return data
+
+
+def model_family_from_folder(folder: Path, check_folders: bool = False) -> str:
     """Pipeline class named by a diffusers folder's model_index.json (never guessed by name)."""
     index = folder / "model_index.json"
     if not index.is_file():
@@ -473,11 +501,8 @@ def model_family_from_folder(folder: Path) -> str:
             f"{folder} is not a diffusers model folder (no model_index.json); "
             "pass a folder saved with save_pretrained, a Hub id, or one of: " + ", ".join(MODELS)
         )
-    try:
-        name = read_json(index).get("_class_name", "")
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {index}: {e}") from None
-    name = PIPELINE_ALIASES.get(name, name)
+    name = read_model_index(folder, check_folders).get("_class_name", "")
+    name = PIPELINE_ALIASES.get(name, name) if isinstance(name, str) else ""
     if name not in PIPELINE_FAMILY:
         raise UsageError(
             f"{folder} holds a {name or 'unknown'} checkpoint; this tool runs image-to-video "
@@ -533,7 +558,7 @@ def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
     if path.exists():
         if path.is_file():
             raise UsageError(f"--model {name}: give the folder that holds model_index.json, not a file")
-        return str(path.resolve()), spec_for_source(str(path.resolve()), model_family_from_folder(path))
+        return str(path.resolve()), spec_for_source(str(path.resolve()), model_family_from_folder(path, check_folders=True))
     if looks_local:
         raise UsageError(f"--model {name}: no such folder; check the path or use a Hub id such as "
                          f"{MODELS[DEFAULT_MODEL_QUALITY].repo}")
@@ -673,23 +698,68 @@ def unique_output_path(image: Path, directory: Path) -> Path:
     return candidate
 
 
-def check_image(path: Path) -> tuple[int, int]:
-    """(width, height) of a readable image, or a UsageError naming the problem."""
+def open_image(path: Path):
+    """PIL's Image.open (reads the header only) with our pixel limit in place of PIL's, so an
+    image we accept never raises PIL's decompression-bomb warning."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    return Image.open(path)
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation tag (1-8) from the header; PNGs keep EXIF before their pixels or not
+    at all here, so this never decodes the image."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if im.format == "PNG":
+        if "exif" in im.info:
+            exif.load(im.info["exif"])
+    else:
+        exif = im.getexif()
+    return int(exif.get(0x0112, 1) or 1)
+
+
+def check_image(path: Path, decode: bool = True) -> tuple[int, int]:
+    """(width, height) of a readable image as it is displayed (EXIF rotation applied), or a
+    UsageError naming the problem. `decode` False reads the header only (a batch of 1,000 jobs)."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.exists():
         raise UsageError(f"--image {path}: no such file")
     if path.is_dir():
         raise UsageError(f"--image {path}: is a folder, not an image")
+    if not path.is_file():  # a FIFO or a device would block forever or never end
+        raise UsageError(f"--image {path}: not a regular file (a pipe or a device); save the image to a file first")
     try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            im.load()
-            return im.size
+        with open_image(path) as im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{width}x{height}")
+            if exif_orientation(im) in (5, 6, 7, 8):  # rotated 90 or 270 degrees for display
+                width, height = height, width
+            if decode:
+                im.load()
+        return width, height
+    except Image.DecompressionBombError:
+        raise UsageError(f"--image {path}: larger than the {MAX_IMAGE_PIXELS // 10**6} megapixels this tool reads "
+                         "(a guard against decompression bombs); scale it down first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UsageError(f"--image {path}: not a readable image ({e.__class__.__name__}); "
                          "use a PNG, JPEG or WebP file") from None
+
+
+def check_text(what: str, text: str | None) -> None:
+    """Text that will be encoded (prompts) or written into the sidecar (paths) must be UTF-8:
+    a lone surrogate or a file name in another encoding would fail after the model loaded."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        fix = "rename the file" if what.endswith("path") else "check the encoding of your terminal or jobs file"
+        raise UsageError(f"{what} is not valid UTF-8 text; {fix}") from None
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -716,9 +786,17 @@ def check_output(path: Path, overwrite: bool) -> None:
                              "or choose another --output name")
 
 
-def plan_job(request: Request, log: Log) -> Job:
+def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     """Validate everything cheap and resolve the job. Loads no model."""
     import random
+
+    for what, text in (("--prompt", request.prompt), ("--negative-prompt", request.negative_prompt),
+                       ("--image path", str(request.image)), ("--output path", request.output and str(request.output))):
+        check_text(what, text)
+    for name, most in (("fps", MAX_FPS), ("steps", MAX_STEPS)):
+        value = getattr(request, name)
+        if value is not None and value > most:
+            raise UsageError(f"--{name} {value}: at most {most} ({BOUND_REASONS[name]})")
 
     for name in ("width", "height", "num_frames", "fps", "steps"):
         value = getattr(request, name)
@@ -734,7 +812,7 @@ def plan_job(request: Request, log: Log) -> Job:
         raise UsageError("--prompt is empty; describe the motion you want")
     if request.memory_budget_gb is not None and request.memory_budget_gb <= 0:
         raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
-    image_size = check_image(request.image)
+    image_size = check_image(request.image, decode=decode_image)
 
     # Model and preset: the default model follows the preset, which follows the target size.
     probe_spec = MODELS[DEFAULT_MODEL_FAST]
@@ -1164,7 +1242,7 @@ def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequ
     else: model_index.json first, then each folder's configs, tokenizer files and weight indexes,
     then exactly the safetensors those name."""
     folder, _ = _snapshot(repo, ["model_index.json"])
-    index = read_json(folder / "model_index.json")
+    index = read_model_index(folder, check_folders=False)  # the folders come next
     names = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
     names = [n for n in names if (only is None or n in only) and n not in skip]
     small = ["model_index.json"] + [f"{n}/{f}" for n in names
@@ -1251,7 +1329,7 @@ def fetch_weights(job: Job, log: Log) -> Weights:
 def require_safetensors(folder: Path, components: Sequence[str] | None = None) -> None:
     """Refuse weights in pickle formats: only .safetensors are ever loaded."""
     if components is None:
-        index = read_json(folder / "model_index.json")
+        index = read_model_index(folder, check_folders=False)  # a fast path's transformer is a single file
         components = [k for k, v in index.items() if isinstance(v, list) and v[0] in ("diffusers", "transformers")]
     for name in components:
         sub = folder / name
@@ -1506,13 +1584,13 @@ def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, 
     width x height (Lanczos; Lightricks resizes bilinearly without antialiasing)."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im = ImageOps.exif_transpose(im)  # phone photos: honour the orientation tag
         if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
             base = Image.new("RGB", im.size, (255, 255, 255))  # flatten transparency onto white
             base.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
             im = base
-        im = crop_to_aspect(im.convert("RGB"), width / height)
+        im = crop_to_aspect(to_rgb8(im), width / height)
     if blur_sigma or crf:
         pixels = gaussian_blur_3x3(im, blur_sigma) if blur_sigma else im
         if crf:
@@ -1521,6 +1599,24 @@ def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, 
             pixels = (pixels * 255).round().astype("uint8")
         im = Image.fromarray(pixels)
     return im if im.size == (width, height) else im.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def to_rgb8(im):
+    """8-bit RGB. High-bit-depth images are scaled by their real range: PIL's own conversion
+    clips 16- and 32-bit integers at 255 (an almost white picture) and floats at 0..255 (black)."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode not in ("I", "F") and not im.mode.startswith("I;16"):
+        return im.convert("RGB")
+    a = np.asarray(im, dtype=np.float64)
+    lo, hi = min(float(a.min()), 0.0), float(a.max())
+    if im.mode == "F":
+        top = 1.0 if lo == 0 and hi <= 1.0 else hi  # floats: 0..1 by convention, else their span
+    else:
+        top = next((v for v in (255, 65535, 2**31 - 1) if hi <= v), hi)  # 8-, 16- or 32-bit data
+    scaled = (a - lo) / max(top - lo, 1e-12) * 255.0
+    return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
 
 
 def crop_to_aspect(im, aspect: float):
@@ -1590,35 +1686,56 @@ def make_generator(device: str, seed: int):
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str = "none") -> dict[tuple, dict]:
+def warn_long_prompts(pipe, jobs: Sequence[Job], limit: int, log: Log) -> None:
+    """One short line per prompt longer than the model reads (diffusers' own warning prints the
+    whole cut-off tail, 60 KB for a long paste)."""
+    for prompt in dict.fromkeys(t for j in jobs for t in (j.request.prompt, j.negative_prompt)):
+        ids = pipe.tokenizer(prompt, add_special_tokens=True, verbose=False).input_ids
+        if len(ids) > limit:
+            kept = pipe.tokenizer.decode(ids[:limit - 1], skip_special_tokens=True)
+            log.warn(f"a prompt is {len(ids)} tokens and the model reads the first {limit}: "
+                     f"everything after \"...{kept[-40:]}\" is ignored")
+
+
+def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str = "none",
+                   log: Log | None = None) -> dict[tuple, dict]:
     """Every distinct (prompt, negative, cfg) once, with T5 on the device (layer by layer under
     sequential offload); then T5 is freed."""
     import torch
+    from diffusers.utils import logging as dlog
 
     name = type(pipe).__name__
+    log = log or Log(LOG_QUIET)
+    warn_long_prompts(pipe, jobs, MAX_SEQUENCE_LENGTH[name], log)
     cache: dict[tuple, dict] = {}
-    if offload == "sequential" and device != "cpu":
-        from accelerate import cpu_offload
+    verbosity = dlog.get_verbosity()
+    if log.level < LOG_VERBOSE:
+        dlog.set_verbosity_error()  # the truncation warning is ours, above
+    try:
+        if offload == "sequential" and device != "cpu":
+            from accelerate import cpu_offload
 
-        cpu_offload(pipe.text_encoder, execution_device=torch.device(device))
-    else:
-        pipe.text_encoder.to(device)
-    with torch.inference_mode():
-        for job in jobs:
-            cfg = job.guidance_scale > 1.0
-            key = (job.request.prompt, job.negative_prompt, cfg)
-            if key in cache:
-                continue
-            out = pipe.encode_prompt(prompt=job.request.prompt, negative_prompt=job.negative_prompt,
-                                     do_classifier_free_guidance=cfg, device=torch.device(device),
-                                     max_sequence_length=MAX_SEQUENCE_LENGTH[name])
-            if name.startswith("CogVideoX"):
-                embeds = {"prompt_embeds": out[0], "negative_prompt_embeds": out[1]}
-            else:
-                embeds = dict(zip(("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
-                                   "negative_prompt_attention_mask"), out))
-            cache[key] = {k: (v.to(dtype) if v is not None and v.is_floating_point() else v)
-                          for k, v in embeds.items() if v is not None}
+            cpu_offload(pipe.text_encoder, execution_device=torch.device(device))
+        else:
+            pipe.text_encoder.to(device)
+        with torch.inference_mode():
+            for job in jobs:
+                cfg = job.guidance_scale > 1.0
+                key = (job.request.prompt, job.negative_prompt, cfg)
+                if key in cache:
+                    continue
+                out = pipe.encode_prompt(prompt=job.request.prompt, negative_prompt=job.negative_prompt,
+                                         do_classifier_free_guidance=cfg, device=torch.device(device),
+                                         max_sequence_length=MAX_SEQUENCE_LENGTH[name])
+                if name.startswith("CogVideoX"):
+                    embeds = {"prompt_embeds": out[0], "negative_prompt_embeds": out[1]}
+                else:
+                    embeds = dict(zip(("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                                       "negative_prompt_attention_mask"), out))
+                cache[key] = {k: (v.to(dtype) if v is not None and v.is_floating_point() else v)
+                              for k, v in embeds.items() if v is not None}
+    finally:
+        dlog.set_verbosity(verbosity)
     release_text_encoder(pipe, device)
     return cache
 
@@ -2154,14 +2271,20 @@ def write_json_temp(final: Path, data: dict) -> Path:
     return tmp
 
 
+class DiskFullError(RunError):
+    """No space left where the videos go: a batch stops here instead of failing every job after."""
+
+
 def write_failure(e: Exception, path: Path) -> RunError:
     """An OSError while writing, as one line (ffmpeg's own output stays out of it)."""
+    import errno
     import shutil
 
     with contextlib.suppress(OSError):
-        if shutil.disk_usage(path.parent).free < 64 * 2**20:
-            return RunError(f"the disk holding {path.parent} is full; nothing was written. Free some space "
-                            "and run the command again")
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+                shutil.disk_usage(path.parent).free < 64 * 2**20:
+            return DiskFullError(f"the disk holding {path.parent} is full; nothing was written. Free some space "
+                                 "and run the command again")
     reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
     return RunError(f"writing {path.name} failed ({reason}); nothing was written")
 
@@ -2396,7 +2519,9 @@ def command_for(job: Job) -> str:
         parts += ["--guidance-scale", str(job.guidance_scale)]
     if job.upsampler_source and job.upsampler_source != job.spec.upsampler:
         parts += ["--upsampler", job.upsampler_source]
-    return " ".join(_shell_quote(p) for p in parts)
+    # --option=value: a value that starts with '-' (a prompt "--slow zoom") stays a value
+    joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])]
+    return " ".join(_shell_quote(p) for p in parts[:2] + joined)
 
 
 def _shell_quote(s: str) -> str:
@@ -2412,9 +2537,10 @@ def _shell_quote(s: str) -> str:
 @dataclass
 class Outcome:
     name: str
-    status: str  # done / resumed / skipped / failed
+    status: str  # done / resumed / skipped / failed / not run
     seconds: float = 0.0
     detail: str = ""
+    job: Job | None = None  # the job it is the outcome of, once one was planned
 
 
 def model_folder(source: str | None) -> Path | None:
@@ -2462,9 +2588,21 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
 def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
               outcomes: list[Outcome], progress: Callable[[int], None], batch: bool = False) -> None:
     """Jobs that share a model: load once, encode every prompt, free T5, make each video."""
+    check_model_available(jobs[0])
+    plans, fitting = [], []
+    for job in jobs:  # a job the memory plan refuses is that job's failure, not its group's
+        try:
+            plans.append(settle_job(job, device, dtype, log))
+            fitting.append(job)
+        except UsageError as e:
+            if not batch:
+                raise
+            log.info(f"skipping {job.output.name}: {e}")
+            outcomes.append(Outcome(job.output.name, "skipped", 0.0, str(e), job))
+    if not fitting:
+        return
+    jobs = fitting
     first = jobs[0]
-    check_model_available(first)
-    plans = [settle_job(j, device, dtype, log) for j in jobs]
     tflops = matmul_tflops(device, dtype)
     for job, plan in zip(jobs, plans):
         for line in describe_plan(job, plan, device, dtype_name):
@@ -2477,7 +2615,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     log.info(f"encoding {len({(j.request.prompt, j.negative_prompt) for j in jobs})} prompt(s) with T5")
     order = ("none", "model", "sequential")
     offload = max((p.offload for p in plans), key=order.index)
-    embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload)
+    embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload, log)
     encode_seconds = time.perf_counter() - t0
     log.info(f"  T5 loaded, encoded and freed in {describe_seconds(encode_seconds)}")
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
@@ -2510,15 +2648,19 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
 
             with record_cpu_fallbacks(log) as fallbacks:
                 write_video(frames, job, sidecar=sidecar)
-            outcomes.append(Outcome(job.output.name, "done", wall))
+            outcomes.append(Outcome(job.output.name, "done", wall, "", job))
             emit(f"wrote {job.output.resolve()} ({job.num_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
                  f"{job.num_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
-        except (NonFiniteError, BrokenVideoError, NotImplementedError, RunError) as e:
+        except Exception as e:
+            if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
+                raise
             error = explain_failure(e, job, device, dtype_name)
             if not batch:
                 raise error from None
+            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - t_job, str(error), job))
+            if isinstance(e, DiskFullError):  # every job after it would fail too: stop here
+                raise
             log.info(f"error: {job.output.name}: {error}")
-            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - t_job, str(error)))
 
 
 def explain_failure(e: Exception, job: Job, device: str, dtype_name: str) -> RunError:
@@ -2530,13 +2672,15 @@ def explain_failure(e: Exception, job: Job, device: str, dtype_name: str) -> Run
         return RunError(f"{e} (a broken decode, nothing was written); {advice}")
     if isinstance(e, NotImplementedError):
         return RunError(f"an operator is not supported on {device}: {e}; {advice}")
-    return e if isinstance(e, RunError) else RunError(str(e))
+    if isinstance(e, RunError):
+        return e
+    return RunError(f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[0]}")
 
 
-def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
+def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | None = None) -> list[Outcome]:
     """Group by model (and device settings) and run; in batch mode a failing job is recorded
-    and the rest go on."""
-    outcomes: list[Outcome] = []
+    and the rest go on. Outcomes are appended to `outcomes` as they happen."""
+    outcomes = [] if outcomes is None else outcomes
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
         r = job.request
@@ -2560,15 +2704,14 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
         device = pick_device(group[0].request.device)
         dtype = pick_dtype(group[0].request.dtype, device)
         dtype_name = str(dtype).replace("torch.", "")
-        before = len(outcomes)
         try:
             run_group(group, device, dtype, dtype_name, log, outcomes, progress, batch)
-        except (RunError, UsageError) as e:
-            if not batch:
+        except (RunError, UsageError) as e:  # the group's model could not be had: its jobs fail
+            if not batch or isinstance(e, DiskFullError):
                 raise
-            failed = group[len(outcomes) - before:]
             log.info(f"error: {e}")
-            outcomes += [Outcome(j.output.name, "failed", 0.0, str(e)) for j in failed]
+            settled = {id(o.job) for o in outcomes}
+            outcomes += [Outcome(j.output.name, "failed", 0.0, str(e), j) for j in group if id(j) not in settled]
         done_before[0] += len(group)
     return outcomes
 
@@ -2577,9 +2720,7 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool) -> list[Outcome]:
 # Batch input: --jobs FILE (JSON Lines), several --image, or a folder of images.
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-JOB_KEYS = {f.name for f in dataclasses.fields(Request)}
-JOB_CHOICES = {"preset": PRESETS, "device": DEVICES, "dtype": DTYPES, "resolution": tuple(RESOLUTIONS),
-               "vae_tiling": TRISTATE, "offload": OFFLOADS}
+JOB_KEYS = {f.name for f in dataclasses.fields(Request)}  # a job may set any option a Request holds
 
 
 def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | None = None) -> Request:
@@ -2595,66 +2736,103 @@ def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | N
 
 
 def read_job_lines(path: Path) -> list[tuple[int, dict | str]]:
-    """(line number, overrides or an error message) for each non-empty line of a JSONL file."""
+    """(line number, JSON object or an error message) for each job line of a JSON Lines file.
+    Lines end at \n only (U+2028 and friends are valid inside JSON strings), each line is
+    decoded on its own (one bad byte costs one job), and a UTF-8 BOM is ignored."""
     if not path.is_file():
         raise UsageError(f"--jobs {path}: no such file")
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     rows: list[tuple[int, dict | str]] = []
-    types = {f.name: f.type for f in dataclasses.fields(Request)}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rows.append((number, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"))
+            continue
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
             obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("not a JSON object")
         except ValueError as e:
             rows.append((number, f"not valid JSON ({e})"))
             continue
-        obj = {k.replace("-", "_"): v for k, v in obj.items()}
-        unknown = sorted(set(obj) - JOB_KEYS)
-        if unknown:
-            import difflib
-
-            hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, JOB_KEYS, 1)) else k
-                     for k in unknown]
-            rows.append((number, f"unknown key(s) {', '.join(hints)}; keys are option names such as image, "
-                                 "prompt, seed"))
-            continue
-        bad = [k for k, v in obj.items() if v is not None and not _json_type_ok(types[k], v)]
-        if bad:
-            rows.append((number, f"wrong type for {', '.join(bad)}"))
-            continue
-        wrong = [f"{k} must be one of {', '.join(JOB_CHOICES[k])}" for k, v in obj.items()
-                 if k in JOB_CHOICES and v is not None and v not in JOB_CHOICES[k]]
-        if "attention_slicing" in obj:
-            try:
-                obj["attention_slicing"] = slicing_mode(str(obj["attention_slicing"]))
-            except argparse.ArgumentTypeError:
-                wrong.append("attention_slicing must be auto, on, off or a chunk size")
-        if wrong:
-            rows.append((number, "; ".join(wrong)))
-            continue
-        if "image" in obj and not isinstance(obj["image"], str):
-            rows.append((number, "image must be a path"))
-            continue
-        if "image" in obj and not Path(obj["image"]).is_absolute():
-            obj["image"] = str(path.parent / obj["image"])
-        if obj.get("output") and not Path(obj["output"]).is_absolute():
-            obj["output"] = str(path.parent / obj["output"])
-        rows.append((number, obj))
+        rows.append((number, obj if isinstance(obj, dict) else "not a JSON object ({...})"))
     if not rows:
         raise UsageError(f"--jobs {path}: no jobs in the file")
     return rows
 
 
-def _json_type_ok(type_text: str, value: Any) -> bool:
-    if "int" in type_text and "float" not in type_text:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if "float" in type_text:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if "bool" in type_text:
-        return isinstance(value, bool)
-    return isinstance(value, str)
+def job_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Every spelling a job key may take (the Request field, the option with - or _) -> its
+    option, so `memory-budget`, `memory_budget` and `memory_budget_gb` are one key."""
+    names: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if action.dest in JOB_KEYS and action.option_strings:
+            names[action.dest] = action
+            for option in action.option_strings:
+                if option.startswith("--"):
+                    names[option[2:]] = names[option[2:].replace("-", "_")] = action
+    return names
+
+
+def job_namespace(parser: argparse.ArgumentParser, args: argparse.Namespace, obj: dict,
+                  jobs_file: Path, out_dir: Path, anywhere: bool) -> argparse.Namespace:
+    """A job's settings: the command line's, overridden by the job's keys, each value checked by
+    the very parser that checks the command line (one validator for both). UsageError if not."""
+    import copy
+    import difflib
+
+    options = job_options(parser)
+    unknown = sorted(k for k in obj if k not in options)
+    if unknown:
+        hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, options, 1)) else k
+                 for k in unknown]
+        raise UsageError(f"unknown key(s) {', '.join(hints)}; keys are option names such as image, prompt, seed")
+    argv, flags = [], {}
+    for key, value in obj.items():
+        action = options[key]
+        option = next(o for o in action.option_strings if o.startswith("--"))
+        if value is None:
+            raise UsageError(f"{key} is null; leave the key out to use the default")
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise UsageError(f"{key} must be true or false")
+            flags[action.dest] = value
+        elif isinstance(value, (bool, list, dict)):
+            raise UsageError(f"{key} must be {'text' if action.type is None else 'a number'}, not {json.dumps(value)}")
+        else:
+            argv.append(f"{option}={value}")  # the = form: a value may start with '-'
+    ns = copy.copy(args)
+    ns.image = None
+    try:
+        parser.raise_errors = True
+        ns = parser.parse_args(argv, namespace=ns)
+    finally:
+        parser.raise_errors = False
+    for dest, value in flags.items():
+        setattr(ns, dest, value)
+    if not ns.image:
+        raise UsageError("no image (give an \"image\" key)")
+    image = Path(ns.image[-1]).expanduser()
+    ns.image = [str(image if image.is_absolute() else jobs_file.parent / image)]  # relative to the jobs file
+    if "output" in obj:
+        ns.output = confined_output(Path(str(obj["output"])).expanduser(), out_dir, anywhere)
+    return ns
+
+
+def confined_output(output: Path, out_dir: Path, anywhere: bool) -> Path:
+    """A job's own output: relative to --output-dir and inside it, unless --outputs-anywhere."""
+    if output.is_absolute():
+        if not anywhere:
+            raise UsageError(f"output {output} is an absolute path; give a name inside --output-dir, "
+                             "or pass --outputs-anywhere")
+        return output
+    path = Path(os.path.normpath(out_dir / output))  # "sub/../x.mp4" is out/x.mp4 even without sub/
+    if not anywhere and not os.path.abspath(path).startswith(os.path.join(os.path.abspath(out_dir), "")):
+        raise UsageError(f"output {output} is outside --output-dir {out_dir}; pass --outputs-anywhere to allow it")
+    return path
 
 
 def expand_images(images: list[str]) -> list[Path]:
@@ -2671,8 +2849,8 @@ def expand_images(images: list[str]) -> list[Path]:
     return paths
 
 
-def batch_requests(args: argparse.Namespace) -> list[tuple[str, Request | str]]:
-    """(name, request or error) per batch job; bad jobs are reported, not fatal."""
+def batch_requests(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[tuple[str, Request | str]]:
+    """(name, request or the reason it is refused) per batch job: bad jobs are reported, not fatal."""
     out_dir = Path(args.output_dir or ".").expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--output-dir {out_dir}: is a file, not a folder")
@@ -2682,35 +2860,45 @@ def batch_requests(args: argparse.Namespace) -> list[tuple[str, Request | str]]:
         except OSError as e:
             raise UsageError(f"--output-dir {out_dir}: cannot create it ({e.strerror})") from None
         emit(f"created {out_dir}", sys.stderr)
-    rows: list[tuple[str, dict | str]] = []
+    rows: list[tuple[str, argparse.Namespace | str]] = []
     if args.jobs:
-        for number, obj in read_job_lines(Path(args.jobs).expanduser()):
+        jobs_file = Path(args.jobs).expanduser()
+        for number, obj in read_job_lines(jobs_file):
+            if isinstance(obj, dict):
+                try:
+                    obj = job_namespace(parser, args, obj, jobs_file, out_dir, args.outputs_anywhere)
+                except UsageError as e:
+                    obj = str(e)
             rows.append((f"line {number}", obj))
     else:
         for path in expand_images(args.image):
-            rows.append((path.name, {"image": str(path)}))
+            rows.append((path.name, argparse.Namespace(**dict(vars(args), image=[str(path)]))))
     stems: dict[str, int] = {}
-    for _, obj in rows:
-        if isinstance(obj, dict) and "image" in obj and not obj.get("output"):
-            stem = Path(obj["image"]).stem
+    for _, ns in rows:
+        if not isinstance(ns, str) and ns.output is None:
+            stem = Path(ns.image[0]).stem
             stems[stem] = stems.get(stem, 0) + 1
     result: list[tuple[str, Request | str]] = []
-    for index, (name, obj) in enumerate(rows, 1):
-        if isinstance(obj, str):
-            result.append((name, obj))
+    for index, (name, ns) in enumerate(rows, 1):
+        if isinstance(ns, str):
+            result.append((name, ns))
             continue
-        if "image" not in obj:
-            result.append((name, "no image"))
-            continue
-        if not obj.get("prompt") and not args.prompt:
+        if not ns.prompt:
             result.append((name, "no prompt (give --prompt or a \"prompt\" key)"))
             continue
-        if not obj.get("output"):
-            stem = Path(obj["image"]).stem
+        if ns.output is None:
+            stem = Path(ns.image[0]).stem
             # Deterministic names, so a re-run finds (and skips) what an earlier run finished.
-            obj["output"] = str(out_dir / (f"{stem}.mp4" if stems[stem] == 1 else f"{stem}-{index}.mp4"))
-        result.append((name, request_from_args(args, Path(obj["image"]), obj)))
+            ns.output = out_dir / (f"{stem}.mp4" if stems[stem] == 1 else f"{stem}-{index}.mp4")
+        result.append((name, request_from_args(ns, Path(ns.image[0]))))
     return result
+
+
+def output_key(path: Path) -> str:
+    """One key per file, however it is spelled (relative, absolute, via .., on a case-insensitive
+    Mac volume)."""
+    key = os.path.realpath(path)
+    return key.casefold() if sys.platform in ("darwin", "win32") else key
 
 
 def matches_sidecar(job: Job) -> bool:
@@ -2739,8 +2927,8 @@ def print_summary(outcomes: list[Outcome]) -> None:
     for o in outcomes:
         t = describe_seconds(o.seconds) if o.seconds else "-"
         lines.append(f"{o.name.ljust(width)}  {o.status:<8} {t:>6}  {o.detail}")
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "resumed", "skipped", "failed")}
-    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "resumed", "skipped", "failed", "not run")}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "not run"))
     emit("\n".join(lines), sys.stderr)
 
 
@@ -2987,7 +3175,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 
 class _Parser(argparse.ArgumentParser):
+    raise_errors = False  # a batch job's keys are checked by this parser too: its errors skip the job
+
     def error(self, message: str):  # one line, exit 2, no usage dump
+        if self.raise_errors:
+            raise UsageError(message.replace("argument ", "", 1))
         self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 
@@ -3046,6 +3238,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output-dir", metavar="DIR", default=None, help="batch: folder for the videos")
     io.add_argument("--jobs", metavar="FILE", default=None, help="batch: JSON Lines, one video per line")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    io.add_argument("--outputs-anywhere", action="store_true",
+                    help="batch: let jobs write outside --output-dir")
 
     m = p.add_argument_group("model")
     m.add_argument("--model", metavar="ID_OR_DIR", default=None, help="alias, Hub id or folder (see --list-models)")
@@ -3130,7 +3324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.output:
             raise UsageError("--output names one video; use --output-dir for a batch")
         with terminate_like_ctrl_c():
-            return run_batch(args, log)
+            return run_batch(args, parser, log)
     except UsageError as e:
         emit(f"error: {e}", sys.stderr)
         return EXIT_USAGE
@@ -3159,26 +3353,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def run_batch(args: argparse.Namespace, log: Log) -> int:
-    """Validate every job first, skip finished ones, run the rest, print the summary."""
+def run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
+    """Validate every job first, skip finished ones, run the rest, print the summary (also
+    when the batch is interrupted)."""
     outcomes: list[Outcome] = []
     jobs: list[Job] = []
-    seen: set[Path] = set()
-    for name, item in batch_requests(args):
+    seen: dict[str, str] = {}
+    for name, item in batch_requests(args, parser):
         if isinstance(item, str):
             outcomes.append(Outcome(name, "skipped", 0.0, item))
             continue
         try:
             request = dataclasses.replace(item, overwrite=True)  # existence is judged below
-            job = plan_job(request, Log(LOG_QUIET))
+            job = plan_job(request, Log(LOG_QUIET), decode_image=False)
             job = dataclasses.replace(job, request=item)
-        except UsageError as e:
+            pick_device(item.device)  # "cuda" on a Mac: this job is refused, not the batch
+        except (UsageError, RunError) as e:
             outcomes.append(Outcome(name, "skipped", 0.0, str(e)))
             continue
-        if job.output in seen:
-            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is the output of an earlier job"))
+        key = output_key(job.output)
+        if key in seen:
+            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is also the output of {seen[key]}"))
             continue
-        seen.add(job.output)
+        seen[key] = name
         if matches_sidecar(job):
             outcomes.append(Outcome(job.output.name, "resumed", 0.0, "already done"))
             continue
@@ -3199,7 +3396,16 @@ def run_batch(args: argparse.Namespace, log: Log) -> int:
     if jobs:
         jobs = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=True))
                 if j.request.overwrite else j for j in jobs]
-        outcomes += run_jobs(jobs, log, batch=True)
+        ran: list[Outcome] = []
+        try:
+            run_jobs(jobs, log, batch=True, outcomes=ran)
+        except BaseException as e:  # Ctrl-C, a full disk: say what was made before the error line
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else "the batch stopped"
+            settled = {id(o.job) for o in ran}
+            print_summary(outcomes + ran + [Outcome(j.output.name, "not run", 0.0, why) for j in jobs
+                                            if id(j) not in settled])
+            raise
+        outcomes += ran
     print_summary(outcomes)
     if any(o.status == "failed" for o in outcomes):
         return EXIT_FAILURE
