@@ -70,12 +70,14 @@ BAD_JOBS = {
 
 
 def test_every_bad_job_is_skipped_with_its_reason_and_the_good_one_runs(models, tmp_path, capsys):
-    lines = [job for job, _ in BAD_JOBS.values()]
+    png_header(tmp_path / "bomb.png", 20000, 10001)
+    bad = dict(BAD_JOBS, bomb=({"image": "bomb.png"}, "larger than the 200 megapixels"))
+    lines = [job for job, _ in bad.values()]
     lines.append(b'{"image": "a.png", "prompt": "caf\xe9"}')  # Latin-1, not UTF-8
     rc, cap, out = batch(models, tmp_path, lines, capsys, ["--prompt", "p"])
     assert rc == 2, cap.err
     assert f"1 done, 0 resumed, {len(lines)} skipped, 0 failed" in cap.err
-    for number, (name, (_, reason)) in enumerate(BAD_JOBS.items(), 1):
+    for number, (name, (_, reason)) in enumerate(bad.items(), 1):
         assert f"skipping line {number}: " in cap.err and reason in cap.err, (name, cap.err)
     assert f"skipping line {len(lines)}: not UTF-8 text (byte 0xe9" in cap.err
     assert "Traceback" not in cap.err and not (tmp_path / "escaped.mp4").exists()
