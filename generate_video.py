@@ -701,10 +701,14 @@ def unique_output_path(image: Path, directory: Path) -> Path:
 def open_image(path: Path):
     """PIL's Image.open (reads the header only) with our pixel limit in place of PIL's, so an
     image we accept never raises PIL's decompression-bomb warning."""
+    import warnings
+
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    return Image.open(path)
+    with warnings.catch_warnings():  # over the limit: check_image refuses it in its own words
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def exif_orientation(im) -> int:
