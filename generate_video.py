@@ -66,6 +66,9 @@ MAX_UPSCALE = 2.0  # image enlarged more than this to fill the video: warn (deta
 MAX_SEED = 2**63 - 1
 MAX_IMAGE_PIXELS = 200_000_000  # larger images are refused before decoding (decompression bombs)
 MAX_FPS = 120  # frames per second
+MAX_VARIATIONS = 64  # per command: one model load makes them all
+DRAFT_LATENTS_SUFFIX = ".latents.safetensors"  # beside a draft's MP4 and sidecar
+STAGE_SEED_STRIDE = 0x9E3779B97F4A7C15  # stage k > 0 reseeds at seed + k * this (mod 2**63): see denoise()
 MAX_STEPS = 500  # denoising steps
 BOUND_REASONS = {"fps": "players and H.264 levels stop there; the models were trained at 8-30 fps",
                  "steps": "flow-matching samplers stop improving long before; 50 is the usual guided count"}
@@ -413,6 +416,10 @@ class Request:
     offload: str = "auto"
     memory_budget_gb: float | None = None
     overwrite: bool = False
+    draft: bool = False
+    variations: int = 1
+    from_draft: Path | None = None
+    lora: tuple[str, ...] = ()  # PATH_OR_HUB_ID[:SCALE][@half|@full] each
 
 
 @dataclass(frozen=True)
@@ -426,6 +433,26 @@ class Stage:
     timesteps: tuple[int, ...] | None = None
     denoise_strength: float = 1.0
     tflop: float = 0.0
+    reused: str | None = None  # a final's stage 1: the draft's latents file it starts from
+
+
+@dataclass(frozen=True)
+class Lora:
+    """One --lora, resolved: its safetensors file on disk, checked against the model."""
+
+    source: str  # as given: a path, a Hub id, or Hub id/file.safetensors
+    file: Path
+    scale: float
+    passes: str  # "all", "half" (the fast path's stage 1) or "full" (its stage 2, or the single pass)
+    params: int
+    sha256: str
+
+    def applies(self, stage: str) -> bool:
+        return self.passes == "all" or (self.passes == "half") == (stage == "stage1")
+
+    @property
+    def arg(self) -> str:
+        return f"{self.source}:{self.scale:g}" + ("" if self.passes == "all" else f"@{self.passes}")
 
 
 @dataclass(frozen=True)
@@ -450,6 +477,16 @@ class Job:
     output: Path
     sidecar: Path
     dims: ModelDims | None = None  # the model's sizes as planned (configs, safetensors headers: read once)
+    draft: bool = False  # stage 1 only, written at half size with its latents (for a final later)
+    final_size: tuple[int, int] | None = None  # a draft's: the size its final will have
+    reuse: Path | None = None  # a final's: the draft latents that replace its stage 1
+    image_size: tuple[int, int] | None = None  # the conditioning image's size if not the generation size
+    loras: tuple[Lora, ...] = ()
+
+    @property
+    def latents_file(self) -> Path:
+        """Where a draft keeps its stage-1 latents, beside its video."""
+        return self.output.with_name(self.output.stem + DRAFT_LATENTS_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -688,12 +725,12 @@ def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> J
                frames, DEFAULT_FPS, 0, 1.0, "", stages, Path("video.mp4"), Path("video.json"))
 
 
-def unique_output_path(image: Path, directory: Path) -> Path:
-    """<image stem>.mp4 in the folder, or <stem>-2.mp4, -3 ... if taken."""
-    candidate = directory / f"{image.stem}.mp4"
+def unique_output_path(image: Path, directory: Path, tag: str = "") -> Path:
+    """<image stem><tag>.mp4 in the folder, or <stem><tag>-2.mp4, -3 ... if taken."""
+    candidate = directory / f"{image.stem}{tag}.mp4"
     n = 2
     while candidate.exists() or candidate.with_suffix(".json").exists():
-        candidate = directory / f"{image.stem}-{n}.mp4"
+        candidate = directory / f"{image.stem}{tag}-{n}.mp4"
         n += 1
     return candidate
 
@@ -766,7 +803,7 @@ def check_text(what: str, text: str | None) -> None:
         raise UsageError(f"{what} is not valid UTF-8 text; {fix}") from None
 
 
-def check_output(path: Path, overwrite: bool) -> None:
+def check_output(path: Path, overwrite: bool, draft: bool = False) -> None:
     if path.suffix.lower() != ".mp4":
         raise UsageError(f"--output {path}: must end in .mp4")
     if path.exists() and path.is_dir():
@@ -778,11 +815,12 @@ def check_output(path: Path, overwrite: bool) -> None:
     name_max = 255  # bytes in one file name on APFS, ext4 and most others
     with contextlib.suppress(OSError, ValueError):
         name_max = os.pathconf(path.parent, "PC_NAME_MAX")
-    longest = len(os.fsencode(path.with_suffix(".json").name))  # the sidecar's name is 1 byte longer
+    files = [path, path.with_suffix(".json")] + ([path.with_name(path.stem + DRAFT_LATENTS_SUFFIX)] if draft else [])
+    longest = max(len(os.fsencode(f.name)) for f in files)  # the sidecar's (a draft's latents') name is longer
     if longest > name_max:
         raise UsageError(f"--output {path.name}: the name is too long ({longest} bytes with the sidecar's "
-                         f".json; this folder allows {name_max}); choose a shorter name")
-    for existing in (path, path.with_suffix(".json")):
+                         f"or latents' suffix; this folder allows {name_max}); choose a shorter name")
+    for existing in files:
         if existing.is_symlink() and not existing.exists():  # dangling: publishing would fail at the end
             raise UsageError(f"{existing} is a broken symbolic link; remove it or choose another --output")
         if existing.exists() and not overwrite:
@@ -797,6 +835,10 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     for what, text in (("--prompt", request.prompt), ("--negative-prompt", request.negative_prompt),
                        ("--image path", str(request.image)), ("--output path", request.output and str(request.output))):
         check_text(what, text)
+    if not 1 <= request.variations <= MAX_VARIATIONS:
+        raise UsageError(f"--variations must be between 1 and {MAX_VARIATIONS}, got {request.variations}")
+    if request.from_draft is not None and (request.draft or request.variations > 1):
+        raise UsageError("--from-draft renders that one draft in full; it takes neither --draft nor --variations")
     for name, most in (("fps", MAX_FPS), ("steps", MAX_STEPS)):
         value = getattr(request, name)
         if value is not None and value > most:
@@ -888,19 +930,33 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         upsampler = resolve_upsampler_name(request.upsampler) if request.upsampler else spec.upsampler
         if upsampler is None:
             raise UsageError("the fast preset needs a spatial upscaler: pass --upsampler ID_OR_DIR")
+    final_size = image_size = None
+    if request.draft:  # the fast path's stage 1 alone, at half size: its final continues from it
+        if preset != "fast":
+            raise UsageError(f"--draft is the fast preset's first stage; {spec.alias} runs a single pass "
+                             f"(use a distilled model such as {DEFAULT_MODEL_FAST}, or leave out --draft)")
+        final_size, first = (width, height), stages[0]
+        width, height = min(first.width, even(width / 2)), min(first.height, even(height / 2))
+        # The image is prepared at the full size, as the whole fast path prepares it: the
+        # pipeline then resizes it for stage 1 the same way, so the draft's latents are a final's.
+        image_size = (gen_w, gen_h)
+        stages, gen_w, gen_h = stages[:1], first.width, first.height
 
-    output = request.output or unique_output_path(request.image, Path.cwd())
-    check_output(output, request.overwrite)
+    output = request.output or unique_output_path(request.image, Path.cwd(), "-draft" if request.draft else "")
+    check_output(output, request.overwrite, request.draft)
     seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
-    return Job(
+    loras = resolve_loras(request, spec, dims, preset, log)
+    job = Job(
         request=request, spec=spec, model_source=source, upsampler_source=upsampler, preset=preset,
         width=width, height=height, gen_width=gen_w, gen_height=gen_h, num_frames=frames, fps=fps,
         seed=seed, guidance_scale=guidance,
         negative_prompt=DEFAULT_PROMPT_NEGATIVE if request.negative_prompt is None else request.negative_prompt,
         stages=stages, output=output, sidecar=output.with_suffix(".json"), dims=dims,
+        draft=request.draft, final_size=final_size, image_size=image_size, loras=loras,
     )
+    return job if request.from_draft is None else attach_draft(job)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -995,12 +1051,14 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
         "transformer": weights.get("transformer", 0),
         "text_encoder": t5,
         "vae": weights.get("vae", 0),
-        "upsampler": weights.get("latent_upsampler", weights.get("upsampler", 0)) if job.preset == "fast" else 0,
+        "upsampler": weights.get("latent_upsampler", weights.get("upsampler", 0))
+        if job.preset == "fast" and not job.draft else 0,
+        "lora": sum(lora.params for lora in job.loras) * elem,
         "attention": attention,
         "activations": activations,
         "decode": decode,
     }
-    denoise_weights = parts["transformer"] + parts["vae"] + parts["upsampler"]
+    denoise_weights = parts["transformer"] + parts["vae"] + parts["upsampler"] + parts["lora"]
     # T5 is loaded, used and freed before the rest loads (run_group), so it never adds to them.
     if offload == "none":
         device_peak = max(t5, denoise_weights + attention + activations, denoise_weights + decode)
@@ -1138,7 +1196,14 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
              f"({job.num_frames / job.fps:.2f} s), seed {job.seed}"]
     for s in job.stages:
         sched = f"timesteps {list(s.timesteps)}" if s.timesteps else f"{s.steps} steps"
+        if s.reused:
+            sched = f"reused from the draft ({Path(s.reused).name})"
         lines.append(f"  {s.name}: {s.width}x{s.height}, {sched}, ~{s.tflop:,.0f} TFLOP")
+    if job.loras:
+        lines.append("  LoRA: " + ", ".join(f"{lora.arg} ({lora.params / 1e6:.1f}M params)" for lora in job.loras))
+    if job.draft:
+        lines.append(f"  draft: stage 1 only, written at {job.width}x{job.height} with its latents; "
+                     f"its final is {job.final_size[0]}x{job.final_size[1]}")
     parts = ", ".join(f"{k} {v:.2f}" for k, v in plan.estimate.items() if v)
     lines.append(f"  memory: ~{plan.peak_gib:.1f} GiB peak of {gib(plan.budget_bytes):.1f} GiB budget "
                  f"({plan.tokens:,} tokens; GiB: {parts})")
@@ -1320,7 +1385,7 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     else:
         require_safetensors(folder)
     upsampler = None
-    if job.upsampler_source:
+    if job.upsampler_source and not job.draft:  # a draft stops before the upscale
         if Path(job.upsampler_source).exists():
             upsampler = Path(job.upsampler_source)
         else:
@@ -1419,6 +1484,161 @@ def quiet_libraries(log: Log, bars: bool = False):
         transformers.logging.set_verbosity(old[1])
         transformers.logging.enable_progress_bar()
         dlog.enable_progress_bar()
+
+
+# ----------------------------------------------------------------------------------------------
+# LoRA: --lora PATH_OR_HUB_ID[:SCALE][@half|@full]. Safetensors only; checked against the model
+# from its header before anything loads; loaded through diffusers' LoRA loaders (peft).
+
+LORA_PASSES = ("all", "half", "full")
+# (hidden size, blocks) of the bases a LoRA may have been trained on, to name them when refusing.
+LORA_BASES = {(2048, 28): "LTX-Video 2B", (4096, 48): "LTX-Video 13B (or LTX-2's video stream)",
+              (3072, 42): "CogVideoX 5B", (1920, 30): "CogVideoX 2B"}
+LORA_KEY_PREFIXES = ("transformer.", "diffusion_model.")  # diffusers' layout; ComfyUI/original (converted)
+
+
+def parse_lora(text: str) -> tuple[str, float, str]:
+    """'SOURCE[:SCALE][@PASSES]' -> (source, scale, passes)."""
+    source, passes = text, "all"
+    head, _, tail = text.rpartition("@")
+    if head and tail in LORA_PASSES:
+        source, passes = head, tail
+    scale = 1.0
+    head, _, tail = source.rpartition(":")
+    if head:
+        try:
+            scale = float(tail)
+        except ValueError:
+            pass
+        else:
+            source = head
+    if not source or not math.isfinite(scale):
+        raise UsageError(f"--lora {text}: use PATH_OR_HUB_ID[:SCALE][@half|@full], e.g. style.safetensors:0.8")
+    return source, scale, passes
+
+
+def lora_file(source: str, log: Log) -> Path:
+    """The LoRA's .safetensors: a local file or folder, or from the Hub (`org/name` holding one
+    .safetensors, or `org/name/file.safetensors`). Never a pickle."""
+    path = Path(source).expanduser()
+    if path.exists():
+        found = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+        if path.is_file() and path.suffix != ".safetensors":
+            raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
+        if len(found) != 1:
+            raise UsageError(f"--lora {source}: the folder holds {len(found)} .safetensors files; name one")
+        return found[0]
+    parts = source.split("/")
+    if len(parts) < 2 or source.startswith((".", "/", "~")):
+        raise UsageError(f"--lora {source}: no such file, and not a Hub id (org/name)")
+    repo, name = "/".join(parts[:2]), "/".join(parts[2:])
+    if name and not name.endswith(".safetensors"):
+        raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
+    log.info(f"fetching LoRA {source}")
+    try:
+        folder, _ = _snapshot(repo, [name] if name else ["*.safetensors", "README.md"])
+    except RunError as e:
+        raise UsageError(f"--lora {source}: {e}") from None
+    found = [folder / name] if name else sorted(folder.glob("*.safetensors"))
+    if len(found) != 1 or not found[0].is_file():
+        names = ", ".join(p.name for p in found) or "none"
+        raise UsageError(f"--lora {source}: the repo holds {len(found)} .safetensors files ({names}); "
+                         f"name one as {repo}/FILE.safetensors")
+    return found[0]
+
+
+def safetensors_header(path: Path) -> dict[str, dict]:
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        raise UsageError(f"{path}: not a readable .safetensors file") from None
+    return header if isinstance(header, dict) else {}
+
+
+def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims) -> int:
+    """Refuse a LoRA made for another model, naming both, from the file's header alone; returns
+    its parameter count (for the memory plan)."""
+    header = safetensors_header(file)
+    tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    keys = [k for k in tensors if k.startswith(LORA_KEY_PREFIXES) and (".lora_A." in k or ".lora_B." in k)]
+    if not keys:
+        raise UsageError(f"--lora {source}: no LoRA weights in a layout diffusers loads (expected keys like "
+                         "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight, or ComfyUI's diffusion_model.…)")
+    if any(k.split(".", 1)[1].startswith(("audio", "av_")) or ".audio_" in k for k in keys):
+        raise UsageError(f"--lora {source}: made for LTX-2 (it adapts audio layers); {spec.alias} is LTX-Video")
+    blocks = {int(m.group(1)) for k in keys if (m := re.search(r"transformer_blocks\.(\d+)\.", k))}
+    widths = {tensors[k]["shape"][1] for k in keys if ".attn1.to_q.lora_A." in k and len(tensors[k]["shape"]) == 2}
+    width = widths.pop() if len(widths) == 1 else None
+    if (width and width != dims.hidden) or (blocks and max(blocks) >= dims.layers):
+        def base(h, n):
+            return LORA_BASES.get((h, n), f"a model with hidden size {h} and {n} blocks")
+        made_for = base(width or dims.hidden, max(blocks) + 1 if blocks else dims.layers)
+        raise UsageError(f"--lora {source}: made for {made_for}; {spec.alias} is {base(dims.hidden, dims.layers)}. "
+                         "Use a LoRA trained on this model")
+    return sum(math.prod(t.get("shape", [0])) for t in tensors.values())
+
+
+def resolve_loras(request: Request, spec: ModelSpec, dims: ModelDims, preset: str, log: Log) -> tuple[Lora, ...]:
+    loras = []
+    for text in request.lora:
+        source, scale, passes = parse_lora(text)
+        if spec.family == "cogvideox" and passes != "all":
+            raise UsageError(f"--lora {text}: CogVideoX runs one pass; leave out @{passes}")
+        if preset != "fast" and passes == "half":
+            raise UsageError(f"--lora {text}: @half is the fast preset's first stage; this run has one full pass")
+        file = lora_file(source, log)
+        params = check_lora(file, source, spec, dims)
+        loras.append(Lora(source, file.resolve(), scale, passes, params, file_sha256(file)))
+        if re.search(r"ic[-_]?lora", source, re.I):
+            log.warn(f"--lora {text}: an IC-LoRA expects a reference video as conditioning (depth, pose, the "
+                     "low-res pass), which this tool does not feed; expect a result unlike its card's")
+        if request.draft and passes == "full":
+            log.warn(f"--lora {text} does nothing for a draft (stage 1 only); its final will use it")
+    return tuple(loras)
+
+
+def apply_loras(pipe, loras: Sequence[Lora], log: Log) -> bool:
+    """Load the job's LoRAs into the denoiser. Returns True when they were fused into the weights:
+    done when every LoRA applies to every pass, because then each forward costs exactly the base
+    model's FLOPs and kernel launches (unfused, every adapted linear adds two small matmuls, each
+    a separate Metal dispatch on a Mac). When a LoRA is for some passes only they stay unfused and
+    are switched per pass (set_lora_pass): unfusing bf16 weights would not give the same back."""
+    if not loras:
+        return False
+    from safetensors.torch import load_file
+
+    if not hasattr(pipe, "load_lora_weights"):
+        raise RunError(f"{type(pipe).__name__} has no LoRA loader in diffusers")
+    try:
+        import peft  # noqa: F401  (diffusers' LoRA loaders need it)
+    except ImportError:
+        raise RunError("LoRAs need the peft package: pip install -r requirements.txt") from None
+    names = [f"lora{i}" for i in range(len(loras))]
+    with quiet_libraries(log):
+        for name, lora in zip(names, loras):
+            try:
+                pipe.load_lora_weights(load_file(str(lora.file)), adapter_name=name)
+            except (ValueError, RuntimeError, KeyError) as e:
+                raise RunError(f"--lora {lora.source} did not load into {type(pipe).__name__}: "
+                               f"{(str(e).strip().splitlines() or [''])[0][:200]}") from None
+        pipe.set_adapters(names, [lora.scale for lora in loras])
+        fused = all(lora.passes == "all" for lora in loras)
+        if fused:
+            pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+            pipe.unload_lora_weights()  # the fused weights stay; the adapters go
+    log.info(f"  LoRA: {', '.join(lora.arg for lora in loras)} ({'fused' if fused else 'switched per pass'})")
+    return fused
+
+
+def set_lora_pass(pipe, job: Job, stage: str) -> None:
+    """Unfused LoRAs: on for the passes they were made for, off (scale 0) for the others."""
+    if job.loras and any(lora.passes != "all" for lora in job.loras):
+        pipe.set_adapters([f"lora{i}" for i in range(len(job.loras))],
+                          [lora.scale if lora.applies(stage) else 0.0 for lora in job.loras])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1755,6 +1975,8 @@ class RunStats:
     stage_shapes: dict[str, list[int]] = field(default_factory=dict)
     cpu_fallback_ops: list[str] = field(default_factory=list)
     estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
+    extra_files: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final) published with the video
+    latents_sha256: str | None = None  # a draft's saved latents
     started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
 
     def add(self, name: str, seconds: float) -> None:
@@ -1855,7 +2077,17 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                   generator=generator, output_type="latent", return_dict=False)
     latents = None
     for index, stage in enumerate(job.stages):
+        if index > 0:
+            # Each later stage starts from its own seed, not from whatever stage 1 left in the
+            # generator: so a final made from a draft's saved latents equals a run from scratch.
+            generator.manual_seed((job.seed + index * STAGE_SEED_STRIDE) % 2**63)
+        if stage.reused:
+            latents = load_draft_latents(Path(stage.reused), device)
+            log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
+            stats.stage_shapes[stage.name] = list(latents.shape)
+            continue
         kwargs = dict(common, height=stage.height, width=stage.width)
+        set_lora_pass(pipe, job, stage.name)
         if name.startswith("CogVideoX"):
             use_scheduler(pipe, spec.scheduler)
             kwargs.update(image=image, num_inference_steps=stage.steps, use_dynamic_cfg=spec.dynamic_cfg)
@@ -1892,6 +2124,119 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                                            pipe.transformer_temporal_patch_size)
         stats.stage_shapes[stage.name] = list(latents.shape)
     return latents
+
+
+def load_draft_latents(path: Path, device: str):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["latents"].to(device)
+
+
+def save_draft_latents(latents, job: Job, stats: RunStats) -> None:
+    """A draft's stage-1 latents, to a temp file published with its video (stats.extra_files)."""
+    from safetensors.torch import save_file
+
+    tmp = temp_path(job.latents_file, "safetensors")
+    stats.extra_files.append((tmp, job.latents_file))
+    save_file({"latents": latents.detach().contiguous().cpu()}, str(tmp),
+              metadata={"shaping_sha256": dict_sha256(draft_shaping(job))})
+    stats.latents_sha256 = file_sha256(tmp)
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dict_sha256(data: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def draft_shaping(job: Job) -> dict:
+    """Everything that decides a fast job's stage-1 latents. A final reuses a draft's latents only
+    when these are equal, so its composition is the draft's and nothing else changed."""
+    first = job.stages[0]
+    return {"model": job.model_source, "image_sha256": file_sha256(job.request.image),
+            "prompt": job.request.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
+            "stage1_size": [first.width, first.height], "num_frames": job.num_frames, "fps": job.fps,
+            "guidance_scale": job.guidance_scale, "timesteps": list(first.timesteps or ()),
+            "image_cond_noise_scale": job.spec.image_cond_noise_scale,
+            "image_blur_sigma": job.spec.image_blur_sigma, "image_crf": job.spec.image_crf,
+            "stage1_loras": [[lora.sha256, lora.scale] for lora in job.loras if lora.applies("stage1")]}
+
+
+def read_draft(path: Path) -> dict:
+    """A draft's sidecar, checked to be one."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--from-draft {path}: cannot read it ({e.__class__.__name__}); give the .json "
+                         "a --draft run wrote") from None
+    if not isinstance(data, dict) or not isinstance(data.get("draft"), dict):
+        raise UsageError(f"--from-draft {path}: not the sidecar of a draft (made with --draft)")
+    return data
+
+
+def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--from-draft: every setting the draft was made with, unless given here (then it must
+    match, checked by attach_draft once planned)."""
+    data = read_draft(Path(ns.from_draft).expanduser())
+    info = data["draft"]
+    defaults = {a.dest: a.default for a in parser._actions}
+    negative = data.get("negative_prompt")
+    given = {"image": [data.get("image")], "prompt": data.get("prompt"),
+             "negative_prompt": None if negative == DEFAULT_PROMPT_NEGATIVE else negative,
+             "seed": data.get("seed"), "model": data.get("model"), "upsampler": info.get("final_upsampler"),
+             "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
+             "num_frames": data.get("num_frames"), "fps": data.get("fps"), "preset": "fast",
+             "lora": [f"{x['source']}:{x['scale']:g}" + ("" if x["passes"] == "all" else f"@{x['passes']}")
+                      for x in data.get("loras") or []] or None}
+    for key, value in given.items():
+        if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
+            setattr(ns, key, value)
+
+
+def attach_draft(job: Job) -> Job:
+    """A final: check the draft's latents belong to exactly this job's stage 1, then plan to
+    start from them (stage 1 costs nothing)."""
+    sidecar = Path(job.request.from_draft).expanduser()
+    info = read_draft(sidecar)["draft"]
+    latents = sidecar.parent / str(info.get("latents"))
+    if not latents.is_file():
+        raise UsageError(f"--from-draft: {latents} is missing (a draft keeps its latents beside its video); "
+                         "make the draft again")
+    if file_sha256(latents) != info.get("latents_sha256"):
+        raise UsageError(f"--from-draft: {latents} changed since the draft was made; make the draft again")
+    mine, theirs = draft_shaping(job), info.get("shaping") or {}
+    for key in sorted(set(mine) | set(theirs)):
+        if mine.get(key) != theirs.get(key):
+            def short(v):
+                return json.dumps(v)[:60]
+            raise UsageError(f"--from-draft: {key.replace('_', ' ')} differs from the draft's ({short(mine.get(key))} "
+                             f"here, {short(theirs.get(key))} in the draft); a final keeps everything that shaped "
+                             "its draft (leave the option out, or make a new draft)")
+    first = dataclasses.replace(job.stages[0], tflop=0.0, reused=str(latents))
+    return dataclasses.replace(job, stages=(first, *job.stages[1:]), reuse=latents)
+
+
+def expand_variations(job: Job) -> list[Job]:
+    """--variations N: N jobs with consecutive seeds, named <output>-s<seed>.mp4."""
+    r = job.request
+    if r.variations == 1:
+        return [job]
+    jobs = []
+    for k in range(r.variations):
+        seed = (job.seed + k) % (MAX_SEED + 1)
+        output = job.output.with_name(f"{job.output.stem}-s{seed}.mp4")
+        jobs.append(plan_job(dataclasses.replace(r, seed=seed, output=output, variations=1), Log(LOG_QUIET)))
+    return jobs
 
 
 def use_scheduler(pipe, name: str | None) -> None:
@@ -1946,63 +2291,70 @@ def decode_frames(pipe, latents, job: Job, generator, device: str, dtype,
     uint8 at once instead of concatenating a float copy of the whole clip."""
     import torch
 
+    # Inference mode as a decorator: torch enters it around each step of the generator. A `with`
+    # around a `yield` would leak the mode into the consumer and, when an abandoned generator is
+    # garbage-collected later, flip the grad mode under whatever runs then (seen: T5 init failing).
+    return torch.inference_mode()(_decode_frames)(pipe, latents, job, generator, device, dtype, progress)
+
+
+def _decode_frames(pipe, latents, job: Job, generator, device: str, dtype, progress) -> Iterator:
+    import torch
+
     vae = pipe.vae
     if type(pipe).__name__.startswith("CogVideoX"):
         padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
-        with torch.inference_mode():
-            video = pipe.decode_latents(latents[:, padding:].to(device))[0]
+        video = pipe.decode_latents(latents[:, padding:].to(device))[0]
         progress(1.0, "")
         yield from uint8_chunks(video)
         return
-    with torch.inference_mode():
-        if job.spec.tone_map:  # on the normalized latents, as Lightricks' pipeline does
-            from diffusers import LTXLatentUpsamplePipeline
+    if job.spec.tone_map:  # on the normalized latents, as Lightricks' pipeline does
+        from diffusers import LTXLatentUpsamplePipeline
 
-            latents = LTXLatentUpsamplePipeline.tone_map_latents(None, latents, job.spec.tone_map)
-        z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
-                                      vae.config.scaling_factor).to(dtype)
-        temb = None
-        if vae.config.timestep_conditioning:
-            dt = job.spec.decode_timestep or 0.0
-            dns = dt if job.spec.decode_noise_scale is None else job.spec.decode_noise_scale
-            noise = torch.randn(z.shape, generator=generator, device=device, dtype=z.dtype)
-            temb = torch.tensor([dt], device=device, dtype=z.dtype)
-            scale = torch.tensor([dns], device=device, dtype=z.dtype)[:, None, None, None, None]
-            z = (1 - scale) * z + scale * noise
-        if getattr(vae, "_hf_hook", None) is not None:  # model offload: bring the VAE in
-            vae._hf_hook.pre_forward(vae)
-        z = z.to(device)
-        total = (z.shape[2] - 1) * vae.temporal_compression_ratio + 1
-        min_lat = vae.tile_sample_min_num_frames // vae.temporal_compression_ratio
-        if not (vae.use_framewise_decoding and z.shape[2] > min_lat):
-            if spatially_tiled(vae, z):
-                yield from tiled_decode_uint8(vae, z, temb, progress)
-            else:
-                video = vae.decoder(z, temb)[0]
-                progress(1.0, "")
-                yield from uint8_chunks(video)
-            return
-        stride_lat = vae.tile_sample_stride_num_frames // vae.temporal_compression_ratio
-        stride = vae.tile_sample_stride_num_frames
-        blend = vae.tile_sample_min_num_frames - vae.tile_sample_stride_num_frames
-        previous, emitted = None, 0
-        for i in range(0, z.shape[2], stride_lat):
-            tile = z[:, :, i:i + min_lat + 1]
-            if spatially_tiled(vae, tile):
-                decoded = vae.tiled_decode(tile, temb, return_dict=True).sample
-            else:
-                decoded = vae.decoder(tile, temb)
-            if previous is None:
-                out = decoded[:, :, :stride + 1]
-            else:
-                decoded = vae.blend_t(previous, decoded[:, :, :-1], blend)
-                out = decoded[:, :, :stride]
-            out = out[:, :, :total - emitted]
-            emitted += out.shape[2]
-            progress(emitted / total, f"frame {emitted}/{total}")
-            if out.shape[2]:
-                yield to_uint8(out[0])
-            previous = decoded
+        latents = LTXLatentUpsamplePipeline.tone_map_latents(None, latents, job.spec.tone_map)
+    z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
+                                  vae.config.scaling_factor).to(dtype)
+    temb = None
+    if vae.config.timestep_conditioning:
+        dt = job.spec.decode_timestep or 0.0
+        dns = dt if job.spec.decode_noise_scale is None else job.spec.decode_noise_scale
+        noise = torch.randn(z.shape, generator=generator, device=device, dtype=z.dtype)
+        temb = torch.tensor([dt], device=device, dtype=z.dtype)
+        scale = torch.tensor([dns], device=device, dtype=z.dtype)[:, None, None, None, None]
+        z = (1 - scale) * z + scale * noise
+    if getattr(vae, "_hf_hook", None) is not None:  # model offload: bring the VAE in
+        vae._hf_hook.pre_forward(vae)
+    z = z.to(device)
+    total = (z.shape[2] - 1) * vae.temporal_compression_ratio + 1
+    min_lat = vae.tile_sample_min_num_frames // vae.temporal_compression_ratio
+    if not (vae.use_framewise_decoding and z.shape[2] > min_lat):
+        if spatially_tiled(vae, z):
+            yield from tiled_decode_uint8(vae, z, temb, progress)
+        else:
+            video = vae.decoder(z, temb)[0]
+            progress(1.0, "")
+            yield from uint8_chunks(video)
+        return
+    stride_lat = vae.tile_sample_stride_num_frames // vae.temporal_compression_ratio
+    stride = vae.tile_sample_stride_num_frames
+    blend = vae.tile_sample_min_num_frames - vae.tile_sample_stride_num_frames
+    previous, emitted = None, 0
+    for i in range(0, z.shape[2], stride_lat):
+        tile = z[:, :, i:i + min_lat + 1]
+        if spatially_tiled(vae, tile):
+            decoded = vae.tiled_decode(tile, temb, return_dict=True).sample
+        else:
+            decoded = vae.decoder(tile, temb)
+        if previous is None:
+            out = decoded[:, :, :stride + 1]
+        else:
+            decoded = vae.blend_t(previous, decoded[:, :, :-1], blend)
+            out = decoded[:, :, :stride]
+        out = out[:, :, :total - emitted]
+        emitted += out.shape[2]
+        progress(emitted / total, f"frame {emitted}/{total}")
+        if out.shape[2]:
+            yield to_uint8(out[0])
+        previous = decoded
 
 
 FRAME_CHUNK = 8  # frames converted to uint8 at a time: bounds the float temporaries
@@ -2087,10 +2439,12 @@ def fit_frames(frames, width: int, height: int):
 def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats: RunStats,
              log: Log) -> Iterator:
     """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order."""
-    image = prepare_image(job.request.image, job.gen_width, job.gen_height, job.spec.image_blur_sigma,
-                          job.spec.image_crf)
+    image = prepare_image(job.request.image, *(job.image_size or (job.gen_width, job.gen_height)),
+                          job.spec.image_blur_sigma, job.spec.image_crf)
     generator = make_generator(device, job.seed)
     latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
+    if job.draft:
+        save_draft_latents(latents, job, stats)
     log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
     t0 = time.perf_counter()
     bar = Progress(log, "decode", stats.started)
@@ -2110,7 +2464,7 @@ def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats:
 # run of ours (SIGKILL, power loss) from a file of anyone else's, and moved into place only when
 # complete. A video and its sidecar land together or not at all.
 
-PARTIAL_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[a-z0-9_]+\.partial\.(?:mp4|json)$")
+PARTIAL_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[a-z0-9_]+\.partial\.(?:mp4|json|safetensors)$")
 PARTIAL_STEM_CHARS = 40  # of the target's stem in a temp name: long stems must not overflow NAME_MAX
 
 
@@ -2402,9 +2756,23 @@ class VideoWriter:
         return False
 
 
-def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dict] | None = None) -> VideoWriter:
+def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dict] | None = None,
+                extras: list[tuple[Path, Path]] | None = None) -> VideoWriter:
     """Stream uint8 frame chunks into the MP4; once it is complete, `sidecar(writer)` gives the
-    sidecar's data and both are published as one unit (sidecar first)."""
+    sidecar's data and all are published as one unit: `extras` (temp, final) files made while the
+    frames were (a draft's latents), the sidecar, then the video."""
+    extras = [] if extras is None else extras
+    try:
+        return _write_video(frames, job, sidecar, extras)
+    finally:
+        if hasattr(frames, "close"):  # an abandoned generator is finished now, not by a later GC
+            frames.close()
+        with signals_deferred(reraise=False):
+            for tmp, _ in extras:
+                tmp.unlink(missing_ok=True)
+
+
+def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, Path]]) -> VideoWriter:
     with VideoWriter(job.output, job.width, job.height, job.fps, job.request.overwrite) as writer:
         constant = True
         first = None
@@ -2421,11 +2789,11 @@ def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dic
             raise BrokenVideoError("every frame is one flat colour")
         writer.finish()
         if sidecar is None:
-            writer.commit()
+            writer.commit(before=extras)
         else:
             side_tmp = write_json_temp(job.sidecar, sidecar(writer))
             try:
-                writer.commit(before=[(side_tmp, job.sidecar)])
+                writer.commit(before=[*extras, (side_tmp, job.sidecar)])
             finally:
                 side_tmp.unlink(missing_ok=True)
     return writer
@@ -2468,6 +2836,8 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "model_source": job.model_source,
         "model_revision": weights.revision if weights else None,
         "upsampler": job.upsampler_source,
+        "loras": [{"source": lora.source, "file": str(lora.file), "sha256": lora.sha256, "scale": lora.scale,
+                   "passes": lora.passes, "params": lora.params} for lora in job.loras],
         "preset": job.preset,
         "width": job.width,
         "height": job.height,
@@ -2505,15 +2875,34 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
                             "device": round(gib(stats.device_peak_bytes), 3)},
         "versions": versions(),
         "command": command_for(job),
+        **draft_sidecar(job, stats),
     }
+
+
+def draft_sidecar(job: Job, stats: RunStats) -> dict:
+    """What a draft keeps for its final, and what a final says it came from."""
+    if job.draft:
+        return {"draft": {"latents": job.latents_file.name, "latents_sha256": stats.latents_sha256,
+                          "shaping": draft_shaping(job), "final_size": list(job.final_size),
+                          "final_upsampler": job.upsampler_source},
+                "final_command": final_command(job)}
+    if job.reuse is not None:
+        return {"from_draft": {"sidecar": str(Path(job.request.from_draft).resolve()), "latents": str(job.reuse),
+                               "note": "stage 1 was the draft's; `command` makes this same video from scratch"}}
+    return {}
+
+
+def final_command(job: Job) -> str:
+    return f"python generate_video.py --from-draft={_shell_quote(str(job.sidecar.resolve()))}"
 
 
 def command_for(job: Job) -> str:
     """The command that makes this video again."""
     r = job.request
+    width, height = job.final_size or (job.width, job.height)  # a draft: the size its final will have
     parts = ["python", "generate_video.py", "--image", str(r.image), "--prompt", r.prompt,
              "--model", job.model_source if job.model_source != job.spec.repo else job.spec.alias,
-             "--preset", job.preset, "--width", str(job.width), "--height", str(job.height),
+             "--preset", job.preset, "--width", str(width), "--height", str(height),
              "--num-frames", str(job.num_frames), "--fps", str(job.fps), "--seed", str(job.seed)]
     if r.negative_prompt is not None:
         parts += ["--negative-prompt", r.negative_prompt]
@@ -2523,8 +2912,10 @@ def command_for(job: Job) -> str:
         parts += ["--guidance-scale", str(job.guidance_scale)]
     if job.upsampler_source and job.upsampler_source != job.spec.upsampler:
         parts += ["--upsampler", job.upsampler_source]
+    for lora in job.loras:
+        parts += ["--lora", lora.arg]
     # --option=value: a value that starts with '-' (a prompt "--slow zoom") stays a value
-    joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])]
+    joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])] + (["--draft"] if job.draft else [])
     return " ".join(_shell_quote(p) for p in parts[:2] + joined)
 
 
@@ -2626,6 +3017,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     t_load = time.perf_counter()
     pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False)
     place_pipeline(pipe, upsampler, offload, device)
+    fused = apply_loras(pipe, first.loras, log)
     load_seconds = time.perf_counter() - t_load
     log.info(f"  loaded in {describe_seconds(load_seconds)}")
     for index, (job, plan) in enumerate(zip(jobs, plans)):
@@ -2648,13 +3040,16 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
                 stats.add("write", writer.seconds)
                 stats.cpu_fallback_ops = fallbacks.ops()
                 wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
-                return sidecar_data(job, plan, weights, device, dtype_name, stats, wall)
+                return dict(sidecar_data(job, plan, weights, device, dtype_name, stats, wall),
+                            lora_fused=fused if job.loras else None)
 
             with record_cpu_fallbacks(log) as fallbacks:
-                write_video(frames, job, sidecar=sidecar)
+                write_video(frames, job, sidecar=sidecar, extras=stats.extra_files)
             outcomes.append(Outcome(job.output.name, "done", wall, "", job))
             emit(f"wrote {job.output.resolve()} ({job.num_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
                  f"{job.num_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
+            if job.draft:
+                log.info(f"  the full video of this draft: {final_command(job)}")
         except Exception as e:
             if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
                 raise
@@ -2688,7 +3083,8 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
         r = job.request
-        key = (job.model_source, job.upsampler_source, r.device, r.dtype, r.offload, r.memory_budget_gb)
+        key = (job.model_source, job.upsampler_source, job.draft, r.device, r.dtype, r.offload, r.memory_budget_gb,
+               tuple((lora.sha256, lora.scale, lora.passes) for lora in job.loras))  # LoRAs change the weights
         groups.setdefault(key, []).append(job)
     done_before = [0]
     started = time.perf_counter()
@@ -2736,6 +3132,7 @@ def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | N
     values["image"] = Path(values["image"]).expanduser()
     if values.get("output") is not None:
         values["output"] = Path(values["output"]).expanduser()
+    values["lora"] = tuple(values.get("lora") or ())
     return Request(**values)
 
 
@@ -2791,7 +3188,7 @@ def job_namespace(parser: argparse.ArgumentParser, args: argparse.Namespace, obj
     options = job_options(parser)
     unknown = sorted(k for k in obj if k not in options)
     if unknown:
-        hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, options, 1)) else k
+        hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, options, 1, cutoff=0.7)) else k
                  for k in unknown]
         raise UsageError(f"unknown key(s) {', '.join(hints)}; keys are option names such as image, prompt, seed")
     argv, flags = [], {}
@@ -2804,12 +3201,18 @@ def job_namespace(parser: argparse.ArgumentParser, args: argparse.Namespace, obj
             if not isinstance(value, bool):
                 raise UsageError(f"{key} must be true or false")
             flags[action.dest] = value
+        elif isinstance(action, argparse._AppendAction) and isinstance(value, list) and \
+                all(isinstance(v, str) for v in value):  # "lora": ["a.safetensors", "b:0.5"]
+            argv += [f"{option}={v}" for v in value]
         elif isinstance(value, (bool, list, dict)):
             raise UsageError(f"{key} must be {'text' if action.type is None else 'a number'}, not {json.dumps(value)}")
         else:
             argv.append(f"{option}={value}")  # the = form: a value may start with '-'
     ns = copy.copy(args)
     ns.image = None
+    for key in obj:  # a job's own list replaces the command line's
+        if isinstance(options[key], argparse._AppendAction):
+            setattr(ns, options[key].dest, None)
     try:
         parser.raise_errors = True
         ns = parser.parse_args(argv, namespace=ns)
@@ -2817,6 +3220,11 @@ def job_namespace(parser: argparse.ArgumentParser, args: argparse.Namespace, obj
         parser.raise_errors = False
     for dest, value in flags.items():
         setattr(ns, dest, value)
+    if "from_draft" in {options[k].dest for k in obj}:  # relative to the jobs file, as images are
+        draft = Path(ns.from_draft).expanduser()
+        ns.from_draft = draft if draft.is_absolute() else jobs_file.parent / draft
+    if ns.from_draft is not None:
+        fill_from_draft(ns, parser)
     if not ns.image:
         raise UsageError("no image (give an \"image\" key)")
     image = Path(ns.image[-1]).expanduser()
@@ -2907,7 +3315,7 @@ def output_key(path: Path) -> str:
 
 def matches_sidecar(job: Job) -> bool:
     """True when the output and its sidecar already hold this very job (resume)."""
-    if not (job.output.is_file() and job.sidecar.is_file()):
+    if not (job.output.is_file() and job.sidecar.is_file()) or (job.draft and not job.latents_file.is_file()):
         return False
     try:
         data = read_json(job.sidecar)
@@ -3228,9 +3636,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
         epilog="examples:\n"
                "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
-               "  python generate_video.py --image in.png --prompt \"...\" --resolution 720p\n"
-               "  python generate_video.py --jobs jobs.jsonl --output-dir videos/\n"
-               "  python generate_video.py --check",
+               "  python generate_video.py --image in.png --prompt \"...\" --draft --variations 4\n"
+               "  python generate_video.py --jobs jobs.jsonl --output-dir videos/",
     )
     io = p.add_argument_group("input and output")
     io.add_argument("--image", action="append", metavar="PATH", help="PNG/JPEG/WebP; repeat, or a folder: batch")
@@ -3262,11 +3669,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames instead of --duration (8k+1)")
     v.add_argument("--fps", type=positive_int, default=None, help=f"frames per second (default: {DEFAULT_FPS})")
 
-    g = p.add_argument_group("sampling")
-    g.add_argument("--steps", type=positive_int, default=None, metavar="N", help="quality preset's steps")
-    g.add_argument("--guidance-scale", type=non_negative_float, default=None, metavar="F",
+    d = p.add_argument_group("sampling, drafts and LoRAs")
+    d.add_argument("--steps", type=positive_int, default=None, metavar="N", help="quality preset's steps")
+    d.add_argument("--guidance-scale", type=non_negative_float, default=None, metavar="F",
                    help="guidance (default: the model's)")
-    g.add_argument("--seed", type=seed_int, default=None, metavar="N", help="random seed (default: random)")
+    d.add_argument("--seed", type=seed_int, default=None, metavar="N", help="random seed (default: random)")
+    d.add_argument("--draft", action="store_true", help="fast preset's stage 1 only: half size, quick")
+    d.add_argument("--variations", type=positive_int, default=1, metavar="N", help="N videos, consecutive seeds")
+    d.add_argument("--from-draft", type=Path, default=None, metavar="JSON",
+                   help="full video of a draft, reusing its stage 1")
+    d.add_argument("--lora", action="append", default=None, metavar="SRC[:SCALE]",
+                   help="LoRA file or Hub id (repeat; @half/@full)")
 
     h = p.add_argument_group("hardware and memory (auto: chosen by the plan)")
     h.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help="auto: mps, cuda, then cpu")
@@ -3313,6 +3726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.jobs and args.image:
             raise UsageError("give either --jobs or --image, not both")
         if not batch:
+            if args.from_draft:
+                fill_from_draft(args, parser)
             if not args.image:
                 raise UsageError("--image is required (or --jobs FILE, or --check)")
             if not args.prompt:
@@ -3320,10 +3735,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.output_dir:
                 raise UsageError("--output-dir is for batches; use --output for one video")
             # 2. Validate everything cheap and plan the job, before any model is loaded.
-            job = plan_job(request_from_args(args, Path(args.image[0])), log)
+            jobs = expand_variations(plan_job(request_from_args(args, Path(args.image[0])), log))
             # 3. Load once, encode, denoise, decode, write (run_group's recipe).
             with terminate_like_ctrl_c():
-                run_jobs([job], log, batch=False)
+                run_jobs(jobs, log, batch=False)
             return EXIT_OK
         if args.output:
             raise UsageError("--output names one video; use --output-dir for a batch")
@@ -3357,6 +3772,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def check_batch_job(job: Job, name: str, seen: dict[str, str], outcomes: list[Outcome], jobs: list[Job]) -> None:
+    """A planned batch job: to run (appended to `jobs`), already done, or skipped (an outcome)."""
+    item = job.request
+    key = output_key(job.output)
+    if key in seen:
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is also the output of {seen[key]}"))
+        return
+    seen[key] = name
+    if matches_sidecar(job):
+        outcomes.append(Outcome(job.output.name, "resumed", 0.0, "already done"))
+        return
+    if job.output.exists() and not item.overwrite:
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} exists with other settings; "
+                                                      "pass --overwrite to replace it"))
+        return
+    if job.sidecar.exists() and not item.overwrite:  # a file of the user's that the sidecar would replace
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.sidecar} already exists (the video's sidecar "
+                                                      "would replace it); pass --overwrite or another output"))
+        return
+    if job.draft and job.latents_file.exists() and not item.overwrite:
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.latents_file} already exists; pass --overwrite "
+                                                      "or another output"))
+        return
+    jobs.append(job)
+
+
 def run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
     """Validate every job first, skip finished ones, run the rest, print the summary (also
     when the batch is interrupted)."""
@@ -3369,29 +3810,14 @@ def run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Lo
             continue
         try:
             request = dataclasses.replace(item, overwrite=True)  # existence is judged below
-            job = plan_job(request, Log(LOG_QUIET), decode_image=False)
-            job = dataclasses.replace(job, request=item)
+            planned = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=item.overwrite))
+                       for j in expand_variations(plan_job(request, Log(LOG_QUIET), decode_image=False))]
             pick_device(item.device)  # "cuda" on a Mac: this job is refused, not the batch
         except (UsageError, RunError) as e:
             outcomes.append(Outcome(name, "skipped", 0.0, str(e)))
             continue
-        key = output_key(job.output)
-        if key in seen:
-            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is also the output of {seen[key]}"))
-            continue
-        seen[key] = name
-        if matches_sidecar(job):
-            outcomes.append(Outcome(job.output.name, "resumed", 0.0, "already done"))
-            continue
-        if job.output.exists() and not item.overwrite:
-            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} exists with other settings; "
-                                                          "pass --overwrite to replace it"))
-            continue
-        if job.sidecar.exists() and not item.overwrite:  # a file of the user's that the sidecar would replace
-            outcomes.append(Outcome(name, "skipped", 0.0, f"{job.sidecar} already exists (the video's sidecar "
-                                                          "would replace it); pass --overwrite or another output"))
-            continue
-        jobs.append(job)
+        for job in planned:
+            check_batch_job(job, name, seen, outcomes, jobs)
     for o in outcomes:
         if o.status == "skipped":
             log.info(f"skipping {o.name}: {o.detail}")

@@ -43,6 +43,7 @@ def test_every_readme_command_parses():
     ("--resolution 720p --duration 3", (1280, 720), 73),
     ("--width 1024 --height 576 --num-frames 97 --fps 24", (1024, 576), 97),
     ("", (1920, 1080), 121),
+    ("--draft --variations 4", (960, 540), 121),  # a draft is half size: 960x544 cropped to 960x540
 ])
 def test_readme_examples_make_what_the_readme_says(tmp_path, command, size, frames):
     assert any(c.endswith(command) or command in c for c in readme_commands())

@@ -49,7 +49,7 @@ def test_help_fits_a_screen_and_models_are_listed_apart(capsys, monkeypatch):
     lines = out.splitlines()
     assert len(lines) < 60 and max(len(line) for line in lines) <= 80
     examples = lines[lines.index("examples:") + 1:]
-    assert len(examples) == 4 and all(e.startswith("  python generate_video.py ") for e in examples)
+    assert len(examples) == 3 and all(e.startswith("  python generate_video.py ") for e in examples)
     assert gv.main(["--list-models"]) == 0
     listed = capsys.readouterr().out
     assert all(alias in listed and spec.repo in listed for alias, spec in gv.MODELS.items())

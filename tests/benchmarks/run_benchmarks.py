@@ -1,7 +1,7 @@
 """Benchmarks for the README (issue #3). Not unit tests: run by hand, prints a Markdown table.
 
     python tests/benchmarks/run_benchmarks.py            # all, ~10 min on 2 CPU cores
-    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention
+    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention, draft
 
 Each compares generate_video.py with the direct diffusers way of doing the same job, in one run,
 as ratios. Peak memory is each child process's own ru_maxrss (os.wait4), so runs don't mix.
@@ -126,8 +126,41 @@ def bench_attention(rows):
                      "<= 1.15x"))
 
 
+def bench_draft(rows):
+    """Draft, then its final, against the whole fast path: tiny models at the real 1080p x 121
+    frames (wall time of each command, model load included), and the FLOP plan of the real one."""
+    import generate_video as gv
+    from conftest import make_image
+    from diffusers import LTXLatentUpsamplePipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+        cond.save_pretrained(tmp / "cond")
+        LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(tmp / "up")
+        image = make_image(tmp / "in.png", 1920, 1080)
+        base = [PY, "generate_video.py", "--image", str(image), "--prompt", "a boat", "--model", str(tmp / "cond"),
+                "--upsampler", str(tmp / "up"), "--seed", "1", "-q", "--overwrite"]
+        draft = statistics.median(child(base + ["--draft", "-o", str(tmp / "d.mp4")])[0] for _ in range(3))
+        final = statistics.median(child([PY, "generate_video.py", "--from-draft", str(tmp / "d.json"), "-q",
+                                         "--overwrite", "-o", str(tmp / "f.mp4")])[0] for _ in range(3))
+        full = statistics.median(child(base + ["-o", str(tmp / "x.mp4")])[0] for _ in range(3))
+        rows.append(("tiny model, 1920x1080 x 121: draft / final from it vs whole fast path (wall, 3 runs)",
+                     f"{draft:.1f} s / {final:.1f} s vs {full:.1f} s", f"{draft / full:.2f}x / {final / full:.2f}x",
+                     "draft << full; final < full"))
+        real = make_image(tmp / "real.png", 1920, 1080)
+        log = gv.Log(gv.LOG_QUIET)
+        jobs = {kind: gv.plan_job(gv.Request(image=real, prompt="p", output=tmp / f"{kind}.mp4", draft=kind == "draft"),
+                                  log) for kind in ("draft", "full")}
+        d = sum(s.tflop for s in jobs["draft"].stages) + gv.decode_tflop(jobs["draft"])
+        f = sum(s.tflop for s in jobs["full"].stages[1:]) + gv.decode_tflop(jobs["full"])
+        t = sum(s.tflop for s in jobs["full"].stages) + gv.decode_tflop(jobs["full"])
+        rows.append(("real default model, 5 s of 1080p: planned TFLOP of draft / final from it vs whole (upsample "
+                     "not counted)", f"{d:,.0f} / {f:,.0f} vs {t:,.0f}", f"{d / t:.2f}x / {f / t:.2f}x", "—"))
+
+
 def main():
-    which = sys.argv[1:] or ["cli", "run", "rss", "attention"]
+    which = sys.argv[1:] or ["cli", "run", "rss", "attention", "draft"]
     print("| benchmark | generate_video.py vs direct | ratio | goal |\n|---|---|---|---|", flush=True)
     for name in which:
         rows = []
