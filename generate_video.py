@@ -67,6 +67,7 @@ MAX_SEED = 2**63 - 1
 MAX_IMAGE_PIXELS = 200_000_000  # larger images are refused before decoding (decompression bombs)
 MAX_FPS = 120  # frames per second
 MAX_VARIATIONS = 64  # per command: one model load makes them all
+EXTEND_CONTEXT = 17  # frames of the original (8k+1: three latent frames) that start an extension
 DRAFT_LATENTS_SUFFIX = ".latents.safetensors"  # beside a draft's MP4 and sidecar
 STAGE_SEED_STRIDE = 0x9E3779B97F4A7C15  # stage k > 0 reseeds at seed + k * this (mod 2**63): see denoise()
 MAX_STEPS = 500  # denoising steps
@@ -420,6 +421,10 @@ class Request:
     variations: int = 1
     from_draft: Path | None = None
     lora: tuple[str, ...] = ()  # PATH_OR_HUB_ID[:SCALE][@half|@full] each
+    end_image: Path | None = None
+    keyframe: tuple[str, ...] = ()  # PATH@SECONDS or PATH@#FRAME each
+    extend: Path | None = None  # an MP4 to continue
+    extend_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -434,6 +439,27 @@ class Stage:
     denoise_strength: float = 1.0
     tflop: float = 0.0
     reused: str | None = None  # a final's stage 1: the draft's latents file it starts from
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An image the video must pass through: at `frame` (0-based), with `strength` 1 = exactly."""
+
+    path: Path
+    frame: int
+    sha256: str
+    strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class Extension:
+    """--extend: the original video and how the new part continues it."""
+
+    video: Path
+    sha256: str
+    frames: int  # the original's frame count
+    context: int  # its last frames that condition the start of the new part (8k+1)
+    only: bool  # write the new part alone
 
 
 @dataclass(frozen=True)
@@ -482,6 +508,16 @@ class Job:
     reuse: Path | None = None  # a final's: the draft latents that replace its stage 1
     image_size: tuple[int, int] | None = None  # the conditioning image's size if not the generation size
     loras: tuple[Lora, ...] = ()
+    conditions: tuple[Condition, ...] = ()  # images pinned after frame 0 (end image, keyframes)
+    extend: Extension | None = None
+
+    @property
+    def out_frames(self) -> int:
+        """Frames in the written MP4: an extension drops its context frames and, unless
+        --extend-only, puts the original first."""
+        if self.extend is None:
+            return self.num_frames
+        return self.num_frames - self.extend.context + (0 if self.extend.only else self.extend.frames)
 
     @property
     def latents_file(self) -> Path:
@@ -803,6 +839,82 @@ def check_text(what: str, text: str | None) -> None:
         raise UsageError(f"{what} is not valid UTF-8 text; {fix}") from None
 
 
+def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) -> tuple[Condition, ...]:
+    """--end-image and --keyframe PATH@T (seconds, or #frame) as frames of this video. LTX's
+    condition pipeline places a single image at any frame exactly (it becomes extra tokens at that
+    time position), so no rounding to the 8k+1 grid is needed; each is checked like --image."""
+    wanted: list[tuple[str, Path, int]] = []
+    for text in request.keyframe:
+        path_text, _, when = text.rpartition("@")
+        if not path_text or not when:
+            raise UsageError(f"--keyframe {text}: use PATH@SECONDS or PATH@#FRAME, e.g. end.png@4.5")
+        try:
+            frame = int(when[1:]) if when.startswith("#") else round(float(when) * fps)
+        except ValueError:
+            raise UsageError(f"--keyframe {text}: {when!r} is neither seconds nor #frame") from None
+        wanted.append((f"--keyframe {text}", Path(path_text).expanduser(), frame))
+    if request.end_image is not None:
+        wanted.append((f"--end-image {request.end_image}", Path(request.end_image).expanduser(), frames - 1))
+    if not wanted:
+        return ()
+    if spec.pipeline != "LTXConditionPipeline":
+        raise UsageError(f"{wanted[0][0]}: images after the first frame need LTX's condition pipeline (a distilled "
+                         f"model such as {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
+    conditions, taken = [], {0: "--image"}
+    for what, path, frame in wanted:
+        if not 1 <= frame <= frames - 1:
+            raise UsageError(f"{what}: frame {frame} is outside this video (frames 1 to {frames - 1}, "
+                             f"0 to {(frames - 1) / fps:.2f} s; frame 0 is --image)")
+        if frame in taken:
+            raise UsageError(f"{what}: frame {frame} already holds {taken[frame]}")
+        taken[frame] = what
+        check_text(f"{what.split()[0]} path", str(path))
+        try:
+            check_image(path, decode=False)
+        except UsageError as e:
+            raise UsageError(str(e).replace("--image", what.split()[0], 1)) from None
+        conditions.append(Condition(path.resolve(), frame, file_sha256(path)))
+    return tuple(sorted(conditions, key=lambda c: c.frame))
+
+
+def probe_video(path: Path) -> tuple[int, int, float, int]:
+    """(width, height, fps, frames) of a video file, or a UsageError."""
+    import imageio_ffmpeg
+
+    if not path.is_file():
+        raise UsageError(f"--extend {path}: no such file")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        reader.close()
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (OSError, RuntimeError, StopIteration, KeyError):
+        raise UsageError(f"--extend {path}: not a readable video") from None
+    width, height = meta["size"]
+    return width, height, float(meta.get("fps") or 0), frames
+
+
+def plan_extension(request: Request, spec: ModelSpec, fps_wanted: int | None) -> tuple[Extension, int, int, int]:
+    """--extend VIDEO: (extension, width, height, fps). The new part has the original's size and
+    fps and begins with its last EXTEND_CONTEXT frames as a video condition at frame 0."""
+    path = Path(request.extend).expanduser()
+    if spec.pipeline != "LTXConditionPipeline":
+        raise UsageError(f"--extend needs LTX's condition pipeline (a distilled model such as {DEFAULT_MODEL_FAST}); "
+                         f"{spec.alias} is an {spec.pipeline}")
+    if request.width or request.height or request.resolution:
+        raise UsageError("--extend keeps the original's size; leave out --width/--height/--resolution")
+    if request.draft or request.from_draft:
+        raise UsageError("--extend makes a finished clip; it takes neither --draft nor --from-draft")
+    width, height, fps, frames = probe_video(path)
+    if width % 2 or height % 2 or width > MAX_SIDE or height > MAX_SIDE:
+        raise UsageError(f"--extend {path}: {width}x{height} must be even and at most {MAX_SIDE} px")
+    fps_int = max(1, round(fps))
+    if fps_wanted is not None and fps_wanted != fps_int:
+        raise UsageError(f"--fps {fps_wanted}: --extend keeps the original's {fps_int} fps")
+    context = next(n for n in (EXTEND_CONTEXT, 9, 1) if frames >= n)
+    return Extension(path.resolve(), file_sha256(path), frames, context, request.extend_only), width, height, fps_int
+
+
 def check_output(path: Path, overwrite: bool, draft: bool = False) -> None:
     if path.suffix.lower() != ".mp4":
         raise UsageError(f"--output {path}: must end in .mp4")
@@ -858,7 +970,13 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         raise UsageError("--prompt is empty; describe the motion you want")
     if request.memory_budget_gb is not None and request.memory_budget_gb <= 0:
         raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
-    image_size = check_image(request.image, decode=decode_image)
+    extension = None
+    if request.extend is not None:
+        probe_spec = MODELS[DEFAULT_MODEL_FAST] if not request.model else resolve_model_name(request.model)[1]
+        extension, ext_w, ext_h, ext_fps = plan_extension(request, probe_spec, request.fps)
+        image_size = (ext_w, ext_h)
+    else:
+        image_size = check_image(request.image, decode=decode_image)
 
     # Model and preset: the default model follows the preset, which follows the target size.
     probe_spec = MODELS[DEFAULT_MODEL_FAST]
@@ -867,7 +985,7 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         spec = refine_spec(spec, Path(source) if Path(source).is_dir() else None)
     else:
         source, spec = None, probe_spec
-    width, height = plan_size(image_size, request, spec)
+    width, height = plan_size(image_size, request, spec) if extension is None else image_size
     upscale = max(width / image_size[0], height / image_size[1])  # after the center crop
     if upscale > MAX_UPSCALE:
         log.warn(f"the {image_size[0]}x{image_size[1]} image is enlarged {upscale:.1f}x to fill {width}x{height}: "
@@ -908,11 +1026,18 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         if side > MAX_SIDE:
             raise UsageError(f"size {width}x{height} is larger than {MAX_SIDE} px; lower --resolution")
 
-    fps = request.fps or spec.fps
+    fps = request.fps or (ext_fps if extension else spec.fps)
     if spec.family == "cogvideox" and request.fps and request.fps != spec.fps:
         log.warn(f"CogVideoX has no frame-rate input: it moves as if at {spec.fps} fps; --fps {request.fps} "
                  "only changes playback speed")
-    frames, notice = plan_frames(request, fps, spec)
+    if extension is None:
+        frames, notice = plan_frames(request, fps, spec)
+    else:  # the new frames asked, after the context frames: the whole generation is 8k+1
+        wanted = request.num_frames or int(round((request.duration or DEFAULT_DURATION_S) * fps))
+        frames, notice = plan_frames(dataclasses.replace(request, num_frames=extension.context + wanted, duration=None),
+                                     fps, spec)
+        notice = notice and f"{frames - extension.context} new frames (the generation must be 8k+1 with the " \
+                            f"{extension.context} context frames)"
     if notice:
         log.info(f"note: {notice}")
     guidance = spec.guidance if request.guidance_scale is None else request.guidance_scale
@@ -930,7 +1055,7 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         upsampler = resolve_upsampler_name(request.upsampler) if request.upsampler else spec.upsampler
         if upsampler is None:
             raise UsageError("the fast preset needs a spatial upscaler: pass --upsampler ID_OR_DIR")
-    final_size = image_size = None
+    final_size = cond_size = None
     if request.draft:  # the fast path's stage 1 alone, at half size: its final continues from it
         if preset != "fast":
             raise UsageError(f"--draft is the fast preset's first stage; {spec.alias} runs a single pass "
@@ -939,7 +1064,7 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         width, height = min(first.width, even(width / 2)), min(first.height, even(height / 2))
         # The image is prepared at the full size, as the whole fast path prepares it: the
         # pipeline then resizes it for stage 1 the same way, so the draft's latents are a final's.
-        image_size = (gen_w, gen_h)
+        cond_size = (gen_w, gen_h)
         stages, gen_w, gen_h = stages[:1], first.width, first.height
 
     output = request.output or unique_output_path(request.image, Path.cwd(), "-draft" if request.draft else "")
@@ -948,13 +1073,15 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
     loras = resolve_loras(request, spec, dims, preset, log)
+    conditions = plan_conditions(request, spec, frames, fps)
     job = Job(
         request=request, spec=spec, model_source=source, upsampler_source=upsampler, preset=preset,
         width=width, height=height, gen_width=gen_w, gen_height=gen_h, num_frames=frames, fps=fps,
         seed=seed, guidance_scale=guidance,
         negative_prompt=DEFAULT_PROMPT_NEGATIVE if request.negative_prompt is None else request.negative_prompt,
         stages=stages, output=output, sidecar=output.with_suffix(".json"), dims=dims,
-        draft=request.draft, final_size=final_size, image_size=image_size, loras=loras,
+        draft=request.draft, final_size=final_size, image_size=cond_size, loras=loras, conditions=conditions,
+        extend=extension,
     )
     return job if request.from_draft is None else attach_draft(job)
 
@@ -1199,6 +1326,9 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
         if s.reused:
             sched = f"reused from the draft ({Path(s.reused).name})"
         lines.append(f"  {s.name}: {s.width}x{s.height}, {sched}, ~{s.tflop:,.0f} TFLOP")
+    if job.conditions:
+        lines.append("  keyframes: " + ", ".join(f"{c.path.name} at frame {c.frame} ({c.frame / job.fps:.2f} s)"
+                                                 for c in job.conditions))
     if job.loras:
         lines.append("  LoRA: " + ", ".join(f"{lora.arg} ({lora.params / 1e6:.1f}M params)" for lora in job.loras))
     if job.draft:
@@ -2102,6 +2232,16 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                 kwargs["num_inference_steps"] = stage.steps
             if name == "LTXConditionPipeline":
                 kwargs["image_cond_noise_scale"] = spec.image_cond_noise_scale
+                if job.conditions or job.extend:  # frame 0's image (or video), then each pinned image
+                    # As LTXVideoCondition items: diffusers 0.42.1's list form (image=[...],
+                    # frame_index=[...]) zips the images with video=[None] and keeps only the first.
+                    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+                    frames_at = [(0, 1.0)] + [(c.frame, c.strength) for c in job.conditions]
+                    kwargs["conditions"] = [
+                        LTXVideoCondition(video=item, frame_index=f, strength=st) if isinstance(item, list) else
+                        LTXVideoCondition(image=item, frame_index=f, strength=st)
+                        for item, (f, st) in zip(kwargs.pop("image"), frames_at)]
                 if index > 0:
                     kwargs.update(latents=latents, denoise_strength=stage.denoise_strength)
         log.info(f"{stage.name}: {stage.width}x{stage.height}, "
@@ -2169,7 +2309,8 @@ def draft_shaping(job: Job) -> dict:
             "guidance_scale": job.guidance_scale, "timesteps": list(first.timesteps or ()),
             "image_cond_noise_scale": job.spec.image_cond_noise_scale,
             "image_blur_sigma": job.spec.image_blur_sigma, "image_crf": job.spec.image_crf,
-            "stage1_loras": [[lora.sha256, lora.scale] for lora in job.loras if lora.applies("stage1")]}
+            "stage1_loras": [[lora.sha256, lora.scale] for lora in job.loras if lora.applies("stage1")],
+            "conditions": [[c.sha256, c.frame, c.strength] for c in job.conditions]}
 
 
 def read_draft(path: Path) -> dict:
@@ -2197,7 +2338,8 @@ def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
              "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
              "num_frames": data.get("num_frames"), "fps": data.get("fps"), "preset": "fast",
              "lora": [f"{x['source']}:{x['scale']:g}" + ("" if x["passes"] == "all" else f"@{x['passes']}")
-                      for x in data.get("loras") or []] or None}
+                      for x in data.get("loras") or []] or None,
+             "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None}
     for key, value in given.items():
         if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
             setattr(ns, key, value)
@@ -2436,15 +2578,62 @@ def fit_frames(frames, width: int, height: int):
                                              method=Image.Resampling.LANCZOS)) for f in frames])
 
 
+def video_chunks(path: Path, chunk: int = 8) -> Iterator:
+    """A video's frames as uint8 [f, H, W, 3] chunks."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        meta = next(reader)
+        w, h = meta["size"]
+        batch = []
+        for raw in reader:
+            batch.append(np.frombuffer(raw, np.uint8).reshape(h, w, 3))
+            if len(batch) == chunk:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
+    finally:
+        reader.close()
+
+
+def video_frames(path: Path, start: int) -> list:
+    """A video's frames from index `start` to the end, as PIL images."""
+    from PIL import Image
+
+    out, index = [], 0
+    for chunk in video_chunks(path):
+        for frame in chunk:
+            if index >= start:
+                out.append(Image.fromarray(frame))
+            index += 1
+    return out
+
+
 def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats: RunStats,
              log: Log) -> Iterator:
     """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order."""
-    image = prepare_image(job.request.image, *(job.image_size or (job.gen_width, job.gen_height)),
-                          job.spec.image_blur_sigma, job.spec.image_crf)
+    size = job.image_size or (job.gen_width, job.gen_height)
+    if job.extend is not None:  # frame 0 is the original's last frames, as a video condition
+        image = [[crop_to_aspect(im, size[0] / size[1]).resize(size, __import__("PIL").Image.Resampling.LANCZOS)
+                  for im in video_frames(job.extend.video, job.extend.frames - job.extend.context)]]
+    else:
+        image = prepare_image(job.request.image, *size, job.spec.image_blur_sigma, job.spec.image_crf)
+    if job.conditions:  # every pinned image is prepared as the first one is
+        image = (image if isinstance(image, list) else [image]) + [
+            prepare_image(c.path, *size, job.spec.image_blur_sigma, job.spec.image_crf) for c in job.conditions]
     generator = make_generator(device, job.seed)
     latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
     if job.draft:
         save_draft_latents(latents, job, stats)
+    skip = 0
+    if job.extend is not None:  # the original first (its own frames, untouched), then the new part
+        skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
+        if not job.extend.only:
+            for chunk in video_chunks(job.extend.video):
+                yield fit_frames(chunk, job.width, job.height)
     log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
     t0 = time.perf_counter()
     bar = Progress(log, "decode", stats.started)
@@ -2453,7 +2642,10 @@ def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats:
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
         t1 = time.perf_counter()
         stats.add("decode", t1 - t0)
-        yield frames
+        drop = min(skip, len(frames))
+        skip -= drop
+        if len(frames) > drop:
+            yield frames[drop:]
         t0 = time.perf_counter()
     del latents
     empty_device_cache(device)
@@ -2783,8 +2975,8 @@ def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, P
                 constant = all(int(abs(f.astype("int16") - first).max()) <= 2 for f in chunk) and \
                     int(first.max()) - int(first.min()) <= 2
             writer.write(chunk)
-        if writer.frames != job.num_frames:
-            raise RunError(f"internal: {writer.frames} frames decoded, expected {job.num_frames}")
+        if writer.frames != job.out_frames:
+            raise RunError(f"internal: {writer.frames} frames decoded, expected {job.out_frames}")
         if constant:
             raise BrokenVideoError("every frame is one flat colour")
         writer.finish()
@@ -2836,6 +3028,8 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "model_source": job.model_source,
         "model_revision": weights.revision if weights else None,
         "upsampler": job.upsampler_source,
+        "conditions": [{"image": str(c.path), "sha256": c.sha256, "frame_index": c.frame, "seconds": round(c.frame / job.fps, 3),
+                        "strength": c.strength} for c in job.conditions],
         "loras": [{"source": lora.source, "file": str(lora.file), "sha256": lora.sha256, "scale": lora.scale,
                    "passes": lora.passes, "params": lora.params} for lora in job.loras],
         "preset": job.preset,
@@ -2845,7 +3039,12 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "generation_height": job.gen_height,
         "num_frames": job.num_frames,
         "fps": job.fps,
-        "duration_s": round(job.num_frames / job.fps, 3),
+        "duration_s": round(job.out_frames / job.fps, 3),
+        "output_frames": job.out_frames,
+        "extend": None if job.extend is None else {
+            "video": str(job.extend.video), "sha256": job.extend.sha256, "original_frames": job.extend.frames,
+            "context_frames": job.extend.context, "new_frames": job.num_frames - job.extend.context,
+            "extend_only": job.extend.only},
         "guidance_scale": job.guidance_scale,
         "stages": [dict(dataclasses.asdict(s), timesteps=list(s.timesteps) if s.timesteps else None,
                         tflop=round(s.tflop, 1), seconds=stats.stage_seconds.get(s.name),
@@ -2900,10 +3099,14 @@ def command_for(job: Job) -> str:
     """The command that makes this video again."""
     r = job.request
     width, height = job.final_size or (job.width, job.height)  # a draft: the size its final will have
+    size = ["--width", str(width), "--height", str(height)]
+    frames = job.num_frames
+    if job.extend is not None:  # the original's size; --num-frames counts the new frames
+        size, frames = ["--extend", str(job.extend.video)], job.num_frames - job.extend.context
     parts = ["python", "generate_video.py", "--image", str(r.image), "--prompt", r.prompt,
              "--model", job.model_source if job.model_source != job.spec.repo else job.spec.alias,
-             "--preset", job.preset, "--width", str(width), "--height", str(height),
-             "--num-frames", str(job.num_frames), "--fps", str(job.fps), "--seed", str(job.seed)]
+             "--preset", job.preset, *size,
+             "--num-frames", str(frames), "--fps", str(job.fps), "--seed", str(job.seed)]
     if r.negative_prompt is not None:
         parts += ["--negative-prompt", r.negative_prompt]
     if job.preset != "fast":
@@ -2914,8 +3117,11 @@ def command_for(job: Job) -> str:
         parts += ["--upsampler", job.upsampler_source]
     for lora in job.loras:
         parts += ["--lora", lora.arg]
+    for c in job.conditions:  # the end image too: at its frame, exactly
+        parts += ["--keyframe", f"{c.path}@#{c.frame}"]
     # --option=value: a value that starts with '-' (a prompt "--slow zoom") stays a value
-    joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])] + (["--draft"] if job.draft else [])
+    joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])] + (["--draft"] if job.draft else []) + (
+        ["--extend-only"] if job.extend and job.extend.only else [])
     return " ".join(_shell_quote(p) for p in parts[:2] + joined)
 
 
@@ -3046,8 +3252,8 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
             with record_cpu_fallbacks(log) as fallbacks:
                 write_video(frames, job, sidecar=sidecar, extras=stats.extra_files)
             outcomes.append(Outcome(job.output.name, "done", wall, "", job))
-            emit(f"wrote {job.output.resolve()} ({job.num_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
-                 f"{job.num_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
+            emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
+                 f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
             if job.draft:
                 log.info(f"  the full video of this draft: {final_command(job)}")
         except Exception as e:
@@ -3133,6 +3339,10 @@ def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | N
     if values.get("output") is not None:
         values["output"] = Path(values["output"]).expanduser()
     values["lora"] = tuple(values.get("lora") or ())
+    values["keyframe"] = tuple(values.get("keyframe") or ())
+    for key in ("extend", "end_image"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
     return Request(**values)
 
 
@@ -3175,6 +3385,8 @@ def job_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
             for option in action.option_strings:
                 if option.startswith("--"):
                     names[option[2:]] = names[option[2:].replace("-", "_")] = action
+            if isinstance(action, argparse._AppendAction):  # a list reads as a plural: "keyframes", "loras"
+                names[action.dest + "s"] = action
     return names
 
 
@@ -3220,7 +3432,16 @@ def job_namespace(parser: argparse.ArgumentParser, args: argparse.Namespace, obj
         parser.raise_errors = False
     for dest, value in flags.items():
         setattr(ns, dest, value)
-    if "from_draft" in {options[k].dest for k in obj}:  # relative to the jobs file, as images are
+    given = {options[k].dest for k in obj}
+    for key in ("end_image", "extend"):  # relative to the jobs file, as images are
+        if key in given and not Path(getattr(ns, key)).expanduser().is_absolute():
+            setattr(ns, key, jobs_file.parent / Path(getattr(ns, key)))
+    if ns.extend is not None and not ns.image:  # the video is the picture to continue
+        ns.image = [str(ns.extend)]
+    if "keyframe" in given:
+        ns.keyframe = [str(jobs_file.parent / k) if not Path(k.rpartition("@")[0]).expanduser().is_absolute() else k
+                       for k in ns.keyframe]
+    if "from_draft" in given:  # relative to the jobs file, as images are
         draft = Path(ns.from_draft).expanduser()
         ns.from_draft = draft if draft.is_absolute() else jobs_file.parent / draft
     if ns.from_draft is not None:
@@ -3642,6 +3863,12 @@ def build_parser() -> argparse.ArgumentParser:
     io = p.add_argument_group("input and output")
     io.add_argument("--image", action="append", metavar="PATH", help="PNG/JPEG/WebP; repeat, or a folder: batch")
     io.add_argument("--prompt", metavar="TEXT", help="what should happen in the video")
+    io.add_argument("--end-image", type=Path, metavar="PATH", default=None, help="the video ends on this image")
+    io.add_argument("--keyframe", action="append", default=None, metavar="PATH@T",
+                    help="image at T seconds (or #frame); repeat")
+    io.add_argument("--extend", type=Path, metavar="VIDEO", default=None,
+                    help="continue an MP4 (--extend-only: just the new)")
+    io.add_argument("--extend-only", action="store_true", help=argparse.SUPPRESS)  # named in --extend's help
     io.add_argument("--negative-prompt", metavar="TEXT", default=None,
                     help="what to avoid (default: a built-in list)")
     io.add_argument("--output", "-o", type=Path, metavar="PATH", default=None,
@@ -3654,7 +3881,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("model")
     m.add_argument("--model", metavar="ID_OR_DIR", default=None, help="alias, Hub id or folder (see --list-models)")
-    m.add_argument("--list-models", action="store_true", help="list the model aliases and exit")
+    m.add_argument("--list-models", action="store_true", help=argparse.SUPPRESS)  # named in the description
     m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="auto: fast when the model can")
     m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None, help="latent upscaler (default: the model's)")
 
@@ -3696,7 +3923,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--check", action="store_true", help="check this machine and exit (works offline)")
     o.add_argument("-v", "--verbose", action="store_true", help="library logs and tracebacks")
     o.add_argument("-q", "--quiet", action="store_true", help="only errors and the final 'wrote' line")
-    o.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    o.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help=argparse.SUPPRESS)
     return p
 
 
@@ -3728,6 +3955,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not batch:
             if args.from_draft:
                 fill_from_draft(args, parser)
+            if args.extend and not args.image:  # the video is the picture to continue
+                args.image = [str(args.extend)]
+            if args.extend_only and not args.extend:
+                raise UsageError("--extend-only goes with --extend VIDEO")
             if not args.image:
                 raise UsageError("--image is required (or --jobs FILE, or --check)")
             if not args.prompt:

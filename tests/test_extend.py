@@ -1,0 +1,113 @@
+"""Issue 14, part 2: --extend continues any MP4: its last frames condition the start of the new
+part; the output is the original, untouched, followed by exactly the new frames."""
+
+import json
+import shlex
+
+import numpy as np
+import pytest
+
+from conftest import gv, probe
+
+FAST = ["--seed", "5"]
+
+
+def run(argv, capsys=None):
+    rc = gv.main([str(a) for a in argv])
+    return rc, (capsys.readouterr() if capsys else None)
+
+
+def psnr(a, b) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def original(path, frames=25, size=(192, 128), fps=24):
+    """Any MP4 (not one of ours): a gradient sliding right, written by ffmpeg directly."""
+    import imageio_ffmpeg
+
+    w, h = size
+    writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, macro_block_size=1, ffmpeg_log_level="error")
+    writer.send(None)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for t in range(frames):
+        writer.send(np.ascontiguousarray(np.stack([(xx * 2 + t * 6) % 256, yy * 2 % 256, (xx + yy + t) % 256], -1)
+                                         .astype(np.uint8)))
+    writer.close()
+    return path
+
+
+def fast(models):
+    return ["--model", models["cond"], "--upsampler", models["up"]]
+
+
+@pytest.fixture
+def video_conditions(monkeypatch):
+    from diffusers import LTXConditionPipeline
+
+    seen = []
+    real = LTXConditionPipeline.__call__
+
+    def spy(self, *a, **k):
+        seen.append([(c.frame_index, len(c.video) if c.video else None) for c in k.get("conditions") or []])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(LTXConditionPipeline, "__call__", spy)
+    return seen
+
+
+def test_an_extension_keeps_the_original_and_adds_exactly_the_new_frames(models, tmp_path, video_conditions, capsys):
+    src = original(tmp_path / "orig.mp4")
+    out = tmp_path / "longer.mp4"
+    rc, cap = run(["--extend", src, "--prompt", "the camera keeps moving", "--num-frames", "16", "-o", out]
+                  + fast(models) + FAST, capsys)
+    assert rc == 0, cap.err
+    assert video_conditions == [[(0, 17)], [(0, 17)]]  # the last 17 frames, at frame 0, in both stages
+    got, before = probe(out), probe(src)
+    assert got["size"] == (192, 128) and got["fps"] == 24
+    assert len(got["frames"]) == 25 + 16
+    seam = [psnr(a, b) for a, b in zip(got["frames"][:25], before["frames"])]
+    assert min(seam) > 35, seam  # the original's frames, re-encoded, nothing else
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["extend"]["original_frames"] == 25 and side["extend"]["new_frames"] == 16
+    assert side["output_frames"] == 41 and side["extend"]["sha256"] == gv.file_sha256(src)
+    args = shlex.split(side["command"])[2:]  # the same video again
+    assert run(args + ["-o", str(tmp_path / "again.mp4"), "-q"])[0] == 0
+    assert all(np.array_equal(a, b) for a, b in zip(got["frames"], probe(tmp_path / "again.mp4")["frames"]))
+
+    # chained: extend the extension
+    rc, cap = run(["--extend", out, "--prompt", "p", "--num-frames", "16", "-o", tmp_path / "longest.mp4"]
+                  + fast(models) + FAST, capsys)
+    assert rc == 0 and len(probe(tmp_path / "longest.mp4")["frames"]) == 41 + 16
+
+
+def test_extend_only_writes_the_new_part(models, tmp_path, capsys):
+    src = original(tmp_path / "orig.mp4")
+    rc, cap = run(["--extend", src, "--extend-only", "--prompt", "p", "--num-frames", "10", "-o", tmp_path / "new.mp4"]
+                  + fast(models) + FAST, capsys)
+    assert rc == 0, cap.err
+    assert "16 new frames" in cap.err  # 17 + 10 rounded up to 33 = 8k+1
+    assert len(probe(tmp_path / "new.mp4")["frames"]) == 16
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--width", "96"], "--extend keeps the original's size"),
+    (["--fps", "30"], "--extend keeps the original's 24 fps"),
+    (["--draft"], "neither --draft nor --from-draft"),
+])
+def test_extend_refusals(models, tmp_path, capsys, extra, message):
+    src = original(tmp_path / "orig.mp4", frames=9)
+    rc, cap = run(["--extend", src, "--prompt", "p", "-o", tmp_path / "x.mp4"] + fast(models) + extra, capsys)
+    assert rc == 2 and message in cap.err and "loading" not in cap.err, cap.err
+
+
+def test_extend_needs_a_video_and_the_condition_pipeline(models, tmp_path, capsys):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    rc, cap = run(["--extend", not_video, "--prompt", "p", "-o", tmp_path / "x.mp4"] + fast(models), capsys)
+    assert rc == 2 and "not a readable video" in cap.err
+    src = original(tmp_path / "orig.mp4", frames=9)
+    rc, cap = run(["--extend", src, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "x.mp4"], capsys)
+    assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err
+    rc, cap = run(["--image", src, "--prompt", "p", "--extend-only", "-o", tmp_path / "x.mp4"], capsys)
+    assert rc == 2 and "--extend-only goes with --extend" in cap.err
