@@ -425,6 +425,7 @@ class Request:
     keyframe: tuple[str, ...] = ()  # PATH@SECONDS or PATH@#FRAME each
     extend: Path | None = None  # an MP4 to continue
     extend_only: bool = False
+    segment_prompt: tuple[str, ...] = ()  # one long clip, a window per prompt
 
 
 @dataclass(frozen=True)
@@ -510,11 +511,19 @@ class Job:
     loras: tuple[Lora, ...] = ()
     conditions: tuple[Condition, ...] = ()  # images pinned after frame 0 (end image, keyframes)
     extend: Extension | None = None
+    segments: tuple[str, ...] = ()  # a long clip's window prompts (each window num_frames long)
+
+    @property
+    def windows(self) -> int:
+        return max(1, len(self.segments))
 
     @property
     def out_frames(self) -> int:
         """Frames in the written MP4: an extension drops its context frames and, unless
-        --extend-only, puts the original first."""
+        --extend-only, puts the original first; each window after a long clip's first drops the
+        context frames it starts from."""
+        if self.segments:
+            return self.windows * self.num_frames - EXTEND_CONTEXT * (self.windows - 1)
         if self.extend is None:
             return self.num_frames
         return self.num_frames - self.extend.context + (0 if self.extend.only else self.extend.frames)
@@ -915,6 +924,35 @@ def plan_extension(request: Request, spec: ModelSpec, fps_wanted: int | None) ->
     return Extension(path.resolve(), file_sha256(path), frames, context, request.extend_only), width, height, fps_int
 
 
+def plan_windows(request: Request, spec: ModelSpec, fps: int) -> tuple[int, str]:
+    """--segment-prompt: (frames per window, notice). A long clip is N windows of G frames; each
+    after the first starts from the previous window's last EXTEND_CONTEXT frames (a video
+    condition, as --extend), so the clip has N*G - 17*(N-1) frames: G is the smallest 8k+1 that
+    reaches the length asked. Memory is one window's, whatever the length."""
+    n = len(request.segment_prompt)
+    if n < 2:
+        raise UsageError("--segment-prompt: give two or more (one prompt is --prompt)")
+    if spec.pipeline != "LTXConditionPipeline":
+        raise UsageError(f"--segment-prompt needs LTX's condition pipeline (a distilled model such as "
+                         f"{DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
+    for what in ("extend", "end_image", "draft", "from_draft"):
+        if getattr(request, what):
+            raise UsageError(f"--segment-prompt makes one long clip from --image; it does not take "
+                             f"--{what.replace('_', '-')}")
+    if request.keyframe:
+        raise UsageError("--segment-prompt does not take --keyframe (each window starts from the last)")
+    total = request.num_frames or int(round((request.duration or DEFAULT_DURATION_S) * fps)) + 1
+    window = EXTEND_CONTEXT + spec.frame_step  # each later window adds at least one latent frame
+    while n * window - EXTEND_CONTEXT * (n - 1) < total:
+        window += spec.frame_step
+    if window > spec.max_frames:
+        raise UsageError(f"{n} windows of {window} frames: each window may have at most {spec.max_frames}; "
+                         "give more --segment-prompt parts or a shorter --duration")
+    made = n * window - EXTEND_CONTEXT * (n - 1)
+    return window, f"{n} windows of {window} frames, each after the first starting from the last " \
+                   f"{EXTEND_CONTEXT} of the one before: {made} frames ({made / fps:.1f} s)"
+
+
 def check_output(path: Path, overwrite: bool, draft: bool = False) -> None:
     if path.suffix.lower() != ".mp4":
         raise UsageError(f"--output {path}: must end in .mp4")
@@ -966,7 +1004,7 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         value = getattr(request, name)
         if value is not None and (value % 2 or value > MAX_SIDE):
             raise UsageError(f"--{name} {value}: must be even (H.264 yuv420p) and at most {MAX_SIDE}")
-    if not request.prompt.strip():
+    if not request.prompt.strip() and not request.segment_prompt:
         raise UsageError("--prompt is empty; describe the motion you want")
     if request.memory_budget_gb is not None and request.memory_budget_gb <= 0:
         raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
@@ -1030,7 +1068,9 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     if spec.family == "cogvideox" and request.fps and request.fps != spec.fps:
         log.warn(f"CogVideoX has no frame-rate input: it moves as if at {spec.fps} fps; --fps {request.fps} "
                  "only changes playback speed")
-    if extension is None:
+    if request.segment_prompt:
+        frames, notice = plan_windows(request, spec, fps)
+    elif extension is None:
         frames, notice = plan_frames(request, fps, spec)
     else:  # the new frames asked, after the context frames: the whole generation is 8k+1
         wanted = request.num_frames or int(round((request.duration or DEFAULT_DURATION_S) * fps))
@@ -1082,6 +1122,7 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         stages=stages, output=output, sidecar=output.with_suffix(".json"), dims=dims,
         draft=request.draft, final_size=final_size, image_size=cond_size, loras=loras, conditions=conditions,
         extend=extension,
+        segments=tuple(f"{request.prompt} {p}".strip() for p in request.segment_prompt),
     )
     return job if request.from_draft is None else attach_draft(job)
 
@@ -1280,7 +1321,7 @@ def decode_tflop(job: Job) -> float:
 def estimate_seconds(job: Job, tflops: float) -> float:
     """Rough wall time of denoising + decoding at a measured matmul rate (TFLOPS)."""
     denoise = sum(s.tflop for s in job.stages) / (tflops * DENOISE_EFFICIENCY)
-    return denoise + decode_tflop(job) / (tflops * DECODE_EFFICIENCY)
+    return job.windows * (denoise + decode_tflop(job) / (tflops * DECODE_EFFICIENCY))
 
 
 def describe_duration(seconds: float) -> str:
@@ -1326,6 +1367,9 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
         if s.reused:
             sched = f"reused from the draft ({Path(s.reused).name})"
         lines.append(f"  {s.name}: {s.width}x{s.height}, {sched}, ~{s.tflop:,.0f} TFLOP")
+    if job.segments:
+        lines.append(f"  segments: {job.windows} windows of {job.num_frames} frames (the stages above, each): "
+                     + " | ".join(p[:30] for p in job.segments))
     if job.conditions:
         lines.append("  keyframes: " + ", ".join(f"{c.path.name} at frame {c.frame} ({c.frame / job.fps:.2f} s)"
                                                  for c in job.conditions))
@@ -2043,7 +2087,7 @@ def make_generator(device: str, seed: int):
 def warn_long_prompts(pipe, jobs: Sequence[Job], limit: int, log: Log) -> None:
     """One short line per prompt longer than the model reads (diffusers' own warning prints the
     whole cut-off tail, 60 KB for a long paste)."""
-    for prompt in dict.fromkeys(t for j in jobs for t in (j.request.prompt, j.negative_prompt)):
+    for prompt in dict.fromkeys(t for j in jobs for t in (*(j.segments or (j.request.prompt,)), j.negative_prompt)):
         ids = pipe.tokenizer(prompt, add_special_tokens=True, verbose=False).input_ids
         if len(ids) > limit:
             kept = pipe.tokenizer.decode(ids[:limit - 1], skip_special_tokens=True)
@@ -2073,12 +2117,12 @@ def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str =
         else:
             pipe.text_encoder.to(device)
         with torch.inference_mode():
-            for job in jobs:
+            for job, prompt in ((j, p) for j in jobs for p in (j.segments or (j.request.prompt,))):
                 cfg = job.guidance_scale > 1.0
-                key = (job.request.prompt, job.negative_prompt, cfg)
+                key = (prompt, job.negative_prompt, cfg)
                 if key in cache:
                     continue
-                out = pipe.encode_prompt(prompt=job.request.prompt, negative_prompt=job.negative_prompt,
+                out = pipe.encode_prompt(prompt=prompt, negative_prompt=job.negative_prompt,
                                          do_classifier_free_guidance=cfg, device=torch.device(device),
                                          max_sequence_length=MAX_SEQUENCE_LENGTH[name])
                 if name.startswith("CogVideoX"):
@@ -2232,7 +2276,7 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                 kwargs["num_inference_steps"] = stage.steps
             if name == "LTXConditionPipeline":
                 kwargs["image_cond_noise_scale"] = spec.image_cond_noise_scale
-                if job.conditions or job.extend:  # frame 0's image (or video), then each pinned image
+                if isinstance(kwargs["image"], list):  # frame 0's image (or video), then each pinned image
                     # As LTXVideoCondition items: diffusers 0.42.1's list form (image=[...],
                     # frame_index=[...]) zips the images with video=[None] and keeps only the first.
                     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
@@ -2612,43 +2656,63 @@ def video_frames(path: Path, start: int) -> list:
     return out
 
 
-def generate(pipe, upsampler, job: Job, embeds: dict, device: str, dtype, stats: RunStats,
+def generate(pipe, upsampler, job: Job, embeds, device: str, dtype, stats: RunStats,
              log: Log) -> Iterator:
-    """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order."""
+    """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order. `embeds`:
+    the encoded prompt, or a function from a prompt to it (a long clip has one per window)."""
+    import collections
+
+    pick = embeds if callable(embeds) else (lambda prompt: embeds)
     size = job.image_size or (job.gen_width, job.gen_height)
     if job.extend is not None:  # frame 0 is the original's last frames, as a video condition
-        image = [[crop_to_aspect(im, size[0] / size[1]).resize(size, __import__("PIL").Image.Resampling.LANCZOS)
-                  for im in video_frames(job.extend.video, job.extend.frames - job.extend.context)]]
+        image = [[resized(im, size) for im in video_frames(job.extend.video, job.extend.frames - job.extend.context)]]
     else:
         image = prepare_image(job.request.image, *size, job.spec.image_blur_sigma, job.spec.image_crf)
     if job.conditions:  # every pinned image is prepared as the first one is
         image = (image if isinstance(image, list) else [image]) + [
             prepare_image(c.path, *size, job.spec.image_blur_sigma, job.spec.image_crf) for c in job.conditions]
-    generator = make_generator(device, job.seed)
-    latents = denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
-    if job.draft:
-        save_draft_latents(latents, job, stats)
     skip = 0
     if job.extend is not None:  # the original first (its own frames, untouched), then the new part
         skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
         if not job.extend.only:
             for chunk in video_chunks(job.extend.video):
                 yield fit_frames(chunk, job.width, job.height)
-    log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
-    t0 = time.perf_counter()
-    bar = Progress(log, "decode", stats.started)
-    for chunk in decode_frames(pipe, latents, job, generator, device, dtype, bar.update):
-        frames = fit_frames(chunk, job.width, job.height)
-        stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
-        t1 = time.perf_counter()
-        stats.add("decode", t1 - t0)
-        drop = min(skip, len(frames))
-        skip -= drop
-        if len(frames) > drop:
-            yield frames[drop:]
+    for window, prompt in enumerate(job.segments or (job.request.prompt,)):
+        if window:  # a long clip: this window starts from the last frames of the one before
+            log.info(f"window {window + 1} of {job.windows}: {prompt[:70]}")
+            image, skip = [[resized(__import__("PIL").Image.fromarray(f), size) for f in context]], EXTEND_CONTEXT
+        elif job.segments:
+            log.info(f"window 1 of {job.windows}: {prompt[:70]}")
+        # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
+        generator = make_generator(device, (job.seed + window) % 2**63)
+        latents = denoise(pipe, upsampler, job, pick(prompt), image, generator, device, stats, log)
+        if job.draft:
+            save_draft_latents(latents, job, stats)
+        log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
         t0 = time.perf_counter()
-    del latents
-    empty_device_cache(device)
+        bar = Progress(log, "decode", stats.started)
+        context = collections.deque(maxlen=EXTEND_CONTEXT)  # generation-size frames for the next window
+        for chunk in decode_frames(pipe, latents, job, generator, device, dtype, bar.update):
+            if job.segments:
+                context.extend(chunk)
+            frames = fit_frames(chunk, job.width, job.height)
+            stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
+            t1 = time.perf_counter()
+            stats.add("decode", t1 - t0)
+            drop = min(skip, len(frames))
+            skip -= drop
+            if len(frames) > drop:
+                yield frames[drop:]
+            t0 = time.perf_counter()
+        del latents
+        empty_device_cache(device)
+
+
+def resized(im, size: tuple[int, int]):
+    """A video frame as a condition: center-cropped to the aspect, then resized (Lanczos)."""
+    from PIL import Image
+
+    return crop_to_aspect(im, size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
 
 
 # Files. Every output is written under a temporary name beside its target, named
@@ -3041,6 +3105,8 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "fps": job.fps,
         "duration_s": round(job.out_frames / job.fps, 3),
         "output_frames": job.out_frames,
+        "segments": [{"prompt": p, "window_frames": job.num_frames, "seed": (job.seed + k) % 2**63,
+                      "new_frames": job.num_frames - (EXTEND_CONTEXT if k else 0)} for k, p in enumerate(job.segments)],
         "extend": None if job.extend is None else {
             "video": str(job.extend.video), "sha256": job.extend.sha256, "original_frames": job.extend.frames,
             "context_frames": job.extend.context, "new_frames": job.num_frames - job.extend.context,
@@ -3103,6 +3169,10 @@ def command_for(job: Job) -> str:
     frames = job.num_frames
     if job.extend is not None:  # the original's size; --num-frames counts the new frames
         size, frames = ["--extend", str(job.extend.video)], job.num_frames - job.extend.context
+    if job.segments:  # --num-frames is the whole clip's; planning it again gives the same windows
+        frames = job.out_frames
+        for part in r.segment_prompt:
+            size += ["--segment-prompt", part]
     parts = ["python", "generate_video.py", "--image", str(r.image), "--prompt", r.prompt,
              "--model", job.model_source if job.model_source != job.spec.repo else job.spec.alias,
              "--preset", job.preset, *size,
@@ -3213,7 +3283,8 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     # Two phases, so the ~9 GiB T5 and the denoiser are never in memory together: T5 alone
     # encodes every prompt of the group and is freed; then the rest of the model loads.
     t0 = time.perf_counter()
-    log.info(f"encoding {len({(j.request.prompt, j.negative_prompt) for j in jobs})} prompt(s) with T5")
+    log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
+             "prompt(s) with T5")
     order = ("none", "model", "sequential")
     offload = max((p.offload for p in plans), key=order.index)
     embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload, log)
@@ -3237,7 +3308,8 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
         try:
             apply_savings(pipe, plan)
             cfg = job.guidance_scale > 1.0
-            frames = generate(pipe, upsampler, job, embeds[(job.request.prompt, job.negative_prompt, cfg)],
+            frames = generate(pipe, upsampler, job,
+                              lambda prompt, job=job, cfg=cfg: embeds[(prompt, job.negative_prompt, cfg)],
                               device, dtype, stats, log)
             wall = 0.0
 
@@ -3340,6 +3412,7 @@ def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | N
         values["output"] = Path(values["output"]).expanduser()
     values["lora"] = tuple(values.get("lora") or ())
     values["keyframe"] = tuple(values.get("keyframe") or ())
+    values["segment_prompt"] = tuple(values.get("segment_prompt") or ())
     for key in ("extend", "end_image"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
@@ -3387,6 +3460,7 @@ def job_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
                     names[option[2:]] = names[option[2:].replace("-", "_")] = action
             if isinstance(action, argparse._AppendAction):  # a list reads as a plural: "keyframes", "loras"
                 names[action.dest + "s"] = action
+    names["segments"] = names["segment_prompt"]
     return names
 
 
@@ -3516,9 +3590,10 @@ def batch_requests(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         if isinstance(ns, str):
             result.append((name, ns))
             continue
-        if not ns.prompt:
+        if not ns.prompt and not ns.segment_prompt:
             result.append((name, "no prompt (give --prompt or a \"prompt\" key)"))
             continue
+        ns.prompt = ns.prompt or ""
         if ns.output is None:
             stem = Path(ns.image[0]).stem
             # Deterministic names, so a re-run finds (and skips) what an earlier run finished.
@@ -3869,6 +3944,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--extend", type=Path, metavar="VIDEO", default=None,
                     help="continue an MP4 (--extend-only: just the new)")
     io.add_argument("--extend-only", action="store_true", help=argparse.SUPPRESS)  # named in --extend's help
+    io.add_argument("--segment-prompt", action="append", default=None, metavar="TEXT",
+                    help="one part of a longer clip; repeat")
     io.add_argument("--negative-prompt", metavar="TEXT", default=None,
                     help="what to avoid (default: a built-in list)")
     io.add_argument("--output", "-o", type=Path, metavar="PATH", default=None,
@@ -3876,8 +3953,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output-dir", metavar="DIR", default=None, help="batch: folder for the videos")
     io.add_argument("--jobs", metavar="FILE", default=None, help="batch: JSON Lines, one video per line")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    io.add_argument("--outputs-anywhere", action="store_true",
-                    help="batch: let jobs write outside --output-dir")
+    io.add_argument("--outputs-anywhere", action="store_true", help=argparse.SUPPRESS)  # batch; in the README
 
     m = p.add_argument_group("model")
     m.add_argument("--model", metavar="ID_OR_DIR", default=None, help="alias, Hub id or folder (see --list-models)")
@@ -3961,8 +4037,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError("--extend-only goes with --extend VIDEO")
             if not args.image:
                 raise UsageError("--image is required (or --jobs FILE, or --check)")
-            if not args.prompt:
+            if not args.prompt and not args.segment_prompt:
                 raise UsageError("--prompt is required: describe what should happen")
+            args.prompt = args.prompt or ""
             if args.output_dir:
                 raise UsageError("--output-dir is for batches; use --output for one video")
             # 2. Validate everything cheap and plan the job, before any model is loaded.
