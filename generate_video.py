@@ -16,11 +16,13 @@ be made again. Weights are read from safetensors only and no remote code is ever
 Run `python generate_video.py --help` for every option, `--check` to test the machine first.
 
 Sections, top to bottom: constants (MODELS: one row per checkpoint, its recipe included); small
-helpers (Log, Progress); settings dataclasses; model resolution; planning (sizes, frames,
-stages, FLOPs); memory plan and time estimate; device, dtype, Hub downloads and loading;
-memory savings (chunked attention); the core (prepare_image, encode_prompts, denoise, decode,
-write_video); running jobs; batch input; tiny pipelines; --check; the command line (build_parser,
-main).
+helpers (Log, Progress, signals); settings dataclasses (Request, Job, Condition, Extension, Lora);
+model resolution; planning (sizes, frames, stages, keyframes, extensions, segment windows, FLOPs);
+memory plan and time estimate; device, dtype, Hub downloads and loading; LoRA; memory savings
+(chunked attention); the core (prepare_image, encode_prompts, denoise with drafts' latents,
+decode, generate) and files (temp names, publishing a video with its sidecar as one unit,
+write_video); running jobs; batch input; tiny pipelines; --check; the command line
+(build_parser, main).
 """
 
 from __future__ import annotations
@@ -2715,6 +2717,7 @@ def resized(im, size: tuple[int, int]):
     return crop_to_aspect(im, size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
 
 
+# ----------------------------------------------------------------------------------------------
 # Files. Every output is written under a temporary name beside its target, named
 # .<stem>.<host>-<pid>.<random>.partial.<ext> so that a later run can tell a leftover of a killed
 # run of ours (SIGKILL, power loss) from a file of anyone else's, and moved into place only when
