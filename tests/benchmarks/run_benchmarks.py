@@ -1,7 +1,7 @@
 """Benchmarks for the README (issue #3). Not unit tests: run by hand, prints a Markdown table.
 
     python tests/benchmarks/run_benchmarks.py            # all, ~10 min on 2 CPU cores
-    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention, draft
+    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention, draft, segments
 
 Each compares generate_video.py with the direct diffusers way of doing the same job, in one run,
 as ratios. Peak memory is each child process's own ru_maxrss (os.wait4), so runs don't mix.
@@ -159,8 +159,73 @@ def bench_draft(rows):
                      "not counted)", f"{d:,.0f} / {f:,.0f} vs {t:,.0f}", f"{d / t:.2f}x / {f / t:.2f}x", "—"))
 
 
+def jumps(frames) -> tuple[float, float]:
+    """(worst, median) mean absolute change between consecutive frames: a seam is a jump."""
+    import numpy as np
+
+    d = [float(np.abs(b.astype(float) - a.astype(float)).mean()) for a, b in zip(frames, frames[1:])]
+    return max(d), statistics.median(d)
+
+
+def bench_segments(rows):
+    """Three prompts, one long clip, tiny models at 192x128: our chained condition windows vs
+    diffusers' LTXI2VLongMultiPromptPipeline (sliding windows, 24-frame overlap) at the same size
+    and frame count. Cost: transformer tokens processed; seams: worst frame-to-frame jump over the
+    median one."""
+    import numpy as np
+    import torch
+    import generate_video as gv
+    from conftest import make_image, probe
+    from diffusers import LTXLatentUpsamplePipeline, LTXVideoTransformer3DModel
+    from diffusers.pipelines.ltx.pipeline_ltx_i2v_long_multi_prompt import LTXI2VLongMultiPromptPipeline
+
+    tokens = []
+    real = LTXVideoTransformer3DModel.forward
+
+    def counting(self, hidden_states, *a, **k):
+        tokens.append(hidden_states.shape[0] * hidden_states.shape[1])
+        return real(self, hidden_states, *a, **k)
+
+    LTXVideoTransformer3DModel.forward = counting
+    prompts = ["a boat leaves the harbour", "it sails past the lighthouse", "it reaches the open sea"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+        cond.save_pretrained(tmp / "cond")
+        LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(tmp / "up")
+        image = make_image(tmp / "in.png", 192, 128)
+        argv = ["--image", str(image), "--num-frames", "73", "--width", "192", "--height", "128", "--seed", "5",
+                "--model", str(tmp / "cond"), "--upsampler", str(tmp / "up"), "-o", str(tmp / "ours.mp4"), "-q"]
+        for p in prompts:
+            argv += ["--segment-prompt", p]
+        t0 = time.perf_counter()
+        assert gv.main(argv) == 0
+        ours_s, ours_tokens = time.perf_counter() - t0, sum(tokens)
+        ours = probe(tmp / "ours.mp4")["frames"]
+        tokens.clear()
+        pipe = LTXI2VLongMultiPromptPipeline(scheduler=cond.scheduler, vae=cond.vae, text_encoder=cond.text_encoder,
+                                             tokenizer=cond.tokenizer, transformer=cond.transformer)
+        from PIL import Image
+
+        t0 = time.perf_counter()
+        video = pipe(prompt=" | ".join(prompts), height=128, width=192, num_frames=len(ours), seed=5,
+                     cond_image=Image.open(image).convert("RGB"), temporal_tile_size=40, temporal_overlap=24,
+                     num_inference_steps=8, output_type="np").frames[0]
+        theirs_s, theirs_tokens = time.perf_counter() - t0, sum(tokens)
+        theirs = [(np.clip(f, 0, 1) * 255).round().astype(np.uint8) for f in video]
+    LTXVideoTransformer3DModel.forward = real
+    (ow, om), (tw, tm) = jumps(ours), jumps(theirs)
+    rows.append((f"3 prompts, {len(ours)} frames at 192x128, tiny models: transformer tokens, chained windows vs "
+                 "LTXI2VLongMultiPromptPipeline", f"{ours_tokens:,} vs {theirs_tokens:,}",
+                 f"{ours_tokens / theirs_tokens:.2f}x", "same cost or less"))
+    rows.append(("same: worst frame-to-frame jump / median jump (a seam shows as a large ratio)",
+                 f"{ow / om:.2f} vs {tw / tm:.2f}", f"{(ow / om) / (tw / tm):.2f}x", "<= 1x"))
+    rows.append(("same: wall time on this CPU (model load included for ours)", f"{ours_s:.1f} s vs {theirs_s:.1f} s",
+                 f"{ours_s / theirs_s:.2f}x", "—"))
+
+
 def main():
-    which = sys.argv[1:] or ["cli", "run", "rss", "attention", "draft"]
+    which = sys.argv[1:] or ["cli", "run", "rss", "attention", "draft", "segments"]
     print("| benchmark | generate_video.py vs direct | ratio | goal |\n|---|---|---|---|", flush=True)
     for name in which:
         rows = []
