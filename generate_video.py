@@ -548,6 +548,8 @@ class MemoryPlan:
     estimate: dict[str, float]  # GiB by part
     peak_gib: float
     tokens: int
+    attention_kernel: str | None = None  # a Metal kernel that passed its self-check here ("mps-sdpa 0.2.0")
+    kernel_verdict: dict | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1383,7 +1385,9 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
     parts = ", ".join(f"{k} {v:.2f}" for k, v in plan.estimate.items() if v)
     lines.append(f"  memory: ~{plan.peak_gib:.1f} GiB peak of {gib(plan.budget_bytes):.1f} GiB budget "
                  f"({plan.tokens:,} tokens; GiB: {parts})")
-    lines.append(f"  savings: attention {'chunked ' + str(plan.attention_chunk) + ' rows' if plan.attention_chunk else 'stock'}, "
+    attention = f"Metal {plan.attention_kernel} ({plan.kernel_verdict['reason']})" if plan.attention_kernel else \
+        f"chunked {plan.attention_chunk} rows" if plan.attention_chunk else "stock"
+    lines.append(f"  savings: attention {attention}, "
                  f"VAE tiling {'spatial' if plan.vae_spatial_tiling else 'no spatial'}"
                  f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, offload {plan.offload}")
     return lines
@@ -1818,6 +1822,176 @@ def set_lora_pass(pipe, job: Job, stage: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Metal attention kernels (Macs only, optional). A kernel is used only after it has matched our
+# chunked attention on random inputs of LTX's shapes, in the job's dtype, on this machine, and
+# was faster; the verdict is cached per (package version, torch, macOS, chip, dtype).
+
+@dataclass(frozen=True)
+class Kernel:
+    package: str  # on PyPI
+    module: str  # its import name
+    call: Callable  # (module, q, k, v, mask) -> out; [B, H, L, D] in and out, PyTorch's mask meaning
+
+
+def _mps_sdpa(module, q, k, v, mask):
+    # Apple's MPSGraph SDPA silently returns garbage past ~15k query rows on M2/M3 Ultra (Apple
+    # FB24605554): there, queries go in blocks of 2,048 rows.
+    if "Ultra" in chip_name() and q.shape[2] > 2048:
+        import torch
+
+        return torch.cat([module.sdpa_opt(q[:, :, i:i + 2048], k, v, attn_mask=None if mask is None else
+                                          mask[..., i:i + 2048, :] if mask.shape[-2] > 1 else mask)
+                          for i in range(0, q.shape[2], 2048)], dim=2)
+    return module.sdpa_opt(q, k, v, attn_mask=mask)
+
+
+def _mps_flash_attn(module, q, k, v, mask):
+    if mask is not None and mask.dtype.is_floating_point:
+        raise NotImplementedError("mps-flash-attn takes boolean masks only")
+    return module.flash_attention(q, k, v, attn_mask=None if mask is None else ~mask)  # its True: masked out
+
+
+ACTIVE_KERNELS: dict[str, tuple] = {}  # name -> (Kernel, module), filled by settle_job
+# In order of preference (README: why).
+ATTENTION_KERNELS = (Kernel("mps-sdpa", "mps_sdpa", _mps_sdpa), Kernel("mps-flash-attn", "mps_flash_attn", _mps_flash_attn))
+KERNEL_TOLERANCE = {"float32": 2e-3, "float16": 2e-2, "bfloat16": 5e-2}  # max |kernel - chunked|, unit-variance inputs
+KERNEL_CHECK_SHAPE = (32, 64)  # heads x head dim of LTX's attention
+KERNEL_CHECK_TOKENS = (1024, 4096)  # and the job's own length, capped at KERNEL_CHECK_MAX
+KERNEL_CHECK_MAX = 16384
+
+
+def chip_name() -> str:
+    import platform
+    import subprocess
+
+    if sys.platform == "darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip()
+    return platform.processor() or platform.machine()
+
+
+def kernel_identity(kernel: Kernel, module, dtype_name: str) -> str:
+    """What a verdict holds for: a new package, torch, macOS or chip checks again."""
+    import torch
+
+    version = getattr(module, "__version__", None)
+    if version is None:
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version as package_version
+
+            version = package_version(kernel.package)
+    mac = macos_version()
+    return f"{kernel.package} {version or '?'}|torch {torch.__version__}|" \
+           f"macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|{dtype_name}"
+
+
+def verdict_cache_path() -> Path:
+    root = os.environ.get("GENERATE_VIDEO_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                                   os.path.expanduser("~/.cache"), "generate_video")
+    return Path(root) / "kernel_verdicts.json"
+
+
+def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dict:
+    """The kernel against chunked_attention on random [1, 32, L, 64] inputs at a few lengths up to
+    the job's: no NaN, max error within KERNEL_TOLERANCE, and the speed ratio (chunked time over
+    the kernel's, at the longest length)."""
+    import torch
+
+    dtype_name = str(dtype).replace("torch.", "")
+    heads, dim = KERNEL_CHECK_SHAPE
+    lengths = sorted({*KERNEL_CHECK_TOKENS, min(max(tokens, 1), KERNEL_CHECK_MAX)})
+    g = torch.Generator(device="cpu").manual_seed(0)
+    worst, speedup = 0.0, 0.0
+
+    def timed(fn):
+        fn()  # warm up (kernels compile, caches fill)
+        if device == "mps":
+            torch.mps.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if device == "mps":
+            torch.mps.synchronize()
+        return out, time.perf_counter() - t0
+
+    try:
+        for length in lengths:
+            q, k, v = (torch.randn(1, heads, length, dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
+            rows = attention_chunk_rows(length, heads, 2**29)
+            with torch.inference_mode():
+                ref, t_ref = timed(lambda: chunked_attention(q, k, v, None, rows))
+                out, t_kernel = timed(lambda: kernel.call(module, q, k, v, None))
+            if out.shape != ref.shape:
+                return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)}"}
+            if not torch.isfinite(out).all():
+                return {"ok": False, "reason": f"NaN/inf at {length} tokens"}
+            worst = max(worst, float((out.float() - ref.float()).abs().max()))
+            speedup = t_ref / max(t_kernel, 1e-9)
+    except Exception as e:  # a kernel that crashes is a failed check, never our crash
+        return {"ok": False, "reason": f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[0][:120]}"}
+    tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
+    verdict = {"max_error": round(worst, 6), "tolerance": tolerance, "speedup": round(speedup, 2),
+               "lengths": lengths}
+    if worst > tolerance:
+        return dict(verdict, ok=False, reason=f"max error {worst:.3g} > {tolerance:g} against chunked attention")
+    if speedup < 1.0:
+        return dict(verdict, ok=False, reason=f"slower than chunked attention here ({speedup:.2f}x)")
+    return dict(verdict, ok=True, reason=f"max error {worst:.3g}, {speedup:.2f}x chunked attention's speed")
+
+
+def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int) -> dict:
+    """The cached verdict for this kernel here, or a new self-check (then cached)."""
+    path = verdict_cache_path()
+    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""))
+    cache: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        cache = read_json(path)
+    entry = cache.get(key) if isinstance(cache, dict) else None
+    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= min(tokens, KERNEL_CHECK_MAX):
+        return entry
+    verdict = dict(check_kernel(kernel, module, device, dtype, tokens), checked_tokens=min(tokens, KERNEL_CHECK_MAX),
+                   identity=key)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cache = cache if isinstance(cache, dict) else {}
+        cache[key] = verdict
+        tmp = temp_path(path.with_suffix(".json"), "json")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    return verdict
+
+
+def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
+                          kernels: Sequence[Kernel] = ATTENTION_KERNELS, on_mac: bool | None = None):
+    """(kernel, module, verdict) for --attention auto/metal, or None (chunked or stock then).
+    Off a Mac auto never looks; `metal` there, or with no kernel that passes, is refused."""
+    import importlib
+
+    on_mac = device == "mps" if on_mac is None else on_mac
+    if not on_mac:
+        if mode == "metal":
+            raise UsageError("--attention metal needs a Mac's GPU (MPS); use auto, chunked or stock here")
+        return None
+    failures = []
+    for kernel in kernels:
+        try:
+            module = importlib.import_module(kernel.module)
+        except Exception:  # not installed, or it failed to build: not a candidate
+            continue
+        verdict = kernel_verdict(kernel, module, device, dtype, tokens)
+        if verdict.get("ok"):
+            return kernel, module, verdict
+        failures.append(f"{kernel.package}: {verdict.get('reason')}")
+    if mode == "metal":
+        raise UsageError("--attention metal: " + ("; ".join(failures) if failures else
+                         "no Metal attention kernel installed (pip install mps-sdpa)") +
+                         "; use --attention chunked")
+    if failures:
+        log.info(f"note: using chunked attention; Metal kernel not trusted here ({'; '.join(failures)})")
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
 # Memory savings that are real (enable_attention_slicing is a no-op for these models).
 
 
@@ -1847,8 +2021,13 @@ def chunked_attention(query, key, value, mask, rows: int):
     return out
 
 
-def make_chunked_processors(rows: int):
-    """Processor classes for LTX and CogVideoX attention that use chunked_attention."""
+def make_chunked_processors(rows: int, attend: Callable | None = None):
+    """Processor classes for LTX and CogVideoX attention that use chunked_attention, or `attend`
+    (q, k, v, mask -> out, [B, H, L, D]: a Metal kernel)."""
+    if attend is None:
+        def attend(q, k, v, mask):
+            return chunked_attention(q, k, v, mask, rows)
+
     import torch
     from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
     from diffusers.models.embeddings import apply_rotary_emb as cog_rotary
@@ -1874,7 +2053,7 @@ def make_chunked_processors(rows: int):
                 key = apply_rotary_emb(key, image_rotary_emb)
             # [B, L, H*D] -> [B, H, L, D]
             query, key, value = (t.unflatten(2, (attn.heads, -1)).transpose(1, 2) for t in (query, key, value))
-            hidden_states = chunked_attention(query, key, value, attention_mask, self.chunk_rows)
+            hidden_states = attend(query, key, value, attention_mask)
             hidden_states = hidden_states.transpose(1, 2).flatten(2, 3).to(query.dtype)
             return attn.to_out[1](attn.to_out[0](hidden_states))
 
@@ -1901,7 +2080,7 @@ def make_chunked_processors(rows: int):
                 query[:, :, text_len:] = cog_rotary(query[:, :, text_len:], image_rotary_emb)
                 if not attn.is_cross_attention:
                     key[:, :, text_len:] = cog_rotary(key[:, :, text_len:], image_rotary_emb)
-            hidden_states = chunked_attention(query, key, value, attention_mask, self.chunk_rows)
+            hidden_states = attend(query, key, value, attention_mask)
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
             hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
             encoder_out, video_out = hidden_states.split([text_len, hidden_states.size(1) - text_len], dim=1)
@@ -1912,7 +2091,20 @@ def make_chunked_processors(rows: int):
 
 def apply_savings(pipe, plan: MemoryPlan) -> None:
     """Per job: the attention processor and VAE tiling the plan chose."""
-    if plan.attention_chunk:
+    if plan.attention_kernel:
+        kernel, module = ACTIVE_KERNELS[plan.attention_kernel]
+        rows = plan.attention_chunk
+
+        def attend(q, k, v, mask):
+            try:
+                return kernel.call(module, q, k, v, mask)
+            except NotImplementedError:  # a call the kernel does not take (a float mask): ours
+                return chunked_attention(q, k, v, mask, rows)
+
+        ltx_cls, cog_cls = make_chunked_processors(rows, attend)
+        cls = cog_cls if type(pipe).__name__.startswith("CogVideoX") else ltx_cls
+        pipe.transformer.set_attn_processor(cls())
+    elif plan.attention_chunk:
         ltx_cls, cog_cls = make_chunked_processors(plan.attention_chunk)
         cls = cog_cls if type(pipe).__name__.startswith("CogVideoX") else ltx_cls
         pipe.transformer.set_attn_processor(cls())
@@ -2227,10 +2419,12 @@ class NonFiniteError(RuntimeError):
         super().__init__(f"NaN/inf latents in {stage} at step {step + 1}")
 
 
-def mps_failure_advice(job: Job, device: str, dtype_name: str) -> str:
+def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | None = None) -> str:
     import torch
 
     advice = []
+    if kernel:
+        advice.append(f"the Metal attention kernel {kernel} is a suspect: run again with --attention chunked")
     if torch.__version__.startswith("2.5."):
         advice.append(f"torch {torch.__version__} renders LTX as noise on MPS: pip install -U torch")
     if dtype_name != "float32":
@@ -3132,7 +3326,8 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "cpu_fallback_ops": stats.cpu_fallback_ops,
         "memory_plan": {
             "budget_gib": round(gib(plan.budget_bytes), 2), "estimated_peak_gib": plan.peak_gib,
-            "attention_chunk_rows": plan.attention_chunk, "vae_spatial_tiling": plan.vae_spatial_tiling,
+            "attention_chunk_rows": plan.attention_chunk, "attention_kernel": plan.attention_kernel,
+            "kernel_verdict": plan.kernel_verdict, "vae_spatial_tiling": plan.vae_spatial_tiling,
             "vae_temporal_tiling": plan.vae_temporal_tiling, "offload": plan.offload,
             "estimate_gib": plan.estimate,
         },
@@ -3247,7 +3442,7 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
     elem = torch.tensor([], dtype=dtype).element_size()
     dims = job.dims or model_dims(model_folder(job.model_source), job.spec)
     attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
-    if job.request.attention_slicing not in TRISTATE and not job.request.attention_slicing.isdigit():
+    if job.request.attention_slicing not in (*TRISTATE, "metal") and not job.request.attention_slicing.isdigit():
         attention_budget = float(job.request.attention_slicing) * 2**30
     if device == "cpu" and job.request.offload not in ("auto", "none"):
         log.warn(f"--offload {job.request.offload} has no effect on the CPU (the weights are already in RAM)")
@@ -3256,6 +3451,15 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
     if job.spec.family == "cogvideox" and job.request.vae_tiling == "on":
         log.warn("CogVideoX's VAE always decodes 2 latent frames at a time; --vae-tiling on adds spatial tiles only")
         plan = dataclasses.replace(plan, vae_temporal_tiling=False)
+    if job.request.attention_slicing in ("auto", "metal"):
+        picked = pick_attention_kernel(job.request.attention_slicing, device, dtype, plan.tokens, log)
+        if picked:
+            kernel, module, verdict = picked
+            name = verdict["identity"].split("|")[0]
+            ACTIVE_KERNELS[name] = (kernel, module)
+            plan = dataclasses.replace(plan, attention_kernel=name, kernel_verdict=verdict,
+                                       attention_chunk=plan.attention_chunk or attention_chunk_rows(
+                                           plan.tokens, dims.heads, int(attention_budget)))  # its fallback
     return plan
 
 
@@ -3334,7 +3538,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
         except Exception as e:
             if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
                 raise
-            error = explain_failure(e, job, device, dtype_name)
+            error = explain_failure(e, job, device, dtype_name, plan.attention_kernel)
             if not batch:
                 raise error from None
             outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - t_job, str(error), job))
@@ -3343,9 +3547,9 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
             log.info(f"error: {job.output.name}: {error}")
 
 
-def explain_failure(e: Exception, job: Job, device: str, dtype_name: str) -> RunError:
+def explain_failure(e: Exception, job: Job, device: str, dtype_name: str, kernel: str | None = None) -> RunError:
     """A failure during generation, as a RunError naming the likely cause and the fix."""
-    advice = mps_failure_advice(job, device, dtype_name)
+    advice = mps_failure_advice(job, device, dtype_name, kernel)
     if isinstance(e, NonFiniteError):
         return RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; {advice}")
     if isinstance(e, BrokenVideoError):
@@ -3768,12 +3972,25 @@ def run_check(device_name: str, log: Log) -> int:
                "" if available else "needs an Apple Silicon Mac, macOS 12.3+ and the macOS arm64 torch wheel")
     else:  # not a Mac: MPS cannot be there, which is no problem to fix
         report(PASS, f"not a Mac: runs on {'CUDA' if torch.cuda.is_available() else 'the CPU'} (MPS is macOS only)")
-    chip = platform.processor() or platform.machine()
-    if sys.platform == "darwin":
-        with contextlib.suppress(Exception):
-            chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                  text=True, timeout=5).stdout.strip() or chip
-    report(PASS, f"{chip}, {gib(total_memory_bytes()):.0f} GiB memory")
+    report(PASS, f"{chip_name()}, {gib(total_memory_bytes()):.0f} GiB memory")
+    if sys.platform == "darwin" and available:  # each installed Metal kernel, checked here, now
+        import importlib
+
+        dtype = pick_dtype("auto", "mps")
+        for kernel in ATTENTION_KERNELS:
+            try:
+                module = importlib.import_module(kernel.module)
+            except Exception:
+                report(WARN if kernel is ATTENTION_KERNELS[0] else PASS, f"Metal attention {kernel.package}: not "
+                       "installed (chunked attention is used)", f"pip install {kernel.package}"
+                       if kernel is ATTENTION_KERNELS[0] else "")
+                continue
+            verdict = check_kernel(kernel, module, "mps", dtype, max(KERNEL_CHECK_TOKENS))
+            report(PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, str(dtype))}: "
+                   + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
+                   "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice")
+    else:
+        report(PASS, "Metal attention kernels: Macs only; chunked attention is used here")
     slow = ""
     with contextlib.suppress(UsageError):  # --device names a device this machine lacks: reported below
         device = pick_device(device_name)
@@ -3916,6 +4133,11 @@ non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "0 or more")
 seed_int = _number(int, lambda v: 0 <= v <= MAX_SEED, f"between 0 and {MAX_SEED}")
 
 
+def attention_mode(text: str) -> str:
+    """--attention: auto, metal, chunked (= slicing on), stock (= off) or rows per chunk."""
+    return {"chunked": "on", "stock": "off", "metal": "metal"}.get(text) or slicing_mode(text)
+
+
 def slicing_mode(text: str) -> str:
     if text in TRISTATE:
         return text
@@ -3991,8 +4213,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help="auto: mps, cuda, then cpu")
     h.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE, metavar="TYPE",
                    help="auto|bfloat16|float16|float32")
-    h.add_argument("--attention-slicing", type=slicing_mode, default="auto", metavar="MODE",
-                   help="auto|on|off|rows per chunk")
+    h.add_argument("--attention-slicing", type=slicing_mode, default="auto", help=argparse.SUPPRESS)  # old name
+    h.add_argument("--attention", type=attention_mode, default="auto", metavar="MODE", dest="attention_slicing",
+                   help="auto|metal|chunked|stock|N (default: auto)")
     h.add_argument("--vae-tiling", choices=TRISTATE, default="auto", help="tiled VAE decode")
     h.add_argument("--offload", choices=OFFLOADS, default="auto", metavar="MODE", help="auto|none|model|sequential")
     h.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB", dest="memory_budget_gb",

@@ -344,7 +344,9 @@ def test_real_ctrl_c_to_the_process_group_leaves_nothing(models, tmp_path):
     proc = subprocess.Popen([sys.executable, str(Path(gv.__file__)), "--image", str(image), "--prompt", "p",
                              "--model", str(models["i2v"]), "--resolution", "1080p", "--duration", "5",
                              "--steps", "3", "--guidance-scale", "1", "-o", str(out)],
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as from a terminal, even if pytest itself was started with SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     deadline = time.time() + 120
     while "decode:" not in seen and time.time() < deadline:  # interrupt while frames are being written

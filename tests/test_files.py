@@ -115,6 +115,15 @@ def test_two_real_runs_racing_for_one_output_never_mix_video_and_sidecar(models,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "same.json", "same.mp4"]
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C as a terminal delivers it, even when pytest was started with SIGINT ignored (a
+    background job of a shell without job control)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_second_ctrl_c_while_ffmpeg_finishes_cannot_leave_the_partial_file(tmp_path):
     """The first Ctrl-C started the cleanup; the second lands while ffmpeg is being closed."""
     writer = gv.VideoWriter(tmp_path / "v.mp4", 64, 64, 8, overwrite=False)

@@ -42,3 +42,26 @@ def test_default_fast_path_with_real_weights(tmp_path):
     assert info["size"] == (1920, 1080) and len(info["frames"]) == 25
     side = json.loads(out.with_suffix(".json").read_text())
     print(json.dumps({"timings_s": side["timings_s"], "stages": side["stages"]}, indent=1))
+
+
+@pytest.mark.mps
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_installed_metal_attention_kernels_pass_their_self_check_here(dtype):
+    """Each installed kernel against chunked attention at LTX's real shapes and lengths up to a
+    1080p fast-path stage-1 job (8,160 tokens). A failure here is what `auto` would fall back on."""
+    import importlib
+
+    import torch
+
+    found = 0
+    for kernel in gv.ATTENTION_KERNELS:
+        try:
+            module = importlib.import_module(kernel.module)
+        except Exception:
+            continue
+        found += 1
+        verdict = gv.check_kernel(kernel, module, "mps", getattr(torch, dtype), 8160)
+        print(kernel.package, dtype, verdict)
+        assert verdict.get("max_error", float("inf")) <= verdict.get("tolerance", 0), verdict
+    if not found:
+        pytest.skip("no Metal attention kernel installed (pip install mps-sdpa)")

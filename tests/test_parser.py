@@ -44,7 +44,7 @@ def test_help_fits_a_screen_and_models_are_listed_apart(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     assert gv.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for text in ("default: auto", "--list-models", "--attention-slicing", "--jobs", "--check"):
+    for text in ("default: auto", "--list-models", "--attention ", "--jobs", "--check"):
         assert text in out
     lines = out.splitlines()
     assert len(lines) <= 60 and max(len(line) for line in lines) <= 80
