@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -1860,7 +1861,9 @@ KERNEL_CHECK_TOKENS = (1024, 4096)  # and the job's own length, capped at KERNEL
 KERNEL_CHECK_MAX = 16384
 
 
+@functools.lru_cache(maxsize=1)
 def chip_name() -> str:
+    """The CPU/SoC name ("Apple M4 Max"); asked once per process (attention calls consult it)."""
     import platform
     import subprocess
 
