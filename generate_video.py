@@ -1832,6 +1832,7 @@ class Kernel:
     package: str  # on PyPI
     module: str  # its import name
     call: Callable  # (module, q, k, v, mask) -> out; [B, H, L, D] in and out, PyTorch's mask meaning
+    unready: Callable = lambda module: None  # (module) -> why it cannot be trusted before any test, or None
 
 
 def _mps_sdpa(module, q, k, v, mask):
@@ -1846,6 +1847,23 @@ def _mps_sdpa(module, q, k, v, mask):
     return module.sdpa_opt(q, k, v, attn_mask=mask)
 
 
+def _mps_sdpa_unready(module) -> str | None:
+    """mps-sdpa's fast path is a zero-copy C++ bridge compiled on first import; without Xcode's
+    command-line tools it drops to a pyobjc backend that leaks Metal memory on every call (long
+    generations run out of memory, per Lightricks' LTX-2 app), so only the bridge is trusted."""
+    status = getattr(module, "backend_status", None)
+    if status is None:
+        return None
+    try:
+        picked = status().get("picked")
+    except Exception as e:
+        return f"backend_status() failed ({e.__class__.__name__})"
+    if picked != "mpsgraph_zc":
+        return (f"its zero-copy backend is not active (it would use {picked}); install Xcode's command-line "
+                "tools (xcode-select --install) and run again")
+    return None
+
+
 def _mps_flash_attn(module, q, k, v, mask):
     if mask is not None and mask.dtype.is_floating_point:
         raise NotImplementedError("mps-flash-attn takes boolean masks only")
@@ -1854,7 +1872,8 @@ def _mps_flash_attn(module, q, k, v, mask):
 
 ACTIVE_KERNELS: dict[str, tuple] = {}  # name -> (Kernel, module), filled by settle_job
 # In order of preference (README: why).
-ATTENTION_KERNELS = (Kernel("mps-sdpa", "mps_sdpa", _mps_sdpa), Kernel("mps-flash-attn", "mps_flash_attn", _mps_flash_attn))
+ATTENTION_KERNELS = (Kernel("mps-sdpa", "mps_sdpa", _mps_sdpa, _mps_sdpa_unready),
+                     Kernel("mps-flash-attn", "mps_flash_attn", _mps_flash_attn))
 KERNEL_TOLERANCE = {"float32": 2e-3, "float16": 2e-2, "bfloat16": 5e-2}  # max |kernel - chunked|, unit-variance inputs
 KERNEL_CHECK_SHAPE = (32, 64)  # heads x head dim of LTX's attention
 KERNEL_CHECK_TOKENS = (1024, 4096)  # and the job's own length, capped at KERNEL_CHECK_MAX
@@ -1902,6 +1921,9 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dic
     import torch
 
     dtype_name = str(dtype).replace("torch.", "")
+    reason = kernel.unready(module)
+    if reason:
+        return {"ok": False, "reason": reason}
     heads, dim = KERNEL_CHECK_SHAPE
     lengths = sorted({*KERNEL_CHECK_TOKENS, min(max(tokens, 1), KERNEL_CHECK_MAX)})
     g = torch.Generator(device="cpu").manual_seed(0)

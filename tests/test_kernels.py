@@ -139,3 +139,14 @@ def test_the_mac_kernels_install_on_macs_only():
     assert [r.name for r in mac] == ["mps-sdpa"]
     assert not any(r.marker.evaluate() for r in mac)  # this Linux machine (and CI) installs none of them
     assert all(r.marker.evaluate({"sys_platform": "darwin", "platform_machine": "arm64"}) for r in mac)
+
+
+def test_mps_sdpa_is_trusted_only_on_its_zero_copy_backend(kernels):
+    """Without Xcode's tools mps-sdpa runs a pyobjc backend that leaks Metal memory per call."""
+    _, module = kernels("right")
+    kernel = gv.Kernel("fake-kernel", "fake_kernel", gv._mps_sdpa, gv._mps_sdpa_unready)
+    module.backend_status = lambda: {"picked": "mpsgraph", "active": True}
+    verdict = gv.check_kernel(kernel, module, "cpu", torch.float32, 128)
+    assert not verdict["ok"] and "xcode-select --install" in verdict["reason"] and module.calls == 0
+    module.backend_status = lambda: {"picked": "mpsgraph_zc", "active": True}
+    assert gv.check_kernel(kernel, module, "cpu", torch.float32, 128)["max_error"] < 1e-4
