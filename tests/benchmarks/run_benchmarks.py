@@ -126,18 +126,27 @@ def bench_attention(rows):
                      "<= 1.15x"))
 
 
+def tiny_fast_models(tmp: Path):
+    """The tiny distilled LTXConditionPipeline and its latent upsampler, saved to tmp/cond and
+    tmp/up; returns the pipeline."""
+    import generate_video as gv
+    from diffusers import LTXLatentUpsamplePipeline
+
+    cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+    cond.save_pretrained(tmp / "cond")
+    LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(tmp / "up")
+    return cond
+
+
 def bench_draft(rows):
     """Draft, then its final, against the whole fast path: tiny models at the real 1080p x 121
     frames (wall time of each command, model load included), and the FLOP plan of the real one."""
     import generate_video as gv
     from conftest import make_image
-    from diffusers import LTXLatentUpsamplePipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
-        cond.save_pretrained(tmp / "cond")
-        LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(tmp / "up")
+        cond = tiny_fast_models(tmp)
         image = make_image(tmp / "in.png", 1920, 1080)
         base = [PY, "generate_video.py", "--image", str(image), "--prompt", "a boat", "--model", str(tmp / "cond"),
                 "--upsampler", str(tmp / "up"), "--seed", "1", "-q", "--overwrite"]
@@ -176,7 +185,7 @@ def bench_segments(rows):
     import torch
     import generate_video as gv
     from conftest import make_image, probe
-    from diffusers import LTXLatentUpsamplePipeline, LTXVideoTransformer3DModel
+    from diffusers import LTXVideoTransformer3DModel
     from diffusers.pipelines.ltx.pipeline_ltx_i2v_long_multi_prompt import LTXI2VLongMultiPromptPipeline
 
     tokens = []
@@ -190,9 +199,7 @@ def bench_segments(rows):
     prompts = ["a boat leaves the harbour", "it sails past the lighthouse", "it reaches the open sea"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cond = gv.tiny_ltx_pipeline("LTXConditionPipeline")
-        cond.save_pretrained(tmp / "cond")
-        LTXLatentUpsamplePipeline(vae=cond.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(tmp / "up")
+        cond = tiny_fast_models(tmp)
         image = make_image(tmp / "in.png", 192, 128)
         argv = ["--image", str(image), "--num-frames", "73", "--width", "192", "--height", "128", "--seed", "5",
                 "--model", str(tmp / "cond"), "--upsampler", str(tmp / "up"), "-o", str(tmp / "ours.mp4"), "-q"]
