@@ -853,6 +853,13 @@ def check_text(what: str, text: str | None) -> None:
         raise UsageError(f"{what} is not valid UTF-8 text; {fix}") from None
 
 
+def need_condition_pipeline(what: str, spec: ModelSpec, verb: str = "needs") -> None:
+    """Keyframes, extensions and segment windows are conditions of LTX's condition pipeline."""
+    if spec.pipeline != "LTXConditionPipeline":
+        raise UsageError(f"{what} {verb} LTX's condition pipeline (a distilled model such as {DEFAULT_MODEL_FAST}); "
+                         f"{spec.alias} is an {spec.pipeline}")
+
+
 def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) -> tuple[Condition, ...]:
     """--end-image and --keyframe PATH@T (seconds, or #frame) as frames of this video. LTX's
     condition pipeline places a single image at any frame exactly (it becomes extra tokens at that
@@ -871,9 +878,7 @@ def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) ->
         wanted.append((f"--end-image {request.end_image}", Path(request.end_image).expanduser(), frames - 1))
     if not wanted:
         return ()
-    if spec.pipeline != "LTXConditionPipeline":
-        raise UsageError(f"{wanted[0][0]}: images after the first frame need LTX's condition pipeline (a distilled "
-                         f"model such as {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
+    need_condition_pipeline(f"{wanted[0][0]}: images after the first frame", spec, "need")
     conditions, taken = [], {0: "--image"}
     for what, path, frame in wanted:
         if not 1 <= frame <= frames - 1:
@@ -908,13 +913,11 @@ def probe_video(path: Path) -> tuple[int, int, float, int]:
     return width, height, float(meta.get("fps") or 0), frames
 
 
-def plan_extension(request: Request, spec: ModelSpec, fps_wanted: int | None) -> tuple[Extension, int, int, int]:
+def plan_extension(request: Request, fps_wanted: int | None) -> tuple[Extension, int, int, int]:
     """--extend VIDEO: (extension, width, height, fps). The new part has the original's size and
-    fps and begins with its last EXTEND_CONTEXT frames as a video condition at frame 0."""
+    fps and begins with its last EXTEND_CONTEXT frames as a video condition at frame 0 (the
+    model's pipeline is checked by plan_job once the model is known)."""
     path = Path(request.extend).expanduser()
-    if spec.pipeline != "LTXConditionPipeline":
-        raise UsageError(f"--extend needs LTX's condition pipeline (a distilled model such as {DEFAULT_MODEL_FAST}); "
-                         f"{spec.alias} is an {spec.pipeline}")
     if request.width or request.height or request.resolution:
         raise UsageError("--extend keeps the original's size; leave out --width/--height/--resolution")
     if request.draft or request.from_draft:
@@ -937,9 +940,7 @@ def plan_windows(request: Request, spec: ModelSpec, fps: int) -> tuple[int, str]
     n = len(request.segment_prompt)
     if n < 2:
         raise UsageError("--segment-prompt: give two or more (one prompt is --prompt)")
-    if spec.pipeline != "LTXConditionPipeline":
-        raise UsageError(f"--segment-prompt needs LTX's condition pipeline (a distilled model such as "
-                         f"{DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
+    need_condition_pipeline("--segment-prompt", spec)
     for what in ("extend", "end_image", "draft", "from_draft"):
         if getattr(request, what):
             raise UsageError(f"--segment-prompt makes one long clip from --image; it does not take "
@@ -1015,8 +1016,7 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
     extension = None
     if request.extend is not None:
-        probe_spec = MODELS[DEFAULT_MODEL_FAST] if not request.model else resolve_model_name(request.model)[1]
-        extension, ext_w, ext_h, ext_fps = plan_extension(request, probe_spec, request.fps)
+        extension, ext_w, ext_h, ext_fps = plan_extension(request, request.fps)
         image_size = (ext_w, ext_h)
     else:
         image_size = check_image(request.image, decode=decode_image)
@@ -1069,6 +1069,8 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         if side > MAX_SIDE:
             raise UsageError(f"size {width}x{height} is larger than {MAX_SIDE} px; lower --resolution")
 
+    if extension is not None:  # the model is final here (the preset can change the default one)
+        need_condition_pipeline("--extend", spec)
     fps = request.fps or (ext_fps if extension else spec.fps)
     if spec.family == "cogvideox" and request.fps and request.fps != spec.fps:
         log.warn(f"CogVideoX has no frame-rate input: it moves as if at {spec.fps} fps; --fps {request.fps} "

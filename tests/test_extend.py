@@ -109,5 +109,8 @@ def test_extend_needs_a_video_and_the_condition_pipeline(models, tmp_path, capsy
     src = original(tmp_path / "orig.mp4", frames=9)
     rc, cap = run(["--extend", src, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "x.mp4"], capsys)
     assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err
+    # the default model follows the preset: --preset quality's has no condition pipeline either
+    rc, cap = run(["--extend", src, "--prompt", "p", "--preset", "quality", "-o", tmp_path / "x.mp4"], capsys)
+    assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err and "loading" not in cap.err
     rc, cap = run(["--image", src, "--prompt", "p", "--extend-only", "-o", tmp_path / "x.mp4"], capsys)
     assert rc == 2 and "--extend-only goes with --extend" in cap.err
