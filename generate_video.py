@@ -2118,21 +2118,18 @@ def make_chunked_processors(rows: int, attend: Callable | None = None):
 
 def apply_savings(pipe, plan: MemoryPlan) -> None:
     """Per job: the attention processor and VAE tiling the plan chose."""
+    attend = None
     if plan.attention_kernel:
         kernel, module = ACTIVE_KERNELS[plan.attention_kernel]
-        rows = plan.attention_chunk
 
         def attend(q, k, v, mask):
             try:
                 return kernel.call(module, q, k, v, mask)
             except NotImplementedError:  # a call the kernel does not take (a float mask): ours
-                return chunked_attention(q, k, v, mask, rows)
+                return chunked_attention(q, k, v, mask, plan.attention_chunk)
 
-        ltx_cls, cog_cls = make_chunked_processors(rows, attend)
-        cls = cog_cls if type(pipe).__name__.startswith("CogVideoX") else ltx_cls
-        pipe.transformer.set_attn_processor(cls())
-    elif plan.attention_chunk:
-        ltx_cls, cog_cls = make_chunked_processors(plan.attention_chunk)
+    if plan.attention_chunk:  # a kernel's plan always has rows too: its fallback
+        ltx_cls, cog_cls = make_chunked_processors(plan.attention_chunk, attend)
         cls = cog_cls if type(pipe).__name__.startswith("CogVideoX") else ltx_cls
         pipe.transformer.set_attn_processor(cls())
     else:
@@ -2866,19 +2863,6 @@ def video_chunks(path: Path, chunk: int = 8) -> Iterator:
         reader.close()
 
 
-def video_frames(path: Path, start: int) -> list:
-    """A video's frames from index `start` to the end, as PIL images."""
-    from PIL import Image
-
-    out, index = [], 0
-    for chunk in video_chunks(path):
-        for frame in chunk:
-            if index >= start:
-                out.append(Image.fromarray(frame))
-            index += 1
-    return out
-
-
 def generate(pipe, upsampler, job: Job, embeds, device: str, dtype, stats: RunStats,
              log: Log) -> Iterator:
     """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order. `embeds`:
@@ -2887,23 +2871,24 @@ def generate(pipe, upsampler, job: Job, embeds, device: str, dtype, stats: RunSt
 
     pick = embeds if callable(embeds) else (lambda prompt: embeds)
     size = job.image_size or (job.gen_width, job.gen_height)
-    if job.extend is not None:  # frame 0 is the original's last frames, as a video condition
-        image = [[resized(im, size) for im in video_frames(job.extend.video, job.extend.frames - job.extend.context)]]
+    skip = 0
+    if job.extend is not None:  # the original first (its own frames, untouched), then the new part
+        tail = collections.deque(maxlen=job.extend.context)  # one read of the video serves both
+        for chunk in video_chunks(job.extend.video):
+            tail.extend(chunk)
+            if not job.extend.only:
+                yield fit_frames(chunk, job.width, job.height)
+        image = [video_condition(tail, size)]  # frame 0 is the original's last frames
+        skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
     else:
         image = prepare_image(job.request.image, *size, job.spec.image_blur_sigma, job.spec.image_crf)
     if job.conditions:  # every pinned image is prepared as the first one is
         image = (image if isinstance(image, list) else [image]) + [
             prepare_image(c.path, *size, job.spec.image_blur_sigma, job.spec.image_crf) for c in job.conditions]
-    skip = 0
-    if job.extend is not None:  # the original first (its own frames, untouched), then the new part
-        skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
-        if not job.extend.only:
-            for chunk in video_chunks(job.extend.video):
-                yield fit_frames(chunk, job.width, job.height)
     for window, prompt in enumerate(job.segments or (job.request.prompt,)):
         if window:  # a long clip: this window starts from the last frames of the one before
             log.info(f"window {window + 1} of {job.windows}: {prompt[:70]}")
-            image, skip = [[resized(__import__("PIL").Image.fromarray(f), size) for f in context]], EXTEND_CONTEXT
+            image, skip = [video_condition(context, size)], EXTEND_CONTEXT
         elif job.segments:
             log.info(f"window 1 of {job.windows}: {prompt[:70]}")
         # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
@@ -2931,11 +2916,13 @@ def generate(pipe, upsampler, job: Job, embeds, device: str, dtype, stats: RunSt
         empty_device_cache(device)
 
 
-def resized(im, size: tuple[int, int]):
-    """A video frame as a condition: center-cropped to the aspect, then resized (Lanczos)."""
+def video_condition(frames, size: tuple[int, int]) -> list:
+    """uint8 [H, W, 3] frames as a video condition: each center-cropped to the aspect, then
+    resized (Lanczos) to the generation size."""
     from PIL import Image
 
-    return crop_to_aspect(im, size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
+    return [crop_to_aspect(Image.fromarray(f), size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
+            for f in frames]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -3059,11 +3046,6 @@ def publish(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
         with signals_deferred(), folder_lock(final_dir):
             for tmp, final in pairs:
                 os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the user's usual file mode
-            if not overwrite:
-                for _, final in pairs:
-                    if final.exists() or final.is_symlink():
-                        raise RunError(f"{final} appeared while generating (another run?); kept it, and wrote "
-                                       "nothing. Pass --overwrite to replace it")
             try:
                 for tmp, final in pairs:
                     if overwrite:
@@ -3084,14 +3066,16 @@ def publish(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
 
 
 def _claim(tmp: Path, final: Path) -> None:
+    """Take the name `final` for `tmp` only if nothing (not even a dangling link) holds it."""
+    appeared = RunError(f"{final} appeared while generating (another run?); kept it, and wrote nothing. "
+                        "Pass --overwrite to replace it")
     try:
         os.link(tmp, final)
     except FileExistsError:
-        raise RunError(f"{final} appeared while generating (another run?); kept it, and wrote nothing. "
-                       "Pass --overwrite to replace it") from None
+        raise appeared from None
     except OSError:  # file systems without hard links: check, then rename (a tiny window)
-        if final.exists():
-            raise RunError(f"{final} appeared while generating; kept it, and wrote nothing") from None
+        if final.exists() or final.is_symlink():
+            raise appeared from None
         os.rename(tmp, final)
 
 
