@@ -318,6 +318,11 @@ class Progress:
             emit(text, sys.stderr)
 
 
+def first_line(e: BaseException, default: str = "") -> str:
+    """An exception's message, first line only: some libraries put a tool's whole output there."""
+    return (str(e).strip().splitlines() or [default])[0]
+
+
 def clock(seconds: float) -> str:
     seconds = int(seconds + 0.5)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
@@ -377,12 +382,20 @@ def read_json(path: Path) -> dict:
         return json.load(f)
 
 
-def safetensors_params(path: Path) -> int:
-    """Parameter count of a .safetensors file from its header alone (no tensor is read)."""
+def read_safetensors_header(path: Path) -> dict:
+    """A .safetensors file's header (tensor names, dtypes, shapes); no tensor is read. OSError,
+    ValueError or struct.error for a file that is not one."""
+    import struct
+
     with open(path, "rb") as f:
-        (header_len,) = __import__("struct").unpack("<Q", f.read(8))
+        (header_len,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(header_len))
-    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return header if isinstance(header, dict) else {}
+
+
+def safetensors_params(path: Path) -> int:
+    """Parameter count of a .safetensors file from its header alone."""
+    return sum(math.prod(t["shape"]) for k, t in read_safetensors_header(path).items() if k != "__metadata__")
 
 
 def describe_seconds(s: float) -> str:
@@ -482,7 +495,12 @@ class Lora:
 
     @property
     def arg(self) -> str:
-        return f"{self.source}:{self.scale:g}" + ("" if self.passes == "all" else f"@{self.passes}")
+        return lora_arg(self.source, self.scale, self.passes)
+
+
+def lora_arg(source: str, scale: float, passes: str) -> str:
+    """The --lora argument that asks for this LoRA again."""
+    return f"{source}:{scale:g}" + ("" if passes == "all" else f"@{passes}")
 
 
 @dataclass(frozen=True)
@@ -1479,7 +1497,7 @@ def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
                        "connect and run again (files already downloaded are kept), or pass "
                        "--model with a local folder") from None
     except Exception as e:  # huggingface_hub raises many network error types
-        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {first_line(e)}"
                        "; check the network and the id, then run again (files already downloaded are kept), "
                        "or pass a local folder") from None
     return folder, folder.name
@@ -1730,22 +1748,15 @@ def lora_file(source: str, log: Log) -> Path:
     return found[0]
 
 
-def safetensors_header(path: Path) -> dict[str, dict]:
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-    except (OSError, ValueError, struct.error):
-        raise UsageError(f"{path}: not a readable .safetensors file") from None
-    return header if isinstance(header, dict) else {}
-
-
 def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims) -> int:
     """Refuse a LoRA made for another model, naming both, from the file's header alone; returns
     its parameter count (for the memory plan)."""
-    header = safetensors_header(file)
+    import struct
+
+    try:
+        header = read_safetensors_header(file)
+    except (OSError, ValueError, struct.error):
+        raise UsageError(f"{file}: not a readable .safetensors file") from None
     tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
     keys = [k for k in tensors if k.startswith(LORA_KEY_PREFIXES) and (".lora_A." in k or ".lora_B." in k)]
     if not keys:
@@ -1807,7 +1818,7 @@ def apply_loras(pipe, loras: Sequence[Lora], log: Log) -> bool:
                 pipe.load_lora_weights(load_file(str(lora.file)), adapter_name=name)
             except (ValueError, RuntimeError, KeyError) as e:
                 raise RunError(f"--lora {lora.source} did not load into {type(pipe).__name__}: "
-                               f"{(str(e).strip().splitlines() or [''])[0][:200]}") from None
+                               f"{first_line(e)[:200]}") from None
         pipe.set_adapters(names, [lora.scale for lora in loras])
         fused = all(lora.passes == "all" for lora in loras)
         if fused:
@@ -1955,7 +1966,7 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dic
             worst = max(worst, float((out.float() - ref.float()).abs().max()))
             speedup = t_ref / max(t_kernel, 1e-9)
     except Exception as e:  # a kernel that crashes is a failed check, never our crash
-        return {"ok": False, "reason": f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[0][:120]}"}
+        return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
     tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
     verdict = {"max_error": round(worst, 6), "tolerance": tolerance, "speedup": round(speedup, 2),
                "lengths": lengths}
@@ -2289,7 +2300,7 @@ def h264_roundtrip(pixels, crf: int):
             reader.close()
         except (OSError, StopIteration) as e:  # a full temp disk, a file size limit
             raise RunError(f"preparing the image (its H.264 round trip in {tmp}) failed: "
-                           f"{(str(e).strip().splitlines() or ['ffmpeg stopped'])[0]}") from None
+                           f"{first_line(e, 'ffmpeg stopped')}") from None
     return frame
 
 
@@ -2601,8 +2612,7 @@ def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
              "seed": data.get("seed"), "model": data.get("model"), "upsampler": info.get("final_upsampler"),
              "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
              "num_frames": data.get("num_frames"), "fps": data.get("fps"), "preset": "fast",
-             "lora": [f"{x['source']}:{x['scale']:g}" + ("" if x["passes"] == "all" else f"@{x['passes']}")
-                      for x in data.get("loras") or []] or None,
+             "lora": [lora_arg(x["source"], x["scale"], x["passes"]) for x in data.get("loras") or []] or None,
              "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None}
     for key, value in given.items():
         if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
@@ -3107,7 +3117,7 @@ def write_failure(e: Exception, path: Path) -> RunError:
                 shutil.disk_usage(path.parent).free < 64 * 2**20:
             return DiskFullError(f"the disk holding {path.parent} is full; nothing was written. Free some space "
                                  "and run the command again")
-    reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+    reason = getattr(e, "strerror", None) or first_line(e)
     return RunError(f"writing {path.name} failed ({reason}); nothing was written")
 
 
@@ -3569,7 +3579,7 @@ def explain_failure(e: Exception, job: Job, device: str, dtype_name: str, kernel
         return RunError(f"an operator is not supported on {device}: {e}; {advice}")
     if isinstance(e, RunError):
         return e
-    return RunError(f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[0]}")
+    return RunError(f"{e.__class__.__name__}: {first_line(e)}")
 
 
 def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | None = None) -> list[Outcome]:
@@ -4312,8 +4322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        first = (str(e).strip().splitlines() or [""])[0]  # some libraries put a tool's whole output here
-        emit(f"error: {e.__class__.__name__}: {first} (run with -v for details)", sys.stderr)
+        emit(f"error: {e.__class__.__name__}: {first_line(e)} (run with -v for details)", sys.stderr)
         return EXIT_FAILURE
 
 
