@@ -62,6 +62,7 @@ DEFAULT_DTYPE = "auto"
 DEFAULT_PRESET = "auto"
 DEFAULT_ATTENTION_BUDGET_GIB = 1.0  # per attention call: heads x chunk x keys x bytes
 DEFAULT_CRF = 17  # x264 quality: 17 is visually lossless for generated video
+AUDIO_BITRATE = "192k"  # AAC, stereo: transparent for generated speech, music and effects
 RESOLUTIONS = {"480p": 480, "720p": 720, "1080p": 1080}  # short side in pixels
 LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
 MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
@@ -102,7 +103,7 @@ class ModelSpec:
 
     alias: str
     repo: str  # Hub id in diffusers format (or of the companion repo for single-file weights)
-    family: str  # "ltx" or "cogvideox"
+    family: str  # "ltx", "cogvideox" or "ltx2"
     pipeline: str  # diffusers pipeline class that runs it
     distilled: bool = False
     steps: int = 50
@@ -136,6 +137,10 @@ class ModelSpec:
     single_file: str | None = None  # transformer weights as one file in `repo` (original format)
     config_repo: str | None = None  # diffusers repo whose transformer config fits `single_file`
     params_b: dict[str, float] = field(default_factory=dict)  # billions, for the memory plan
+    # Extra guidance the pipeline takes (LTX-2: STG, modality isolation, audio guidance), as its
+    # keyword arguments; each extra pass (STG, modality) is one more transformer forward per step.
+    guidance_extras: dict[str, Any] = field(default_factory=dict)
+    quality_alias: str | None = None  # the full model this distilled one defers to under --preset quality
     note: str = ""
 
 
@@ -147,6 +152,24 @@ LTX_T5 = 4.76
 LTX_DISTILLED_STAGE1 = (1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0)
 LTX_DISTILLED_STAGE2 = (909.4, 725.0, 421.9)
 LTX_IMAGE_RECIPE = {"image_blur_sigma": 1.0, "image_crf": 29}  # ltx_video/inference.py, every LTX model
+# LTX-2 (video with its sound). Sigmas x 1000 of diffusers' pipelines/ltx2/utils.py (= Lightricks'
+# distilled.py): 8 for stage 1, 3 for stage 2 (renoised to its first).
+LTX2_DISTILLED_STAGE1 = (1000.0, 993.75, 987.5, 981.25, 975.0, 909.375, 725.0, 421.875)
+LTX2_DISTILLED_STAGE2 = (909.375, 725.0, 421.875)
+# Distilled: no guidance of any kind (the pipeline's defaults would add STG and modality passes,
+# and audio CFG 7). The full models: Lightricks' ltx_pipelines/utils/constants.py (2.0: STG in
+# block 29; 2.3: block 28).
+LTX2_DISTILLED_GUIDANCE = {"stg_scale": 0.0, "audio_stg_scale": 0.0, "modality_scale": 1.0,
+                           "audio_modality_scale": 1.0, "audio_guidance_scale": 1.0, "guidance_rescale": 0.0,
+                           "audio_guidance_rescale": 0.0}
+LTX2_FULL_GUIDANCE = {"stg_scale": 1.0, "audio_stg_scale": 1.0, "modality_scale": 3.0, "audio_modality_scale": 3.0,
+                      "audio_guidance_scale": 7.0, "guidance_rescale": 0.7, "audio_guidance_rescale": 0.7,
+                      "spatio_temporal_guidance_blocks": [29]}
+# Billions, from the bf16 files' sizes (transformer 37.8 GB; Gemma 3 12B with its vision tower
+# 24.4 GB; video VAE 2.49 GB, audio VAE 0.22, connectors 2.86, vocoder 0.11, upsampler ~1 GB).
+# Replaced by the safetensors headers' counts once a checkpoint is on disk (model_dims).
+LTX2_PARAMS = {"transformer": 19.0 + 1.43, "text_encoder": 12.2, "vae": 1.25 + 0.11 + 0.06, "upsampler": 0.5}
+LTX2_IMAGE_CRF = 33  # ltx_pipelines' DEFAULT_IMAGE_CRF through LTX-2.3 (18 from 2.5); no blur
 MODELS: dict[str, ModelSpec] = {
     spec.alias: spec
     for spec in (
@@ -196,6 +219,20 @@ MODELS: dict[str, ModelSpec] = {
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
             note="CogVideoX 1.5 5B I2V: short side 768, long side <= 1360, 16N+1 frames (81, 161) at 16 fps",
         ),
+        ModelSpec(
+            "ltx2", "rootonchair/LTX-2-19b-distilled", "ltx2", "LTX2ImageToVideoPipeline",
+            distilled=True, steps=8, guidance=1.0, max_frames=481,
+            stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2,
+            upsampler="rootonchair/LTX-2-19b-distilled", image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
+            guidance_extras=LTX2_DISTILLED_GUIDANCE, quality_alias="ltx2-dev", params_b=LTX2_PARAMS,
+            note="LTX-2 19B distilled, video with sound (24 kHz stereo): the diffusers docs' distilled repo",
+        ),
+        ModelSpec(
+            "ltx2-dev", "Lightricks/LTX-2", "ltx2", "LTX2ImageToVideoPipeline",
+            steps=40, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
+            guidance_extras=LTX2_FULL_GUIDANCE, params_b=LTX2_PARAMS,
+            note="LTX-2 19B full model, 40 guided steps (CFG, STG, modality: 4 passes a step)",
+        ),
     )
 }
 DEFAULT_MODEL_FAST = "ltx-distilled"
@@ -204,19 +241,22 @@ PIPELINE_FAMILY = {
     "LTXImageToVideoPipeline": "ltx",
     "LTXConditionPipeline": "ltx",
     "CogVideoXImageToVideoPipeline": "cogvideox",
+    "LTX2ImageToVideoPipeline": "ltx2",
 }
 # Text-to-video or other checkpoints whose weights can serve one of the pipelines above.
-PIPELINE_ALIASES = {"LTXPipeline": "LTXImageToVideoPipeline"}
+PIPELINE_ALIASES = {"LTXPipeline": "LTXImageToVideoPipeline", "LTX2Pipeline": "LTX2ImageToVideoPipeline"}
 MAX_SEQUENCE_LENGTH = {  # each pipeline's own default: keeps us equal to a direct call
     "LTXImageToVideoPipeline": 128,
     "LTXConditionPipeline": 256,
     "CogVideoXImageToVideoPipeline": 226,
+    "LTX2ImageToVideoPipeline": 1024,
 }
 # Fallback settings for a checkpoint not in MODELS, keyed by pipeline class.
 GENERIC_SPECS = {
     "LTXImageToVideoPipeline": MODELS["ltx"],
     "LTXConditionPipeline": MODELS["ltx-distilled"],
     "CogVideoXImageToVideoPipeline": MODELS["cogvideox1.5"],
+    "LTX2ImageToVideoPipeline": MODELS["ltx2-dev"],
 }
 
 
@@ -442,6 +482,7 @@ class Request:
     extend: Path | None = None  # an MP4 to continue
     extend_only: bool = False
     segment_prompt: tuple[str, ...] = ()  # one long clip, a window per prompt
+    no_audio: bool = False  # a model with sound: write the video without it
 
 
 @dataclass(frozen=True)
@@ -756,9 +797,19 @@ def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg
     d = dims or model_dims(None, spec)
     side = d.spatial * d.patch
     tokens = ((frames - 1) // d.temporal + 1) * (height // side) * (width // side)
-    dense = 2 * d.params.get("transformer", 2e9) * tokens
+    dense = 2 * d.params.get("transformer", 2e9) * d.video_share * tokens
     attention = 4 * tokens * tokens * d.hidden * d.layers  # QK^T and PV, 2 FLOP per multiply-add
-    return (dense + attention) * (2 if cfg else 1) / 1e12
+    return (dense + attention) * guidance_passes(spec, cfg) / 1e12
+
+
+def guidance_passes(spec: ModelSpec, cfg: bool) -> int:
+    """Transformer forwards per step: 2 with classifier-free guidance, plus one each for LTX-2's
+    spatio-temporal (STG) and modality-isolation guidance when they are on."""
+    extras = spec.guidance_extras
+    stg = max(extras.get("stg_scale", 0.0), extras.get("audio_stg_scale", 0.0)) > 0
+    modality = max(extras.get("modality_scale", 1.0), extras.get("audio_modality_scale", 1.0)) > 1
+    cfg = cfg or extras.get("audio_guidance_scale", 1.0) > 1
+    return (2 if cfg else 1) + stg + modality
 
 
 def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: int,
@@ -1057,14 +1108,26 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     if request.model is None:
         spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
         source = spec.repo
-    can_fast = spec.pipeline == "LTXConditionPipeline"
+    elif request.preset == "quality" and spec.quality_alias and request.model == spec.alias:
+        spec = MODELS[spec.quality_alias]  # a distilled family name: its full, guided model
+        source = spec.repo
+        log.info(f"note: --preset quality runs {spec.alias} ({spec.repo}), the full model of {request.model}")
+    can_fast = spec.upsampler is not None and spec.stage1_timesteps is not None
     if preset == "fast" and not can_fast:
         if request.preset == "fast":
-            raise UsageError(f"--preset fast needs a distilled LTX checkpoint run by LTXConditionPipeline "
+            raise UsageError(f"--preset fast needs a distilled checkpoint with a latent upscaler "
                              f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
         log.info(f"note: {spec.alias} is an {spec.pipeline} checkpoint, so it runs as a single pass "
-                 "(the fast multi-scale path needs a distilled LTXConditionPipeline checkpoint)")
+                 "(the fast multi-scale path needs a distilled checkpoint with a latent upscaler)")
         preset = "quality"
+    family = family_of(spec)
+    for asked, feature, option in ((request.draft or request.from_draft, "draft", "--draft/--from-draft"),
+                                   (request.lora, "lora", "--lora")):
+        if asked and feature not in family.supports:
+            raise UsageError(f"{option} is not available for {spec.alias} ({spec.pipeline}) yet; "
+                             f"leave it out, or use an LTX-Video model such as {DEFAULT_MODEL_FAST}")
+    if request.no_audio and not family.audio:
+        raise UsageError(f"--no-audio: {spec.alias} makes no sound (its videos are silent already)")
     if spec.short_side and (min(width, height) != spec.short_side or max(width, height) > (spec.max_long_side or MAX_SIDE)):
         log.warn(f"{spec.alias} was trained with a short side of {spec.short_side} px and a long side of at most "
                  f"{spec.max_long_side} px; {width}x{height} is outside that and may look worse "
@@ -1184,38 +1247,57 @@ class ModelDims:
     patch: int  # transformer patch (tokens per latent pixel side)
     framewise_builtin: bool = False  # the VAE always decodes a few latent frames at a time
     layers: int = 28  # transformer blocks
+    video_share: float = 1.0  # of the transformer's weights, the share that acts on video tokens
+    # (LTX-2's audio stream, hidden 2048 beside video's 4096, runs on ~25 tokens a second: ~0)
+
+
+# Each family's sizes before its configs are at hand: heads, hidden, decoder channels, blocks,
+# VAE compression (space, time), patch. LTX 13B: 48 blocks of 32 x 128; 2B: 28 of 32 x 64.
+FAMILY_DIMS = {"ltx": (32, 2048, 128, 28, 32, 8, 1), "ltx-13b": (32, 4096, 128, 48, 32, 8, 1),
+               "cogvideox": (48, 3072, 128, 42, 8, 4, 2), "ltx2": (32, 4096, 256, 48, 32, 8, 1)}
+# Parts counted with another in the memory plan: LTX-2's text connectors run with the transformer,
+# its audio VAE and vocoder decode with the video VAE.
+FOLDED_COMPONENTS = {"connectors": "transformer", "audio_vae": "vae", "vocoder": "vae"}
 
 
 def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
     params = {k: int(v * 1e9) for k, v in spec.params_b.items()}
-    big = params.get("transformer", 0) > 5e9  # LTX 13B: 48 blocks of 32 x 128; 2B: 28 of 32 x 64
-    heads, hidden, vae_channels = (32, 4096 if big else 2048, 128) if spec.family == "ltx" else (48, 3072, 128)
-    layers = (48 if big else 28) if spec.family == "ltx" else 42
-    spatial, temporal, patch = (32, 8, 1) if spec.family == "ltx" else (8, 4, 2)
+    big = spec.family == "ltx" and params.get("transformer", 0) > 5e9
+    heads, hidden, vae_channels, layers, spatial, temporal, patch = FAMILY_DIMS["ltx-13b" if big else spec.family]
+    audio_hidden = 2048 if spec.family == "ltx2" else 0
     if folder is not None and folder.is_dir():
-        for component in ("transformer", "text_encoder", "vae", "latent_upsampler"):
+        counted: dict[str, int] = {}
+        for component in ("transformer", "text_encoder", "vae", "latent_upsampler", *FOLDED_COMPONENTS):
             files = list((folder / component).glob("*.safetensors"))
             if files:
                 with contextlib.suppress(OSError, ValueError, KeyError):
-                    params[component] = sum(safetensors_params(f) for f in files)
+                    counted[component] = sum(safetensors_params(f) for f in files)
+        for component, n in counted.items():
+            if component in ("transformer", "vae"):  # each with the parts folded into it
+                n += sum(counted.get(c, 0) for c, into in FOLDED_COMPONENTS.items() if into == component)
+            if component not in FOLDED_COMPONENTS:
+                params[component] = n
         with contextlib.suppress(OSError, ValueError):
             cfg = read_json(folder / "transformer" / "config.json")
             heads = cfg.get("num_attention_heads", heads)
             hidden = heads * cfg.get("attention_head_dim", hidden // heads)
             layers = cfg.get("num_layers", layers)
             patch = cfg.get("patch_size", patch)
+            if audio_hidden:
+                audio_hidden = cfg.get("audio_num_attention_heads", 32) * cfg.get("audio_attention_head_dim", 64)
         with contextlib.suppress(OSError, ValueError):
             cfg = read_json(folder / "vae" / "config.json")
             channels = cfg.get("decoder_block_out_channels") or cfg.get("block_out_channels")
             vae_channels = channels[0] if channels else vae_channels
-            if spec.family == "ltx":
+            if spec.family in ("ltx", "ltx2"):
                 # diffusers' own rule: the declared ratios win. The 0.9.5+ VAE declares 32x/8x while
                 # its four scaling flags would say 64x/16x (its "temporal" block keeps space).
                 scaled = sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
                 spatial = cfg.get("spatial_compression_ratio") or cfg.get("patch_size", 4) * 2 ** scaled
                 temporal = cfg.get("temporal_compression_ratio") or cfg.get("patch_size_t", 1) * 2 ** scaled
     return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch,
-                     framewise_builtin=spec.family == "cogvideox", layers=layers)
+                     framewise_builtin=spec.family == "cogvideox", layers=layers,
+                     video_share=hidden**2 / (hidden**2 + audio_hidden**2))
 
 
 def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
@@ -1263,6 +1345,14 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
     peak = device_peak + host if unified else device_peak
     largest = max(attention / (1 if chunk else batch), decode_array)
     return {k: round(gib(v), 2) for k, v in parts.items()}, gib(peak), gib(largest)
+
+
+MAC_MEMORY_GB = (16, 18, 24, 32, 36, 48, 64, 96, 128, 192, 256, 512)  # unified memory sizes Apple sells
+
+
+def mac_that_fits(peak_gib: float) -> int | None:
+    """The smallest Mac whose default budget (MPS_WORKING_SET of its memory) holds `peak_gib`."""
+    return next((gb for gb in MAC_MEMORY_GB if gb * MPS_WORKING_SET >= peak_gib), None)
 
 
 def attention_chunk_rows(tokens: int, heads: int, budget_bytes: int) -> int:
@@ -1318,13 +1408,16 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
                                           round(peak, 2), tokens)
     best = min(tried, key=lambda t: t[0])
     weights_gib = sum(v for k, v in best[5].items() if k in ("transformer", "vae", "upsampler"))
+    fits = mac_that_fits(best[0])
+    fits = f" (a Mac with {fits} GB or more runs it)" if fits and device in ("mps", "cpu") else ""
     if weights_gib * 2**30 > budget_bytes:
         raise UsageError(f"the model's weights alone need {weights_gib:.1f} GiB in this dtype, more than the "
-                         f"{gib(budget_bytes):.1f} GiB budget; use " + ("--dtype bfloat16, " if elem > 2 else "")
+                         f"{gib(budget_bytes):.1f} GiB budget{fits}; use "
+                         + ("--dtype bfloat16, " if elem > 2 else "")
                          + "a smaller model, or --memory-budget if this machine has more memory free")
     raise UsageError(
         f"this job needs about {best[0]:.1f} GiB even with every saving on, more than the "
-        f"{gib(budget_bytes):.1f} GiB budget; make it fit with a smaller size or fewer frames "
+        f"{gib(budget_bytes):.1f} GiB budget{fits}; make it fit with a smaller size or fewer frames "
         f"(e.g. --resolution 720p or --num-frames {max(job.spec.frame_step + 1, job.num_frames // 2 // job.spec.frame_step * job.spec.frame_step + 1)})"
         f", or raise --memory-budget if this machine has more memory free"
     )
@@ -1508,13 +1601,17 @@ def hub_endpoint() -> str:
 
 
 def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Path, str]:
-    """The parts of a diffusers repo that its model_index.json names (or `only` those), nothing
-    else: model_index.json first, then each folder's configs, tokenizer files and weight indexes,
-    then exactly the safetensors those name."""
-    folder, _ = _snapshot(repo, ["model_index.json"])
-    index = read_model_index(folder, check_folders=False)  # the folders come next
-    names = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
-    names = [n for n in names if (only is None or n in only) and n not in skip]
+    """The parts of a diffusers repo that its model_index.json names (or the folders `only` names:
+    LTX-2 keeps its upscaler in latent_upsampler/, which its index does not list), nothing else:
+    model_index.json first, then each folder's configs, tokenizer files and weight indexes, then
+    exactly the safetensors those name."""
+    if only is None:
+        folder, _ = _snapshot(repo, ["model_index.json"])
+        index = read_model_index(folder, check_folders=False)  # the folders come next
+        names = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
+    else:
+        names = list(only)
+    names = [n for n in names if n not in skip]
     small = ["model_index.json"] + [f"{n}/{f}" for n in names
                                     for f in HUB_CONFIG_FILES + HUB_TOKENIZER_FILES + HUB_WEIGHT_INDEXES]
     folder, revision = _snapshot(repo, small)
@@ -1568,7 +1665,8 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     else:
         log.info(f"fetching {source} (only what model_index.json names; cached after the first run)")
         # Single file: the big transformer comes from it (the repo's own may even be another size).
-        folder, revision = snapshot_components(source, skip=("transformer",) if single else ())
+        unused = family_of(spec).unused_components  # prompt enhancers and such: never run here
+        folder, revision = snapshot_components(source, skip=unused + (("transformer",) if single else ()))
     pipeline_class = model_family_from_folder(folder)
     if pipeline_class != spec.pipeline and not (spec.pipeline == "LTXImageToVideoPipeline" and
                                                 pipeline_class == "LTXConditionPipeline"):
@@ -1612,23 +1710,32 @@ def require_safetensors(folder: Path, components: Sequence[str] | None = None) -
                              "save_pretrained(..., safe_serialization=True)")
 
 
-def load_text_encoder(weights: Weights, dtype, log: Log):
-    """Only the tokenizer and T5, in a pipeline object of the model's class (so its own
-    encode_prompt runs): phase one of loading, so T5 and the denoiser never share memory."""
-    import diffusers
-    from transformers import AutoTokenizer, T5EncoderModel
+TEXT_ENCODERS = ("T5EncoderModel", "Gemma3ForConditionalGeneration")  # classes model_index.json may name
 
+
+def load_text_encoder(weights: Weights, dtype, log: Log):
+    """Only the tokenizer and the text encoder (T5, Gemma: the class model_index.json names), in a
+    pipeline object of the model's class (so its own encode_prompt runs): phase one of loading, so
+    the text encoder and the denoiser never share memory."""
+    import diffusers
+    import transformers
+    from transformers import AutoTokenizer
+
+    index = read_model_index(weights.folder, check_folders=False)
+    name = (index.get("text_encoder") or [None, "T5EncoderModel"])[1]
+    if name not in TEXT_ENCODERS:
+        raise RunError(f"{weights.folder}: text encoder {name} is not one this tool runs ({', '.join(TEXT_ENCODERS)})")
     try:
         with quiet_libraries(log):
             tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
-            text_encoder = T5EncoderModel.from_pretrained(
+            text_encoder = getattr(transformers, name).from_pretrained(
                 str(weights.folder / "text_encoder"), dtype=text_encoder_dtype(dtype), use_safetensors=True,
                 local_files_only=True)
     except (OSError, ValueError) as e:
-        raise RunError(f"could not load the text encoder from {weights.folder}: {e}") from None
-    components = dict.fromkeys(("scheduler", "vae", "transformer"))
+        raise RunError(f"could not load the text encoder from {weights.folder}: {first_line(e)}") from None
+    others = [k for k, v in index.items() if isinstance(v, list) and k not in ("tokenizer", "text_encoder")]
     return getattr(diffusers, weights.pipeline_class)(tokenizer=tokenizer, text_encoder=text_encoder.eval(),
-                                                      **components)
+                                                      **dict.fromkeys(others))
 
 
 def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
@@ -1638,7 +1745,9 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
 
     cls = getattr(diffusers, weights.pipeline_class)
     torch_dtype = {"default": dtype, "text_encoder": text_encoder_dtype(dtype)}
-    kwargs: dict[str, Any] = {} if text_encoder else {"text_encoder": None}
+    kwargs: dict[str, Any] = dict.fromkeys(FAMILIES[weights.pipeline_class].unused_components)
+    if not text_encoder:
+        kwargs["text_encoder"] = None
     if weights.transformer_file is not None:
         kwargs["transformer"] = diffusers.LTXVideoTransformer3DModel.from_single_file(
             str(weights.transformer_file), config=str(weights.transformer_config),
@@ -1651,9 +1760,10 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
         raise RunError(f"could not load the model from {weights.folder}: {e}") from None
     upsampler = None
     if weights.upsampler_folder is not None:
-        from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+        import importlib
 
-        upsampler = LTXLatentUpsamplerModel.from_pretrained(
+        module, name = FAMILIES[weights.pipeline_class].upsampler_class
+        upsampler = getattr(importlib.import_module(module), name).from_pretrained(
             str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
             use_safetensors=True, local_files_only=True)
     return pipe, upsampler
@@ -2139,12 +2249,9 @@ def apply_savings(pipe, plan: MemoryPlan) -> None:
             except NotImplementedError:  # a call the kernel does not take (a float mask): ours
                 return chunked_attention(q, k, v, mask, plan.attention_chunk)
 
-    if plan.attention_chunk:  # a kernel's plan always has rows too: its fallback
-        ltx_cls, cog_cls = make_chunked_processors(plan.attention_chunk, attend)
-        cls = cog_cls if type(pipe).__name__.startswith("CogVideoX") else ltx_cls
-        pipe.transformer.set_attn_processor(cls())
-    else:
-        pipe.transformer.set_attn_processor(_stock_processor(pipe))
+    # a kernel's plan always has rows too: its fallback
+    family = FAMILIES[type(pipe).__name__]
+    pipe.transformer.set_attn_processor(family.attention_processors(pipe, attend, plan.attention_chunk))
     vae = pipe.vae
     if plan.vae_spatial_tiling:
         vae.enable_tiling()
@@ -2163,6 +2270,7 @@ def _stock_processor(pipe):
 
 def place_pipeline(pipe, upsampler, offload: str, device: str) -> None:
     """Once per loaded model: onto the device, or offloaded onto it."""
+    FAMILIES[type(pipe).__name__].prepare_loaded(pipe, device)
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
@@ -2198,6 +2306,181 @@ def empty_device_cache(device: str) -> None:
         torch.mps.empty_cache()
     elif device == "cuda":
         torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model families: one class per family of pipelines, registered by the pipeline class names its
+# checkpoints' model_index.json carry (as llama.cpp's converters register architectures). The core
+# calls these hooks; a family is a class here plus its rows in MODELS. Family is LTX-Video's and
+# CogVideoX's behaviour (the core's own functions); LTX2 overrides what differs.
+
+FAMILIES: dict[str, type[Family]] = {}
+
+
+def register(*pipeline_classes: str):
+    def add(cls):
+        for name in pipeline_classes:
+            FAMILIES[name] = cls
+        return cls
+    return add
+
+
+def family_of(spec: ModelSpec) -> type[Family]:
+    return FAMILIES[spec.pipeline]
+
+
+@register("LTXImageToVideoPipeline", "LTXConditionPipeline", "CogVideoXImageToVideoPipeline")
+class Family:
+    text_encoder_label = "T5"
+    audio = False  # makes a soundtrack
+    supports = frozenset({"draft", "lora"})  # features beyond plain image-to-video
+    upsampler_class = ("diffusers.pipelines.ltx.modeling_latent_upsampler", "LTXLatentUpsamplerModel")
+    unused_components: tuple[str, ...] = ()  # optional pipeline parts this tool never runs: not fetched
+
+    @staticmethod
+    def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: str, stats: RunStats,
+                log: Log):
+        """All stages; returns normalized, unpacked video latents (stats.audio: its soundtrack)."""
+        return denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
+
+    @staticmethod
+    def prepare_loaded(pipe, device: str) -> None:
+        """Adjust a freshly loaded pipeline for the device."""
+
+    @staticmethod
+    def attention_processors(pipe, attend: Callable | None, rows: int | None) -> Any:
+        """The transformer's attention processor(s): ours (`attend`, or chunks of `rows`) or stock."""
+        cog = type(pipe).__name__.startswith("CogVideoX")
+        if rows:
+            ltx_cls, cog_cls = make_chunked_processors(rows, attend)
+            return (cog_cls if cog else ltx_cls)()
+        return _stock_processor(pipe)
+
+
+@register("LTX2ImageToVideoPipeline")
+class LTX2(Family):
+    """LTX-2: one transformer denoises video and audio latents together (Gemma 3 reads the
+    prompt); the audio VAE and vocoder turn the audio latents into a waveform."""
+
+    text_encoder_label = "Gemma"
+    audio = True
+    supports: frozenset = frozenset()
+    upsampler_class = ("diffusers.pipelines.ltx2", "LTX2LatentUpsamplerModel")
+    unused_components = ("processor", "prompt_enhancer", "duration_head")
+
+    @classmethod
+    def denoise(cls, pipe, upsampler, job: Job, embeds: dict, image, generator, device: str, stats: RunStats,
+                log: Log):
+        import torch
+
+        pipe.set_progress_bar_config(disable=True)
+        latents = audio = None
+        for index, stage in enumerate(job.stages):
+            if index > 0:  # as denoise(): each later stage from its own seed
+                generator.manual_seed((job.seed + index * STAGE_SEED_STRIDE) % 2**63)
+            kwargs = dict(embeds, image=image, width=stage.width, height=stage.height, num_frames=job.num_frames,
+                          frame_rate=job.fps, guidance_scale=job.guidance_scale, generator=generator,
+                          image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
+                          output_type="latent", return_dict=False, **job.spec.guidance_extras)
+            if stage.timesteps:
+                kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
+                use_fixed_schedule(pipe)
+            else:
+                kwargs["num_inference_steps"] = stage.steps
+            log.info(f"{stage.name}: {stage.width}x{stage.height}, "
+                     + (f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps")
+                     + " (video and audio)")
+            if index > 0:  # Lightricks' distilled.py: upscale, renoise to the schedule's first sigma
+                latents = cls.upsample(pipe, upsampler, latents, device, stats, log)
+                kwargs.update(latents=latents, audio_latents=audio, noise_scale=kwargs["sigmas"][0])
+            kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
+                                                            Progress(log, stage.name, stats.started))
+            t0 = time.perf_counter()
+            with torch.inference_mode(), quiet_libraries(log, bars=True):
+                latents, audio = pipe(**kwargs)  # both denormalized; audio [B, C, frames, mel bins]
+            stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
+            stats.add("denoise", time.perf_counter() - t0)
+            stats.stage_shapes[stage.name] = list(latents.shape)
+        if not job.request.no_audio:
+            stats.audio = cls.soundtrack(pipe, audio, device, stats)
+        vae = pipe.vae
+        return pipe._normalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+
+    @staticmethod
+    def upsample(pipe, upsampler, latents, device: str, stats: RunStats, log: Log):
+        """2x spatial latent upscale (LTX2LatentUpsamplePipeline on denormalized latents)."""
+        import torch
+        from diffusers import LTX2LatentUpsamplePipeline
+
+        t0 = time.perf_counter()
+        log.info(f"upsample: latents {tuple(latents.shape[-2:])} -> 2x")
+        moved = next(upsampler.parameters()).device.type != device
+        if moved:
+            upsampler.to(device)
+        with torch.inference_mode():
+            out = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)(
+                latents=latents.to(device), output_type="latent", return_dict=False)[0]
+        if moved:
+            upsampler.to("cpu")
+            empty_device_cache(device)
+        stats.stage_seconds["upsample"] = round(time.perf_counter() - t0, 3)
+        stats.stage_shapes["upsample"] = list(out.shape)
+        stats.add("denoise", time.perf_counter() - t0)
+        return out
+
+    @staticmethod
+    def soundtrack(pipe, audio_latents, device: str, stats: RunStats) -> AudioTrack:
+        """Audio latents -> mel spectrogram (audio VAE) -> waveform (vocoder, in float32: Lightricks
+        keeps it so on MPS, which has no float32 autocast)."""
+        import torch
+
+        t0 = time.perf_counter()
+        vae, vocoder = pipe.audio_vae, pipe.vocoder
+        with torch.inference_mode():
+            for module in (vae, vocoder):  # model offload: bring each in
+                if getattr(module, "_hf_hook", None) is not None:
+                    module._hf_hook.pre_forward(module)
+            mel = vae.decode(audio_latents.to(next(vae.parameters()).device, vae.dtype), return_dict=False)[0]
+            wave = vocoder.float()(mel.float().to(next(vocoder.parameters()).device))
+        stats.add("decode_audio", time.perf_counter() - t0)
+        return AudioTrack(wave[0].float().cpu().numpy(), int(vocoder.config.output_sampling_rate))
+
+    @staticmethod
+    def prepare_loaded(pipe, device: str) -> None:
+        # MPS has no float64: diffusers builds LTX-2's RoPE tables in float64 by default
+        # (rope_double_precision), which fails there. Lightricks builds them in float64 on the
+        # host and casts to float32; float32 throughout is the nearest diffusers allows.
+        if device == "mps":
+            for part in (pipe.transformer, pipe.connectors):
+                for module in part.modules():
+                    if getattr(module, "double_precision", False):
+                        module.double_precision = False
+
+    @staticmethod
+    def attention_processors(pipe, attend: Callable | None, rows: int | None) -> Any:
+        """Per attention module: its own processor class (plain or perturbed, for STG), run with
+        our attention in place of diffusers' dispatcher when chunking or a kernel is planned."""
+        procs = {}
+        for name, proc in pipe.transformer.attn_processors.items():
+            stock = getattr(type(proc), "stock", type(proc))
+            procs[name] = ltx2_processor(stock, rows, attend)() if rows else stock()
+        return procs
+
+
+def ltx2_processor(stock: type, rows: int, attend: Callable | None) -> type:
+    """`stock`'s own __call__ with `dispatch_attention_fn` (q, k, v as [B, L, H, D]) bound to
+    chunked_attention or a kernel: no copy of diffusers' processor code to drift from it."""
+    import types
+
+    def dispatch(query, key, value, attn_mask=None, **_):
+        q, k, v = (t.transpose(1, 2) for t in (query, key, value))
+        out = attend(q, k, v, attn_mask) if attend is not None else chunked_attention(q, k, v, attn_mask, rows)
+        return out.transpose(1, 2)
+
+    call = stock.__call__
+    patched = types.FunctionType(call.__code__, dict(call.__globals__, dispatch_attention_fn=dispatch),
+                                 call.__name__, call.__defaults__, call.__closure__)
+    return type(f"Chunked{stock.__name__}", (stock,), {"__call__": patched, "stock": stock})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2380,6 +2663,7 @@ class RunStats:
     estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
     extra_files: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final) published with the video
     latents_sha256: str | None = None  # a draft's saved latents
+    audio: AudioTrack | None = None  # the soundtrack a family with audio made with the frames
     started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
 
     def add(self, name: str, seconds: float) -> None:
@@ -2903,7 +3187,7 @@ def generate(pipe, upsampler, job: Job, embeds, device: str, dtype, stats: RunSt
             log.info(f"window 1 of {job.windows}: {prompt[:70]}")
         # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
         generator = make_generator(device, (job.seed + window) % 2**63)
-        latents = denoise(pipe, upsampler, job, pick(prompt), image, generator, device, stats, log)
+        latents = family_of(job.spec).denoise(pipe, upsampler, job, pick(prompt), image, generator, device, stats, log)
         if job.draft:
             save_draft_latents(latents, job, stats)
         log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
@@ -2941,7 +3225,7 @@ def video_condition(frames, size: tuple[int, int]) -> list:
 # run of ours (SIGKILL, power loss) from a file of anyone else's, and moved into place only when
 # complete. A video and its sidecar land together or not at all.
 
-PARTIAL_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[a-z0-9_]+\.partial\.(?:mp4|json|safetensors)$")
+PARTIAL_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[a-z0-9_]+\.partial\.(?:mp4|json|safetensors|wav)$")
 PARTIAL_STEM_CHARS = 40  # of the target's stem in a temp name: long stems must not overflow NAME_MAX
 
 
@@ -3146,9 +3430,47 @@ def mp4_complete(path: Path) -> bool:
     return {b"ftyp", b"moov", b"mdat"} <= seen
 
 
+@dataclass(frozen=True)
+class AudioTrack:
+    """A soundtrack for the video: float samples in [-1, 1], [channels, samples], at `rate` Hz."""
+
+    samples: Any
+    rate: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    def fitted(self, seconds: float) -> AudioTrack:
+        """Exactly `seconds` long: the vocoder's output is a few ms off the video's length (its
+        latent grid is 25 per second), so the tail is cut or padded with silence."""
+        import numpy as np
+
+        n = round(seconds * self.rate)
+        samples = self.samples[:, :n]
+        if samples.shape[1] < n:
+            samples = np.pad(samples, ((0, 0), (0, n - samples.shape[1])))
+        return AudioTrack(samples, self.rate)
+
+
+def write_wav(track: AudioTrack, path: Path) -> None:
+    """16-bit PCM WAV (the stdlib writes it; ffmpeg encodes it to AAC from there)."""
+    import wave
+
+    import numpy as np
+
+    pcm = (np.clip(np.nan_to_num(track.samples), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(track.channels)
+        w.setsampwidth(2)
+        w.setframerate(track.rate)
+        w.writeframes(np.ascontiguousarray(pcm.T).tobytes())
+
+
 class VideoWriter:
-    """H.264/yuv420p MP4 written to a hidden temp file beside the target, moved into place only
-    by commit(); abort() (or any exception, Ctrl-C included) removes it."""
+    """H.264/yuv420p MP4 (with an AAC track once add_audio is called) written to a hidden temp file
+    beside the target, moved into place only by commit(); abort() (or any exception, Ctrl-C
+    included) removes it."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int, overwrite: bool, crf: int = DEFAULT_CRF):
         import imageio_ffmpeg
@@ -3159,6 +3481,8 @@ class VideoWriter:
         self.frames = 0
         self.seconds = 0.0
         self.published = False
+        self.fps = fps
+        self.audio: AudioTrack | None = None
         # macro_block_size=1: imageio would otherwise pad 1080 to 1088 rows. +faststart puts the
         # moov atom first so players start before the whole file is read.
         self._gen = imageio_ffmpeg.write_frames(
@@ -3197,7 +3521,39 @@ class VideoWriter:
             raise write_failure(e, self.path) from None
         if not mp4_complete(self.tmp):
             raise write_failure(OSError(0, "ffmpeg stopped before the file was complete"), self.path)
+        if self.audio is not None:
+            self._mux_audio()
         self.seconds += time.perf_counter() - t0
+
+    def add_audio(self, track: AudioTrack) -> None:
+        """Give the video a soundtrack, cut or padded to the video's exact length (muxed in finish)."""
+        self.audio = track.fitted(self.frames / self.fps)
+
+    def _mux_audio(self) -> None:
+        """The finished video stream (copied, not re-encoded) plus the audio as AAC, into a new
+        temp file that replaces the first: the audio exists only after denoising, long after
+        ffmpeg started taking frames."""
+        import subprocess
+
+        import imageio_ffmpeg
+
+        wav, muxed = temp_path(self.path, "wav"), temp_path(self.path, "mp4")
+        try:
+            write_wav(self.audio, wav)
+            cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", str(self.tmp), "-i", str(wav),
+                   "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
+                   "-movflags", "+faststart", "-f", "mp4", str(muxed)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0 or not mp4_complete(muxed):
+                why = (done.stderr or "").strip().splitlines()
+                raise write_failure(OSError(0, why[-1] if why else "ffmpeg could not add the audio"), self.path)
+            os.replace(muxed, self.tmp)
+        except OSError as e:
+            raise write_failure(e, self.path) from None
+        finally:
+            with signals_deferred(reraise=False):
+                wav.unlink(missing_ok=True)
+                muxed.unlink(missing_ok=True)
 
     def commit(self, before: Sequence[tuple[Path, Path]] = ()) -> None:
         """Move the MP4 into place, after the finished temp files in `before` (the sidecar)."""
@@ -3231,13 +3587,15 @@ class VideoWriter:
 
 
 def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dict] | None = None,
-                extras: list[tuple[Path, Path]] | None = None) -> VideoWriter:
-    """Stream uint8 frame chunks into the MP4; once it is complete, `sidecar(writer)` gives the
-    sidecar's data and all are published as one unit: `extras` (temp, final) files made while the
-    frames were (a draft's latents), the sidecar, then the video."""
+                extras: list[tuple[Path, Path]] | None = None,
+                audio: Callable[[], AudioTrack | None] | None = None) -> VideoWriter:
+    """Stream uint8 frame chunks into the MP4; once it is complete, `audio()` gives its soundtrack
+    (made by then, with the frames), `sidecar(writer)` the sidecar's data, and all are published as
+    one unit: `extras` (temp, final) files made while the frames were (a draft's latents), the
+    sidecar, then the video."""
     extras = [] if extras is None else extras
     try:
-        return _write_video(frames, job, sidecar, extras)
+        return _write_video(frames, job, sidecar, extras, audio)
     finally:
         if hasattr(frames, "close"):  # an abandoned generator is finished now, not by a later GC
             frames.close()
@@ -3246,7 +3604,7 @@ def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dic
                 tmp.unlink(missing_ok=True)
 
 
-def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, Path]]) -> VideoWriter:
+def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, Path]], audio) -> VideoWriter:
     with VideoWriter(job.output, job.width, job.height, job.fps, job.request.overwrite) as writer:
         constant = True
         first = None
@@ -3261,6 +3619,9 @@ def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, P
             raise RunError(f"internal: {writer.frames} frames decoded, expected {job.out_frames}")
         if constant:
             raise BrokenVideoError("every frame is one flat colour")
+        track = audio() if audio is not None else None
+        if track is not None:
+            writer.add_audio(track)
         writer.finish()
         if sidecar is None:
             writer.commit(before=extras)
@@ -3330,6 +3691,11 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
             "context_frames": job.extend.context, "new_frames": job.num_frames - job.extend.context,
             "extend_only": job.extend.only},
         "guidance_scale": job.guidance_scale,
+        "guidance_extras": job.spec.guidance_extras or None,
+        "audio": None if stats.audio is None else {
+            "codec": "aac", "bitrate": AUDIO_BITRATE, "sample_rate": stats.audio.rate,
+            "channels": stats.audio.channels,
+            "duration_s": round(stats.audio.fitted(job.out_frames / job.fps).samples.shape[1] / stats.audio.rate, 6)},
         "stages": [dict(dataclasses.asdict(s), timesteps=list(s.timesteps) if s.timesteps else None,
                         tflop=round(s.tflop, 1), seconds=stats.stage_seconds.get(s.name),
                         latent_shape=stats.stage_shapes.get(s.name)) for s in job.stages],
@@ -3410,7 +3776,7 @@ def command_for(job: Job) -> str:
         parts += ["--keyframe", f"{c.path}@#{c.frame}"]
     # --option=value: a value that starts with '-' (a prompt "--slow zoom") stays a value
     joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])] + (["--draft"] if job.draft else []) + (
-        ["--extend-only"] if job.extend and job.extend.only else [])
+        ["--extend-only"] if job.extend and job.extend.only else []) + (["--no-audio"] if r.no_audio else [])
     return " ".join(_shell_quote(p) for p in parts[:2] + joined)
 
 
@@ -3512,12 +3878,13 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     # encodes every prompt of the group and is freed; then the rest of the model loads.
     t0 = time.perf_counter()
     log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
-             "prompt(s) with T5")
+             f"prompt(s) with {family_of(first.spec).text_encoder_label}")
     order = ("none", "model", "sequential")
     offload = max((p.offload for p in plans), key=order.index)
     embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload, log)
     encode_seconds = time.perf_counter() - t0
-    log.info(f"  T5 loaded, encoded and freed in {describe_seconds(encode_seconds)}")
+    log.info(f"  {family_of(first.spec).text_encoder_label} loaded, encoded and freed in "
+             f"{describe_seconds(encode_seconds)}")
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
     t_load = time.perf_counter()
     pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False)
@@ -3550,7 +3917,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
                             lora_fused=fused if job.loras else None)
 
             with record_cpu_fallbacks(log) as fallbacks:
-                write_video(frames, job, sidecar=sidecar, extras=stats.extra_files)
+                write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio)
             outcomes.append(Outcome(job.output.name, "done", wall, "", job))
             emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
                  f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
@@ -4040,9 +4407,9 @@ def run_check(device_name: str, log: Log) -> int:
            "" if free >= 40 else "the default models need ~30-40 GiB; free some space or set HF_HOME")
     try:
         check_ffmpeg()
-        report(PASS, "ffmpeg (imageio-ffmpeg) encodes H.264 yuv420p")
+        report(PASS, "ffmpeg (imageio-ffmpeg) encodes H.264 yuv420p with AAC stereo audio (LTX-2's sound)")
     except Exception as e:  # any failure here means no video can be written
-        report(FAIL, f"ffmpeg cannot encode H.264: {e}", "pip install --force-reinstall imageio-ffmpeg")
+        report(FAIL, f"ffmpeg cannot encode H.264 with AAC: {e}", "pip install --force-reinstall imageio-ffmpeg")
     for alias, spec in MODELS.items():
         repo_dir = cached_repo_dir(spec.repo)
         if repo_dir.is_dir():
@@ -4065,6 +4432,8 @@ def run_check(device_name: str, log: Log) -> int:
 
 
 def check_ffmpeg() -> None:
+    """A 9-frame H.264 video with a 24 kHz stereo AAC track, written as every video is, read back."""
+    import subprocess
     import tempfile
 
     import imageio_ffmpeg
@@ -4075,12 +4444,18 @@ def check_ffmpeg() -> None:
         writer = VideoWriter(path, 64, 48, 24, overwrite=False)
         with writer:
             writer.write(np.zeros((9, 48, 64, 3), np.uint8))
+            tone = np.sin(np.arange(9000) * 2 * np.pi * 440 / 24000) * 0.5
+            writer.add_audio(AudioTrack(np.stack([tone, tone]), 24000))
             writer.commit()
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
         if tuple(meta["size"]) != (64, 48) or "h264" not in meta.get("codec", "h264"):
             raise RuntimeError(f"unexpected stream {meta}")
+        info = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                              capture_output=True, text=True).stderr
+        if not any("Audio: aac" in line and "24000 Hz" in line and "stereo" in line for line in info.splitlines()):
+            raise RuntimeError("no AAC stereo track in the written file")
 
 
 def check_tiny_run(device: str) -> float:
@@ -4173,8 +4548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="generate_video.py",
         usage="%(prog)s --image PATH --prompt TEXT [options]",
-        description="Turn an image and a prompt into an MP4 with LTX-Video (or CogVideoX), locally.\n"
-                    "Also: --jobs FILE (batch), --check (this machine), --list-models.",
+        description="Turn an image and a prompt into an MP4, locally (models: --list-models).",
         formatter_class=_HelpFormatter,
         epilog="examples:\n"
                "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
@@ -4206,6 +4580,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--list-models", action="store_true", help=argparse.SUPPRESS)  # named in the description
     m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="auto: fast when the model can")
     m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None, help="latent upscaler (default: the model's)")
+    m.add_argument("--no-audio", action="store_true", help="LTX-2: leave out the sound it makes")
 
     v = p.add_argument_group("size and length")
     v.add_argument("--resolution", choices=tuple(RESOLUTIONS), default=None,

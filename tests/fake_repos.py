@@ -240,6 +240,140 @@ def original_single_file(transformer, vae, path: Path) -> None:
     save_file(state, path, metadata={"format": "pt"})
 
 
+# ---------------------------------------------------------------------------------------------
+# LTX-2: diffusers 0.42.1's class defaults are LTX-2.0's configs; the repos' config.json files add
+# what the defaults do not say (the VAE's declared 32x/8x: its four scaling flags alone say 64x/16x;
+# the vocoder of Lightricks/LTX-2/vocoder/config.json).
+
+REAL_LTX2_VAE = {"spatial_compression_ratio": 32, "temporal_compression_ratio": 8}
+TINY_LTX2_VAE = {  # shrunk: channels and depth; flags, downsample types, patch 4 and both ratios real
+    "latent_channels": 8, "block_out_channels": (8, 8, 8, 8), "decoder_block_out_channels": (8, 16, 32),
+    "layers_per_block": (1, 1, 1, 1, 1), "decoder_layers_per_block": (1, 1, 1, 1),
+}
+TINY_LTX2_TRANSFORMER = {  # shrunk: widths, depth, latent channels; RoPE and norms as the real ones
+    "in_channels": 8, "out_channels": 8, "num_attention_heads": 2, "attention_head_dim": 8, "cross_attention_dim": 16,
+    "audio_in_channels": 8, "audio_out_channels": 8, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
+    "audio_cross_attention_dim": 8, "num_layers": 1, "caption_channels": 32,
+}
+# Audio: 16 kHz mel input, hop 160, 4x time and mel compression (the real values); shrunk channels
+# (latent channels x mel bins / 4 = the transformer's audio_in_channels, as 8 x 64 / 4 = 128 is).
+TINY_LTX2_AUDIO_VAE = {"base_channels": 8, "ch_mult": (1, 2, 4), "num_res_blocks": 1, "latent_channels": 2,
+                       "mel_bins": 16}
+REAL_LTX2_VOCODER = {"out_channels": 2, "output_sampling_rate": 24000, "upsample_factors": [6, 5, 2, 2, 2],
+                     "upsample_kernel_sizes": [16, 15, 8, 4, 4]}  # stereo, 24 kHz: 16,000 / 160 x 240
+TINY_LTX2_VOCODER = {"in_channels": 2 * 16, "hidden_channels": 64, "resnet_kernel_sizes": [3], "resnet_dilations": [[1]]}
+TINY_LTX2_CONNECTORS = {"caption_channels": 32, "text_proj_in_factor": 3, "video_connector_num_attention_heads": 4,
+                        "video_connector_attention_head_dim": 8, "video_connector_num_layers": 1,
+                        "video_connector_num_learnable_registers": None, "audio_connector_num_attention_heads": 4,
+                        "audio_connector_attention_head_dim": 8, "audio_connector_num_layers": 1,
+                        "audio_connector_num_learnable_registers": None, "connector_rope_base_seq_len": 32}
+GEMMA_PIECES = 320  # shrunk from 262,144: <pad> <eos> <bos> <unk> <mask> (ids 0-4, as Gemma's), 256 bytes, merges
+GEMMA_ADDED = ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]  # after the pieces, as Gemma 3's
+LTX2_INDEX = {  # Lightricks/LTX-2's model_index.json (diffusers 0.37 wrote it: no optional parts)
+    "_class_name": "LTX2Pipeline", "_diffusers_version": "0.37.0.dev0",
+    "audio_vae": ["diffusers", "AutoencoderKLLTX2Audio"], "connectors": ["ltx2", "LTX2TextConnectors"],
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "Gemma3ForConditionalGeneration"],
+    "tokenizer": ["transformers", "GemmaTokenizerFast"], "transformer": ["diffusers", "LTX2VideoTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderKLLTX2Video"], "vocoder": ["ltx2", "LTX2Vocoder"],
+}
+LTX2_ROOT_JUNK = ["ltx-2-19b-dev.safetensors", "ltx-2-19b-dev-fp8.safetensors", "ltx-2-19b-distilled.safetensors",
+                  "ltx-2-19b-distilled-lora-384.safetensors", "ltx-2-spatial-upscaler-x2-1.0.safetensors"]
+
+
+def write_gemma_tokenizer(folder: Path) -> int:
+    """Gemma's tokenizer as the repos ship it: tokenizer.model (sentencepiece BPE, byte fallback) and
+    JSON files. Returns the vocabulary size the text encoder must have."""
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text = ["a boat drifts at sunset on a calm sea", "waves crash on the rocks with a loud roar",
+            "the camera slowly moves over waves and sky", gv.DEFAULT_PROMPT_NEGATIVE] * 20
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, vocab_size=GEMMA_PIECES,
+                                   model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True,
+                                   pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+                                   user_defined_symbols=["<mask>"],
+                                   character_coverage=1.0, num_threads=1, minloglevel=2)
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    pieces = GEMMA_PIECES
+    added = {t: pieces + i for i, t in enumerate(GEMMA_ADDED)}
+    special = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+               "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (folder / "added_tokens.json").write_text(json.dumps(added, indent=2))
+    (folder / "tokenizer_config.json").write_text(json.dumps(dict(
+        special, add_bos_token=True, add_eos_token=False, model_max_length=1000000000000000019884624838656,
+        padding_side="left", tokenizer_class="GemmaTokenizer", sp_model_kwargs={}, spaces_between_special_tokens=False,
+        clean_up_tokenization_spaces=False, legacy=False), indent=2))
+    return pieces + len(GEMMA_ADDED)
+
+
+def tiny_gemma(vocab: int):
+    """Gemma3ForConditionalGeneration in miniature: a 2-layer text model (hidden 32) and a 1-layer
+    SigLIP tower, with Gemma 3's image-token ids placed after the pieces as the real ones are."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    torch.manual_seed(3)
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=16, sliding_window=16, max_position_embeddings=2048)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=vocab - 3,
+                       eoi_token_index=vocab - 2, image_token_index=vocab - 1)
+    return Gemma3ForConditionalGeneration(cfg).eval()
+
+
+def ltx2_pipeline(seed: int = 4):
+    """A complete tiny LTX-2 image-to-video pipeline (real 32x/8x video compression, real audio
+    rates); its tokenizer is rewritten in the real layout when saved (save_ltx2)."""
+    import tempfile
+
+    import torch
+    from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler,
+                           LTX2ImageToVideoPipeline, LTX2VideoTransformer3DModel)
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = write_gemma_tokenizer(Path(tmp))
+        tokenizer = AutoTokenizer.from_pretrained(tmp)
+    torch.manual_seed(seed)
+    return LTX2ImageToVideoPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(
+            {k: v for k, v in REAL_SCHEDULER_090.items() if not k.startswith("_")}),
+        vae=AutoencoderKLLTX2Video(**REAL_LTX2_VAE, **TINY_LTX2_VAE).eval(),
+        audio_vae=AutoencoderKLLTX2Audio(**TINY_LTX2_AUDIO_VAE).eval(),
+        text_encoder=tiny_gemma(vocab), tokenizer=tokenizer,
+        connectors=LTX2TextConnectors(**TINY_LTX2_CONNECTORS).eval(),
+        transformer=LTX2VideoTransformer3DModel(**TINY_LTX2_TRANSFORMER).eval(),
+        vocoder=LTX2Vocoder(**REAL_LTX2_VOCODER, **TINY_LTX2_VOCODER).eval())
+
+
+def ltx2_upsampler():
+    import torch
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+    torch.manual_seed(5)
+    return LTX2LatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval()
+
+
+def save_ltx2(pipe, folder: Path, upsampler=None) -> None:
+    """The real LTX-2 repo layout: sharded weights, Gemma's tokenizer files (no tokenizer.json),
+    model_index.json as Lightricks/LTX-2's, the upscaler in latent_upsampler/ (not in the index),
+    and original-format checkpoints at the root that must never be fetched."""
+    pipe.save_pretrained(folder, max_shard_size=SHARD)
+    shutil.rmtree(folder / "tokenizer")
+    write_gemma_tokenizer(folder / "tokenizer")
+    (folder / "model_index.json").write_text(json.dumps(LTX2_INDEX, indent=2))
+    if upsampler is not None:
+        upsampler.save_pretrained(folder / "latent_upsampler")
+    for name in LTX2_ROOT_JUNK:
+        _stub(folder / name)
+
+
 def build_repos(root: Path) -> dict[str, Path]:
     """Every repo the model table names, under root/<org>/<name>. Returns repo -> folder."""
     from diffusers import LTXLatentUpsamplePipeline
@@ -298,6 +432,10 @@ def build_repos(root: Path) -> dict[str, Path]:
             "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"],
             "transformer": ["diffusers", "CogVideoXTransformer3DModel"],
             "vae": ["diffusers", "AutoencoderKLCogVideoX"]})
+    # LTX-2: the full model at Lightricks/LTX-2; the distilled one (the diffusers docs' repo) with
+    # its upscaler in the same repo.
+    save_ltx2(ltx2_pipeline(), repo("Lightricks/LTX-2"), ltx2_upsampler())
+    save_ltx2(ltx2_pipeline(seed=6), repo("rootonchair/LTX-2-19b-distilled"), ltx2_upsampler())
     for folder in repos.values():
         _stub(folder / "README.md", "---\nlicense: other\n---\n")
         _stub(folder / ".gitattributes", "*.safetensors filter=lfs diff=lfs merge=lfs -text\n")

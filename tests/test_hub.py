@@ -53,7 +53,10 @@ def expected_files(hub, alias):
         return (under(hub, spec.repo, "scheduler", "text_encoder", "tokenizer", "vae")
                 | {(repo, name), (spec.config_repo, "transformer/config.json")}
                 | under(hub, spec.upsampler, "latent_upsampler"))
-    files = under(hub, spec.repo, "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
+    parts = ["scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
+    if spec.family == "ltx2":
+        parts += ["audio_vae", "connectors", "vocoder"]
+    files = under(hub, spec.repo, *parts)
     if spec.upsampler:
         files |= under(hub, spec.upsampler, "latent_upsampler")
     return files
@@ -66,6 +69,8 @@ ALIAS_ARGS = {
     "ltx-13b-distilled": ["--preset", "fast", "--width", "192", "--height", "128", "--num-frames", "9"],
     "cogvideox": ["--num-frames", "9", "--steps", "2"],
     "cogvideox1.5": ["--width", "96", "--height", "64", "--num-frames", "17", "--steps", "2"],
+    "ltx2": ["--preset", "fast", "--width", "192", "--height", "128", "--num-frames", "17"],
+    "ltx2-dev": ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2"],
 }
 
 

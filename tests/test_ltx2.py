@@ -1,0 +1,192 @@
+"""LTX-2: video with its sound. Tiny LTX-2 pipelines (Gemma 3 text encoder, transformer with its
+audio branch, video and audio VAEs, vocoder, latent upscaler) in the real repos' layouts, fetched
+from the local Hub server by the real huggingface_hub client and run through main(); the MP4 is
+read back with ffmpeg, audio included."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import gv, make_image, probe
+from test_hub import ALIAS_ARGS, hub, hub_root  # noqa: F401 (fixtures)
+
+AAC_FRAME = 1024  # samples: AAC's frame, the finest unit its stream length has
+
+
+def audio_streams(path):
+    """(stream lines ffmpeg reports, decoded stereo samples of the first audio stream or None)."""
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    info = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    streams = [line.strip() for line in info.splitlines() if line.strip().startswith("Stream #")]
+    audio = [s for s in streams if "Audio:" in s]
+    if not audio:
+        return streams, None
+    pcm = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-ac", "2", "-"],
+                         capture_output=True, check=True).stdout
+    return streams, np.frombuffer(pcm, "<i2").reshape(-1, 2)
+
+
+def run(hub, tmp_path, capsys, alias="ltx2", extra=(), name="v.mp4"):
+    out = tmp_path / name
+    argv = ["--image", str(make_image(tmp_path / "in.png", 160, 96)), "--prompt", "waves crash on the rocks",
+            "--model", alias, "-o", str(out), "--seed", "5", "--memory-budget", "200", *ALIAS_ARGS[alias], *extra]
+    rc = gv.main(argv)
+    return rc, capsys.readouterr(), out
+
+
+def test_ltx2_writes_h264_with_an_aac_track_exactly_as_long_as_the_video(hub, tmp_path, capsys):
+    rc, cap, out = run(hub, tmp_path, capsys)
+    assert rc == 0, cap.err
+    info = probe(out)
+    side = json.loads(out.with_suffix(".json").read_text())
+    frames = len(info["frames"])
+    assert info["codec"].startswith("h264") and info["size"] == (192, 128) and frames == 17 == side["num_frames"]
+    streams, pcm = audio_streams(out)
+    assert any("Audio: aac" in s and "24000 Hz" in s and "stereo" in s for s in streams), streams
+    video_samples = frames / 24 * 24000  # 17 frames at 24 fps = 17,000 samples at 24 kHz
+    assert abs(len(pcm) - video_samples) <= AAC_FRAME, (len(pcm), video_samples)
+    assert np.abs(pcm).max() > 0  # a real waveform, not silence
+    assert side["audio"] == {"codec": "aac", "bitrate": gv.AUDIO_BITRATE, "sample_rate": 24000, "channels": 2,
+                             "duration_s": round(17 / 24, 6)}
+    assert "with Gemma" in cap.err and "(video and audio)" in cap.err
+
+
+def test_no_audio_writes_the_same_video_without_a_sound_track(hub, tmp_path, capsys):
+    rc, cap, out = run(hub, tmp_path, capsys, extra=["--no-audio"])
+    assert rc == 0, cap.err
+    streams, pcm = audio_streams(out)
+    assert pcm is None and len(streams) == 1 and "Video: h264" in streams[0]
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["audio"] is None and "--no-audio" in side["command"]
+    rc, cap, with_audio = run(hub, tmp_path, capsys, name="a.mp4")
+    assert rc == 0 and np.array_equal(np.stack(probe(out)["frames"]), np.stack(probe(with_audio)["frames"]))
+
+
+def test_no_audio_is_refused_for_a_silent_model(models, image, tmp_path, capsys):
+    rc = gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--no-audio",
+                  "-o", str(tmp_path / "x.mp4")])
+    assert rc == 2 and "makes no sound" in capsys.readouterr().err and not list(tmp_path.glob("x.*"))
+
+
+def test_fast_path_is_8_half_size_then_3_full_size_passes_with_lightricks_sigmas(hub, tmp_path, capsys, monkeypatch):
+    """diffusers' pipelines/ltx2/utils.py (Lightricks' distilled.py): 8 sigmas at half size, the
+    upscaler, then 3 at full size; no guidance of any kind: one transformer pass per sigma."""
+    from diffusers import LTX2VideoTransformer3DModel
+
+    calls = []
+    real_forward = LTX2VideoTransformer3DModel.forward
+
+    def forward(self, hidden_states, *args, **kwargs):
+        calls.append((hidden_states.shape[0], hidden_states.shape[1], round(float(kwargs["timestep"].max()), 2)))
+        return real_forward(self, hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
+    rc, cap, out = run(hub, tmp_path, capsys)
+    assert rc == 0, cap.err
+    half, full = 3 * (64 // 32) * (96 // 32), 3 * (128 // 32) * (192 // 32)  # 17 frames -> 3 latent frames
+    sigmas1 = [1000.0, 993.75, 987.5, 981.25, 975.0, 909.38, 725.0, 421.88]
+    assert [c for c in calls if c[1] == half] == [(1, half, t) for t in sigmas1]
+    assert [c for c in calls if c[1] == full] == [(1, full, t) for t in (909.38, 725.0, 421.88)]
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert [s["steps"] for s in side["stages"]] == [8, 3] and side["stages"][1]["width"] == 192
+    assert side["upsample_seconds"] is not None
+
+
+def test_quality_preset_of_the_distilled_name_runs_the_full_model_with_all_four_guidance_passes(
+        hub, tmp_path, capsys, monkeypatch):
+    from diffusers import LTX2VideoTransformer3DModel
+
+    calls = []
+    real_forward = LTX2VideoTransformer3DModel.forward
+
+    def forward(self, hidden_states, *args, **kwargs):
+        calls.append(hidden_states.shape[0])  # batch: 2 = CFG, then STG and modality passes (1 each)
+        return real_forward(self, hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
+    rc, cap, out = run(hub, tmp_path, capsys, alias="ltx2-dev")
+    assert rc == 0, cap.err
+    assert calls == [2, 1, 1] * 2  # 2 steps x (CFG batch, STG, modality isolation)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["guidance_extras"]["audio_guidance_scale"] == 7.0 and side["stages"][0]["steps"] == 2
+    # The plan counts 4 forwards a step: CFG's two, STG, modality.
+    job = gv.plan_job(gv.Request(image=tmp_path / "in.png", prompt="p", output=tmp_path / "y.mp4", model="ltx2",
+                                 preset="quality", width=1920, height=1088, num_frames=121), gv.Log(0))
+    assert job.spec.alias == "ltx2-dev" and job.stages[0].steps == 40
+    one = gv.transformer_tflop(1920, 1088, 121, gv.MODELS["ltx2"], False, job.dims)
+    assert job.stages[0].tflop == pytest.approx(40 * 4 * one)
+
+
+def test_gemma_is_loaded_used_and_freed_before_the_transformer_loads(hub, tmp_path, capsys, monkeypatch):
+    events = []
+    real_te, real_encode, real_load = gv.load_text_encoder, gv.encode_prompts, gv.load_pipeline
+
+    def te(*a, **k):
+        pipe = real_te(*a, **k)
+        events.append(f"load {type(pipe.text_encoder).__name__} (transformer: {pipe.transformer is not None})")
+        return pipe
+
+    def encode(pipe, *a, **k):
+        out = real_encode(pipe, *a, **k)
+        events.append("encoded, freed" if pipe.text_encoder is None else "encoded, kept")
+        return out
+
+    def load(*a, **k):
+        pipe, up = real_load(*a, **k)
+        events.append(f"load denoiser (text encoder: {pipe.text_encoder is not None})")
+        return pipe, up
+
+    monkeypatch.setattr(gv, "load_text_encoder", te)
+    monkeypatch.setattr(gv, "encode_prompts", encode)
+    monkeypatch.setattr(gv, "load_pipeline", load)
+    rc, cap, _ = run(hub, tmp_path, capsys)
+    assert rc == 0, cap.err
+    assert events == ["load Gemma3ForConditionalGeneration (transformer: False)", "encoded, freed",
+                      "load denoiser (text encoder: False)"]
+
+
+def test_the_conditioning_image_gets_ltx2s_crf_33_round_trip_without_pyav(hub, tmp_path, capsys, monkeypatch):
+    seen = []
+    real = gv.h264_roundtrip
+
+    def spy(pixels, crf):
+        seen.append(crf)
+        return real(pixels, crf)
+
+    monkeypatch.setattr(gv, "h264_roundtrip", spy)
+    rc, cap, out = run(hub, tmp_path, capsys)
+    assert rc == 0, cap.err
+    assert seen == [33]
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["conditioning_image"]["h264_crf"] == 33 and side["conditioning_image"]["blur_sigma"] == 0.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--draft"], "--draft/--from-draft is not available for ltx2"),
+    (["--lora", "x.safetensors"], "--lora is not available for ltx2"),
+    (["--end-image", "END"], "need LTX's condition pipeline"),
+])
+def test_features_ltx2_cannot_run_yet_are_refused_before_anything_loads(tmp_path, capsys, extra, message):
+    image = make_image(tmp_path / "in.png", 160, 96)
+    extra = [str(image) if e == "END" else e for e in extra]
+    rc = gv.main(["--image", str(image), "--prompt", "p", "--model", "ltx2", "-o", str(tmp_path / "x.mp4"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err, err
+
+
+def test_audio_track_is_cut_or_padded_to_the_video_and_written_as_16_bit_pcm(tmp_path):
+    import wave
+
+    track = gv.AudioTrack(np.full((2, 1000), 0.5, np.float32), 24000)
+    assert track.fitted(0.05).samples.shape == (2, 1200)  # padded with silence
+    assert np.all(track.fitted(0.05).samples[:, 1000:] == 0)
+    assert track.fitted(0.01).samples.shape == (2, 240)  # cut
+    loud = gv.AudioTrack(np.array([[2.0, -2.0, np.nan]] * 2, np.float32), 16000)
+    gv.write_wav(loud, tmp_path / "a.wav")
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (2, 2, 16000, 3)
+        assert np.frombuffer(w.readframes(3), "<i2").tolist() == [32767, 32767, -32767, -32767, 0, 0]
