@@ -3,10 +3,11 @@
 
     python generate_video.py --image in.png --prompt "a boat drifts at sunset"
 
-Runs Lightricks' LTX-Video (or CogVideoX image-to-video as the fallback) through Hugging Face
-Diffusers on the best device at hand: Apple's MPS, then CUDA, then the CPU. At every size the
-default is LTX's distilled multi-scale recipe (half-size pass, 2x latent upscale, short
-full-size refine, tiled decode), which is what makes 5 s of 1080p a matter of minutes.
+Runs Lightricks' LTX-Video (or CogVideoX image-to-video as the fallback, or LTX-2 for video with
+its sound) through Hugging Face Diffusers on the best device at hand: Apple's MPS, then CUDA, then
+the CPU. At every size the default is LTX's distilled multi-scale recipe (half-size pass, 2x
+latent upscale, short full-size refine, tiled decode), which is what makes 5 s of 1080p a matter
+of minutes.
 
 Guarantees: the MP4 has exactly the size and fps asked (H.264, yuv420p, moov atom first); it is
 written to a temporary file and renamed, never over an existing file without --overwrite; a JSON
@@ -18,11 +19,12 @@ Run `python generate_video.py --help` for every option, `--check` to test the ma
 Sections, top to bottom: constants (MODELS: one row per checkpoint, its recipe included); small
 helpers (Log, Progress, signals); settings dataclasses (Request, Job, Condition, Extension, Lora);
 model resolution; planning (sizes, frames, stages, keyframes, extensions, segment windows, FLOPs);
-memory plan and time estimate; device, dtype, Hub downloads and loading; LoRA; memory savings
-(chunked attention); the core (prepare_image, encode_prompts, denoise with drafts' latents,
-decode, generate) and files (temp names, publishing a video with its sidecar as one unit,
-write_video); running jobs; batch input; tiny pipelines; --check; the command line
-(build_parser, main).
+memory plan (offload, quantization) and time estimate; device, dtype, Hub downloads and loading;
+LoRA; Metal attention kernels; memory savings (chunked attention); model families (one class of
+hooks per pipeline family, registered by pipeline class: Family, LTX2); the core (prepare_image,
+encode_prompts, denoise with drafts' latents, decode, generate) and files (temp names, the
+soundtrack, publishing a video with its sidecar as one unit, write_video); running jobs; batch
+input; tiny pipelines; --check; the command line (build_parser, main).
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 PRESETS = ("auto", "fast", "quality")
 TRISTATE = ("auto", "on", "off")
 OFFLOADS = ("auto", "none", "model", "sequential")
+QUANTIZE = ("auto", "none", "int8", "int4")
+# Bytes per weight of a quantized linear layer (optimum-quanto): int8 with a scale per output
+# channel; int4 in groups of 128 with a bf16 scale and shift each.
+QUANT_BYTES = {"int8": 1.0 + 1 / 256, "int4": 0.5 + 4 / 128}
 LOG_QUIET, LOG_NORMAL, LOG_VERBOSE = 0, 1, 2
 
 # What one component folder of a diffusers repo may contribute: configs, tokenizer files and
@@ -141,6 +147,8 @@ class ModelSpec:
     # keyword arguments; each extra pass (STG, modality) is one more transformer forward per step.
     guidance_extras: dict[str, Any] = field(default_factory=dict)
     quality_alias: str | None = None  # the full model this distilled one defers to under --preset quality
+    quantizable: tuple[str, ...] = ()  # components whose linear layers may be quantized (--quantize)
+    unquantized_b: dict[str, float] = field(default_factory=dict)  # billions in them that stay (embeddings)
     note: str = ""
 
 
@@ -169,6 +177,9 @@ LTX2_FULL_GUIDANCE = {"stg_scale": 1.0, "audio_stg_scale": 1.0, "modality_scale"
 # 24.4 GB; video VAE 2.49 GB, audio VAE 0.22, connectors 2.86, vocoder 0.11, upsampler ~1 GB).
 # Replaced by the safetensors headers' counts once a checkpoint is on disk (model_dims).
 LTX2_PARAMS = {"transformer": 19.0 + 1.43, "text_encoder": 12.2, "vae": 1.25 + 0.11 + 0.06, "upsampler": 0.5}
+LTX23_PARAMS = dict(LTX2_PARAMS, transformer=22.0 + 1.43)  # LTX-2.3: "22B" by its name; connectors as 2.0's
+LTX2_QUANTIZABLE = ("text_encoder", "transformer")  # Gemma 3 12B and the 19B transformer: 88% of the weights
+LTX2_UNQUANTIZED = {"text_encoder": 262_144 * 3840 / 1e9}  # Gemma's token embeddings: not a linear layer
 LTX2_IMAGE_CRF = 33  # ltx_pipelines' DEFAULT_IMAGE_CRF through LTX-2.3 (18 from 2.5); no blur
 MODELS: dict[str, ModelSpec] = {
     spec.alias: spec
@@ -225,13 +236,31 @@ MODELS: dict[str, ModelSpec] = {
             stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2,
             upsampler="rootonchair/LTX-2-19b-distilled", image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
             guidance_extras=LTX2_DISTILLED_GUIDANCE, quality_alias="ltx2-dev", params_b=LTX2_PARAMS,
+            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
             note="LTX-2 19B distilled, video with sound (24 kHz stereo): the diffusers docs' distilled repo",
         ),
         ModelSpec(
             "ltx2-dev", "Lightricks/LTX-2", "ltx2", "LTX2ImageToVideoPipeline",
             steps=40, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
-            guidance_extras=LTX2_FULL_GUIDANCE, params_b=LTX2_PARAMS,
+            guidance_extras=LTX2_FULL_GUIDANCE, params_b=LTX2_PARAMS, quantizable=LTX2_QUANTIZABLE,
+            unquantized_b=LTX2_UNQUANTIZED,
             note="LTX-2 19B full model, 40 guided steps (CFG, STG, modality: 4 passes a step)",
+        ),
+        ModelSpec(
+            "ltx2.3", "diffusers/LTX-2.3-Distilled-Diffusers", "ltx2", "LTX2ImageToVideoPipeline",
+            distilled=True, steps=8, guidance=1.0, max_frames=481,
+            stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2,
+            upsampler="rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers", image_crf=LTX2_IMAGE_CRF,
+            image_cond_noise_scale=0.0, guidance_extras=LTX2_DISTILLED_GUIDANCE, quality_alias="ltx2.3-dev",
+            params_b=LTX23_PARAMS, quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
+            note="LTX-2.3 22B distilled, video with sound (48 kHz stereo), upscaler v1.1",
+        ),
+        ModelSpec(
+            "ltx2.3-dev", "diffusers/LTX-2.3-Diffusers", "ltx2", "LTX2ImageToVideoPipeline",
+            steps=30, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
+            guidance_extras=dict(LTX2_FULL_GUIDANCE, spatio_temporal_guidance_blocks=[28]), params_b=LTX23_PARAMS,
+            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
+            note="LTX-2.3 22B full model, 30 guided steps (CFG, STG in block 28, modality: 4 passes a step)",
         ),
     )
 }
@@ -483,6 +512,7 @@ class Request:
     extend_only: bool = False
     segment_prompt: tuple[str, ...] = ()  # one long clip, a window per prompt
     no_audio: bool = False  # a model with sound: write the video without it
+    quantize: str = "auto"  # weights of the big parts: auto (the plan picks), none, int8, int4
 
 
 @dataclass(frozen=True)
@@ -610,6 +640,7 @@ class MemoryPlan:
     tokens: int
     attention_kernel: str | None = None  # a Metal kernel that passed its self-check here ("mps-sdpa 0.2.0")
     kernel_verdict: dict | None = None
+    quantize: str = "none"  # the spec's quantizable parts in int8/int4 (optimum-quanto)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1126,6 +1157,9 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
         if asked and feature not in family.supports:
             raise UsageError(f"{option} is not available for {spec.alias} ({spec.pipeline}) yet; "
                              f"leave it out, or use an LTX-Video model such as {DEFAULT_MODEL_FAST}")
+    if request.quantize in ("int8", "int4") and not spec.quantizable:
+        raise UsageError(f"--quantize {request.quantize}: {spec.alias} runs unquantized (it fits where it runs); "
+                         "quantized weights are offered for LTX-2's Gemma and transformer")
     if request.no_audio and not family.audio:
         raise UsageError(f"--no-audio: {spec.alias} makes no sound (its videos are silent already)")
     if spec.short_side and (min(width, height) != spec.short_side or max(width, height) > (spec.max_long_side or MAX_SIDE)):
@@ -1249,6 +1283,11 @@ class ModelDims:
     layers: int = 28  # transformer blocks
     video_share: float = 1.0  # of the transformer's weights, the share that acts on video tokens
     # (LTX-2's audio stream, hidden 2048 beside video's 4096, runs on ~25 tokens a second: ~0)
+    audio_head_dim: int = 0  # LTX-2's audio attention (a Metal kernel is checked at both head sizes)
+
+    @property
+    def head_dims(self) -> tuple[int, ...]:
+        return tuple(sorted({self.hidden // self.heads, *([self.audio_head_dim] if self.audio_head_dim else [])}))
 
 
 # Each family's sizes before its configs are at hand: heads, hidden, decoder channels, blocks,
@@ -1264,7 +1303,7 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
     params = {k: int(v * 1e9) for k, v in spec.params_b.items()}
     big = spec.family == "ltx" and params.get("transformer", 0) > 5e9
     heads, hidden, vae_channels, layers, spatial, temporal, patch = FAMILY_DIMS["ltx-13b" if big else spec.family]
-    audio_hidden = 2048 if spec.family == "ltx2" else 0
+    audio_hidden, audio_head_dim = (2048, 64) if spec.family == "ltx2" else (0, 0)
     if folder is not None and folder.is_dir():
         counted: dict[str, int] = {}
         for component in ("transformer", "text_encoder", "vae", "latent_upsampler", *FOLDED_COMPONENTS):
@@ -1284,7 +1323,8 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
             layers = cfg.get("num_layers", layers)
             patch = cfg.get("patch_size", patch)
             if audio_hidden:
-                audio_hidden = cfg.get("audio_num_attention_heads", 32) * cfg.get("audio_attention_head_dim", 64)
+                audio_head_dim = cfg.get("audio_attention_head_dim", audio_head_dim)
+                audio_hidden = cfg.get("audio_num_attention_heads", 32) * audio_head_dim
         with contextlib.suppress(OSError, ValueError):
             cfg = read_json(folder / "vae" / "config.json")
             channels = cfg.get("decoder_block_out_channels") or cfg.get("block_out_channels")
@@ -1297,17 +1337,22 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
                 temporal = cfg.get("temporal_compression_ratio") or cfg.get("patch_size_t", 1) * 2 ** scaled
     return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch,
                      framewise_builtin=spec.family == "cogvideox", layers=layers,
-                     video_share=hidden**2 / (hidden**2 + audio_hidden**2))
+                     video_share=hidden**2 / (hidden**2 + audio_hidden**2), audio_head_dim=audio_head_dim)
 
 
 def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
-                    temporal_tiling: bool, offload: str, unified: bool) -> tuple[dict[str, float], float, float]:
+                    temporal_tiling: bool, offload: str, unified: bool,
+                    quantize: str = "none") -> tuple[dict[str, float], float, float]:
     """(GiB by part, peak GiB, largest single array GiB) for one setting of the options."""
     w, h = max((s.width, s.height) for s in job.stages)
     latent_frames = (job.num_frames - 1) // dims.temporal + 1
     tokens = latent_frames * (h // dims.spatial // dims.patch) * (w // dims.spatial // dims.patch)
     batch = 2 if job.guidance_scale > 1.0 else 1
     weights = {k: v * elem for k, v in dims.params.items()}
+    if quantize != "none":
+        for k in job.spec.quantizable:
+            kept = min(job.spec.unquantized_b.get(k, 0.0) * 1e9, dims.params.get(k, 0))
+            weights[k] = (dims.params.get(k, 0) - kept) * QUANT_BYTES[quantize] + kept * elem
     text_len = MAX_SEQUENCE_LENGTH.get(job.spec.pipeline, 256)  # prompts are padded to it
     t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + T5_HEADS * text_len * 6)
     rows = chunk if chunk else tokens
@@ -1392,20 +1437,28 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
         offload_opts = [request.offload]
     else:
         offload_opts = ["none", "model", "sequential"]
+    if not job.spec.quantizable or request.quantize == "none":
+        quant_opts = ["none"]
+    else:
+        quant_opts = ["none", "int8", "int4"] if request.quantize == "auto" else [request.quantize]
+    # Unified memory (a Mac): offloading moves weights within the same memory, so smaller
+    # weights come first; a discrete GPU keeps full precision in host memory before it quantizes.
+    combos = [(o, q) for q in quant_opts for o in offload_opts] if unified else \
+        [(o, q) for o in offload_opts for q in quant_opts]
     tried = []
-    for offload in offload_opts:
+    for offload, quant in combos:
         for spatial in dict.fromkeys(spatial_opts):
             for temporal in dict.fromkeys(temporal_opts):
                 if temporal and not spatial and request.vae_tiling == "auto":
                     continue
                 for chunk in chunk_opts:
                     parts, peak, largest = estimate_memory(job, dims, elem, chunk, spatial, temporal,
-                                                           offload, unified)
+                                                           offload, unified, quant)
                     limit_ok = device != "mps" or largest * 2**30 <= MPS_MAX_ARRAY / 2
                     tried.append((peak, offload, spatial, temporal, chunk, parts))
                     if peak * 2**30 <= budget_bytes and limit_ok:
                         return MemoryPlan(budget_bytes, chunk, spatial, temporal, offload, parts,
-                                          round(peak, 2), tokens)
+                                          round(peak, 2), tokens, quantize=quant)
     best = min(tried, key=lambda t: t[0])
     weights_gib = sum(v for k, v in best[5].items() if k in ("transformer", "vae", "upsampler"))
     fits = mac_that_fits(best[0])
@@ -1503,7 +1556,9 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
         f"chunked {plan.attention_chunk} rows" if plan.attention_chunk else "stock"
     lines.append(f"  savings: attention {attention}, "
                  f"VAE tiling {'spatial' if plan.vae_spatial_tiling else 'no spatial'}"
-                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, offload {plan.offload}")
+                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, offload {plan.offload}"
+                 + (f", {plan.quantize} weights for the {' and '.join(job.spec.quantizable).replace('_', ' ')}"
+                    if plan.quantize != "none" else ""))
     return lines
 
 
@@ -1579,11 +1634,14 @@ class Weights:
 def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
     """Exactly these files of a Hub repo in the local cache (downloaded, or resumed, if missing)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
 
     try:
         folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline(),
                                         cache_dir=hub_cache_dir(), endpoint=hub_endpoint()))
+    except GatedRepoError:
+        raise RunError(f"{repo} is gated: accept its licence at {hub_endpoint()}/{repo} (logged in), then log in "
+                       "here with `hf auth login` (or set HF_TOKEN) and run again") from None
     except LocalEntryNotFoundError:
         why = "HF_HUB_OFFLINE=1 is set" if hub_offline() else f"the Hub ({hub_endpoint()}) cannot be reached"
         raise RunError(f"{repo} is not (completely) in the Hugging Face cache ({hub_cache_dir()}) and {why}; "
@@ -1713,7 +1771,7 @@ def require_safetensors(folder: Path, components: Sequence[str] | None = None) -
 TEXT_ENCODERS = ("T5EncoderModel", "Gemma3ForConditionalGeneration")  # classes model_index.json may name
 
 
-def load_text_encoder(weights: Weights, dtype, log: Log):
+def load_text_encoder(weights: Weights, dtype, log: Log, quantize: str = "none"):
     """Only the tokenizer and the text encoder (T5, Gemma: the class model_index.json names), in a
     pipeline object of the model's class (so its own encode_prompt runs): phase one of loading, so
     the text encoder and the denoiser never share memory."""
@@ -1728,17 +1786,19 @@ def load_text_encoder(weights: Weights, dtype, log: Log):
     try:
         with quiet_libraries(log):
             tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
+            extra = {} if quantize == "none" else {"quantization_config": transformers.QuantoConfig(weights=quantize)}
             text_encoder = getattr(transformers, name).from_pretrained(
                 str(weights.folder / "text_encoder"), dtype=text_encoder_dtype(dtype), use_safetensors=True,
-                local_files_only=True)
+                local_files_only=True, **extra)
     except (OSError, ValueError) as e:
         raise RunError(f"could not load the text encoder from {weights.folder}: {first_line(e)}") from None
+    contiguous_quantized_inputs(text_encoder)
     others = [k for k, v in index.items() if isinstance(v, list) and k not in ("tokenizer", "text_encoder")]
     return getattr(diffusers, weights.pipeline_class)(tokenizer=tokenizer, text_encoder=text_encoder.eval(),
                                                       **dict.fromkeys(others))
 
 
-def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
+def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, quantize: str = "none"):
     """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU;
     without T5 when `text_encoder` is False (phase two, after the prompts are encoded)."""
     import diffusers
@@ -1748,6 +1808,10 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
     kwargs: dict[str, Any] = dict.fromkeys(FAMILIES[weights.pipeline_class].unused_components)
     if not text_encoder:
         kwargs["text_encoder"] = None
+    if quantize != "none":  # the transformer's linear layers, quantized as they load (optimum-quanto)
+        with quiet_libraries(log):  # diffusers marks its quanto backend for removal in 1.0 (README)
+            kwargs["quantization_config"] = diffusers.PipelineQuantizationConfig(
+                quant_mapping={"transformer": diffusers.QuantoConfig(weights_dtype=quantize)})
     if weights.transformer_file is not None:
         kwargs["transformer"] = diffusers.LTXVideoTransformer3DModel.from_single_file(
             str(weights.transformer_file), config=str(weights.transformer_config),
@@ -1758,6 +1822,8 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
                                        local_files_only=True, **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:
         raise RunError(f"could not load the model from {weights.folder}: {e}") from None
+    if getattr(pipe, "transformer", None) is not None:
+        contiguous_quantized_inputs(pipe.transformer)
     upsampler = None
     if weights.upsampler_folder is not None:
         import importlib
@@ -1767,6 +1833,17 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True):
             str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
             use_safetensors=True, local_files_only=True)
     return pipe, upsampler
+
+
+def contiguous_quantized_inputs(model) -> None:
+    """Quantized linear layers get contiguous inputs: torch's int8 matmul (CPU and MPS) refuses a
+    strided view, which LTX-2's packed latents are."""
+    def hook(module, args):
+        return (args[0].contiguous(), *args[1:])
+
+    for module in model.modules():
+        if type(module).__name__ == "QLinear":
+            module.register_forward_pre_hook(hook)
 
 
 @contextlib.contextmanager
@@ -2016,7 +2093,7 @@ def chip_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def kernel_identity(kernel: Kernel, module, dtype_name: str) -> str:
+def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[int, ...] = ()) -> str:
     """What a verdict holds for: a new package, torch, macOS or chip checks again."""
     import torch
 
@@ -2027,8 +2104,9 @@ def kernel_identity(kernel: Kernel, module, dtype_name: str) -> str:
 
             version = package_version(kernel.package)
     mac = macos_version()
+    dims = "" if head_dims in ((), (KERNEL_CHECK_SHAPE[1],)) else f"|head dims {','.join(map(str, head_dims))}"
     return f"{kernel.package} {version or '?'}|torch {torch.__version__}|" \
-           f"macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|{dtype_name}"
+           f"macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|{dtype_name}{dims}"
 
 
 def verdict_cache_path() -> Path:
@@ -2037,17 +2115,18 @@ def verdict_cache_path() -> Path:
     return Path(root) / "kernel_verdicts.json"
 
 
-def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dict:
-    """The kernel against chunked_attention on random [1, 32, L, 64] inputs at a few lengths up to
-    the job's: no NaN, max error within KERNEL_TOLERANCE, and the speed ratio (chunked time over
-    the kernel's, at the longest length)."""
+def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
+    """The kernel against chunked_attention on random [1, 32, L, D] inputs at a few lengths up to
+    the job's, for each of the model's head sizes D (LTX 2B: 64; 13B: 128; LTX-2: 128 video, 64
+    audio): no NaN, max error within KERNEL_TOLERANCE, and the speed ratio (chunked time over the
+    kernel's, at the longest length)."""
     import torch
 
     dtype_name = str(dtype).replace("torch.", "")
     reason = kernel.unready(module)
     if reason:
         return {"ok": False, "reason": reason}
-    heads, dim = KERNEL_CHECK_SHAPE
+    heads = KERNEL_CHECK_SHAPE[0]
     lengths = sorted({*KERNEL_CHECK_TOKENS, min(max(tokens, 1), KERNEL_CHECK_MAX)})
     g = torch.Generator(device="cpu").manual_seed(0)
     worst, speedup = 0.0, 0.0
@@ -2063,7 +2142,7 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dic
         return out, time.perf_counter() - t0
 
     try:
-        for length in lengths:
+        for dim, length in ((d, n) for d in (head_dims or (KERNEL_CHECK_SHAPE[1],)) for n in lengths):
             q, k, v = (torch.randn(1, heads, length, dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
             rows = attention_chunk_rows(length, heads, 2**29)
             with torch.inference_mode():
@@ -2072,14 +2151,14 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dic
             if out.shape != ref.shape:
                 return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)}"}
             if not torch.isfinite(out).all():
-                return {"ok": False, "reason": f"NaN/inf at {length} tokens"}
+                return {"ok": False, "reason": f"NaN/inf at {length} tokens (head size {dim})"}
             worst = max(worst, float((out.float() - ref.float()).abs().max()))
             speedup = t_ref / max(t_kernel, 1e-9)
     except Exception as e:  # a kernel that crashes is a failed check, never our crash
         return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
     tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
     verdict = {"max_error": round(worst, 6), "tolerance": tolerance, "speedup": round(speedup, 2),
-               "lengths": lengths}
+               "lengths": lengths, "head_dims": list(head_dims or (KERNEL_CHECK_SHAPE[1],))}
     if worst > tolerance:
         return dict(verdict, ok=False, reason=f"max error {worst:.3g} > {tolerance:g} against chunked attention")
     if speedup < 1.0:
@@ -2087,18 +2166,18 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int) -> dic
     return dict(verdict, ok=True, reason=f"max error {worst:.3g}, {speedup:.2f}x chunked attention's speed")
 
 
-def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int) -> dict:
+def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
     """The cached verdict for this kernel here, or a new self-check (then cached)."""
     path = verdict_cache_path()
-    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""))
+    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims)
     cache: dict = {}
     with contextlib.suppress(OSError, ValueError):
         cache = read_json(path)
     entry = cache.get(key) if isinstance(cache, dict) else None
     if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= min(tokens, KERNEL_CHECK_MAX):
         return entry
-    verdict = dict(check_kernel(kernel, module, device, dtype, tokens), checked_tokens=min(tokens, KERNEL_CHECK_MAX),
-                   identity=key)
+    verdict = dict(check_kernel(kernel, module, device, dtype, tokens, head_dims),
+                   checked_tokens=min(tokens, KERNEL_CHECK_MAX), identity=key)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         cache = cache if isinstance(cache, dict) else {}
@@ -2110,7 +2189,8 @@ def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int) -> d
 
 
 def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
-                          kernels: Sequence[Kernel] = ATTENTION_KERNELS, on_mac: bool | None = None):
+                          kernels: Sequence[Kernel] = ATTENTION_KERNELS, on_mac: bool | None = None,
+                          head_dims: tuple[int, ...] = ()):
     """(kernel, module, verdict) for --attention auto/metal, or None (chunked or stock then).
     Off a Mac auto never looks; `metal` there, or with no kernel that passes, is refused."""
     import importlib
@@ -2126,7 +2206,7 @@ def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
             module = importlib.import_module(kernel.module)
         except Exception:  # not installed, or it failed to build: not a candidate
             continue
-        verdict = kernel_verdict(kernel, module, device, dtype, tokens)
+        verdict = kernel_verdict(kernel, module, device, dtype, tokens, head_dims)
         if verdict.get("ok"):
             return kernel, module, verdict
         failures.append(f"{kernel.package}: {verdict.get('reason')}")
@@ -2335,6 +2415,9 @@ class Family:
     audio = False  # makes a soundtrack
     supports = frozenset({"draft", "lora"})  # features beyond plain image-to-video
     upsampler_class = ("diffusers.pipelines.ltx.modeling_latent_upsampler", "LTXLatentUpsamplerModel")
+    # The 2x upscale between the stages. No tone mapping here: Lightricks applies it (13B only)
+    # just before decoding.
+    upsample_pipeline = ("LTXLatentUpsamplePipeline", {"adain_factor": 1.0, "tone_map_compression_ratio": 0.0})
     unused_components: tuple[str, ...] = ()  # optional pipeline parts this tool never runs: not fetched
 
     @staticmethod
@@ -2366,6 +2449,7 @@ class LTX2(Family):
     audio = True
     supports: frozenset = frozenset()
     upsampler_class = ("diffusers.pipelines.ltx2", "LTX2LatentUpsamplerModel")
+    upsample_pipeline = ("LTX2LatentUpsamplePipeline", {})  # on the denormalized latents stage 1 returns
     unused_components = ("processor", "prompt_enhancer", "duration_head")
 
     @classmethod
@@ -2391,12 +2475,12 @@ class LTX2(Family):
                      + (f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps")
                      + " (video and audio)")
             if index > 0:  # Lightricks' distilled.py: upscale, renoise to the schedule's first sigma
-                latents = cls.upsample(pipe, upsampler, latents, device, stats, log)
+                latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
                 kwargs.update(latents=latents, audio_latents=audio, noise_scale=kwargs["sigmas"][0])
             kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
                                                             Progress(log, stage.name, stats.started))
             t0 = time.perf_counter()
-            with torch.inference_mode(), quiet_libraries(log, bars=True):
+            with torch.no_grad(), quiet_libraries(log, bars=True):  # not inference_mode: see encode_prompts
                 latents, audio = pipe(**kwargs)  # both denormalized; audio [B, C, frames, mel bins]
             stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
             stats.add("denoise", time.perf_counter() - t0)
@@ -2405,28 +2489,6 @@ class LTX2(Family):
             stats.audio = cls.soundtrack(pipe, audio, device, stats)
         vae = pipe.vae
         return pipe._normalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-
-    @staticmethod
-    def upsample(pipe, upsampler, latents, device: str, stats: RunStats, log: Log):
-        """2x spatial latent upscale (LTX2LatentUpsamplePipeline on denormalized latents)."""
-        import torch
-        from diffusers import LTX2LatentUpsamplePipeline
-
-        t0 = time.perf_counter()
-        log.info(f"upsample: latents {tuple(latents.shape[-2:])} -> 2x")
-        moved = next(upsampler.parameters()).device.type != device
-        if moved:
-            upsampler.to(device)
-        with torch.inference_mode():
-            out = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)(
-                latents=latents.to(device), output_type="latent", return_dict=False)[0]
-        if moved:
-            upsampler.to("cpu")
-            empty_device_cache(device)
-        stats.stage_seconds["upsample"] = round(time.perf_counter() - t0, 3)
-        stats.stage_shapes["upsample"] = list(out.shape)
-        stats.add("denoise", time.perf_counter() - t0)
-        return out
 
     @staticmethod
     def soundtrack(pipe, audio_latents, device: str, stats: RunStats) -> AudioTrack:
@@ -2628,7 +2690,7 @@ def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str =
             cpu_offload(pipe.text_encoder, execution_device=torch.device(device))
         else:
             pipe.text_encoder.to(device)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: quanto's int4 weights fail under it
             for job, prompt in ((j, p) for j in jobs for p in (j.segments or (j.request.prompt,))):
                 cfg = job.guidance_scale > 1.0
                 key = (prompt, job.negative_prompt, cfg)
@@ -2959,20 +3021,19 @@ def use_fixed_schedule(pipe) -> None:
 
 
 def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log: Log):
-    """2x spatial latent upscale between the stages (LTXLatentUpsamplePipeline's recipe)."""
+    """2x spatial latent upscale between the stages (the family's upsample pipeline)."""
+    import diffusers
     import torch
-    from diffusers import LTXLatentUpsamplePipeline
 
+    name, options = FAMILIES[type(pipe).__name__].upsample_pipeline
     t0 = time.perf_counter()
     log.info(f"upsample: latents {tuple(latents.shape[-2:])} -> 2x")
     moved = next(upsampler.parameters()).device.type != device
     if moved:
         upsampler.to(device)
-    up = LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
+    up = getattr(diffusers, name)(vae=pipe.vae, latent_upsampler=upsampler)
     with torch.inference_mode():
-        # Tone mapping is not done here: Lightricks applies it (13B only) just before decoding.
-        out = up(latents=latents.to(device), adain_factor=1.0, tone_map_compression_ratio=0.0,
-                 output_type="latent", return_dict=False)[0]
+        out = up(latents=latents.to(device), output_type="latent", return_dict=False, **options)[0]
     if moved:
         upsampler.to("cpu")
         empty_device_cache(device)
@@ -3638,6 +3699,15 @@ class BrokenVideoError(RuntimeError):
     pass
 
 
+def _dist_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def versions() -> dict[str, str]:
     import platform
 
@@ -3652,6 +3722,7 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
+        "optimum-quanto": _dist_version("optimum-quanto"),
         "os": f"macOS {'.'.join(map(str, mac))}" if mac else platform.platform(),
         "machine": platform.machine(),
     }
@@ -3716,6 +3787,7 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
             "attention_chunk_rows": plan.attention_chunk, "attention_kernel": plan.attention_kernel,
             "kernel_verdict": plan.kernel_verdict, "vae_spatial_tiling": plan.vae_spatial_tiling,
             "vae_temporal_tiling": plan.vae_temporal_tiling, "offload": plan.offload,
+            "quantize": plan.quantize, "quantized": list(job.spec.quantizable) if plan.quantize != "none" else [],
             "estimate_gib": plan.estimate,
         },
         "timings_s": dict(stats.timings, total=round(wall, 3)),
@@ -3839,7 +3911,8 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
         log.warn("CogVideoX's VAE always decodes 2 latent frames at a time; --vae-tiling on adds spatial tiles only")
         plan = dataclasses.replace(plan, vae_temporal_tiling=False)
     if job.request.attention_slicing in ("auto", "metal"):
-        picked = pick_attention_kernel(job.request.attention_slicing, device, dtype, plan.tokens, log)
+        picked = pick_attention_kernel(job.request.attention_slicing, device, dtype, plan.tokens, log,
+                                       head_dims=dims.head_dims)
         if picked:
             kernel, module, verdict = picked
             name = verdict["identity"].split("|")[0]
@@ -3881,19 +3954,20 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
              f"prompt(s) with {family_of(first.spec).text_encoder_label}")
     order = ("none", "model", "sequential")
     offload = max((p.offload for p in plans), key=order.index)
-    embeds = encode_prompts(load_text_encoder(weights, dtype, log), jobs, device, dtype, offload, log)
+    quantize = max((p.quantize for p in plans), key=QUANTIZE.index)  # one load serves the group: its smallest
+    embeds = encode_prompts(load_text_encoder(weights, dtype, log, quantize), jobs, device, dtype, offload, log)
     encode_seconds = time.perf_counter() - t0
     log.info(f"  {family_of(first.spec).text_encoder_label} loaded, encoded and freed in "
              f"{describe_seconds(encode_seconds)}")
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
     t_load = time.perf_counter()
-    pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False)
+    pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False, quantize=quantize)
     place_pipeline(pipe, upsampler, offload, device)
     fused = apply_loras(pipe, first.loras, log)
     load_seconds = time.perf_counter() - t_load
     log.info(f"  loaded in {describe_seconds(load_seconds)}")
     for index, (job, plan) in enumerate(zip(jobs, plans)):
-        plan = dataclasses.replace(plan, offload=offload)
+        plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
         progress(index)
         t_job = time.perf_counter()
         stats = RunStats(estimated_seconds=estimate_seconds(job, tflops))
@@ -4373,7 +4447,7 @@ def run_check(device_name: str, log: Log) -> int:
                        "installed (chunked attention is used)", f"pip install {kernel.package}"
                        if kernel is ATTENTION_KERNELS[0] else "")
                 continue
-            verdict = check_kernel(kernel, module, "mps", dtype, max(KERNEL_CHECK_TOKENS))
+            verdict = check_kernel(kernel, module, "mps", dtype, max(KERNEL_CHECK_TOKENS), (64, 128))  # LTX, LTX-2
             report(PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, str(dtype))}: "
                    + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
                    "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice")
@@ -4614,13 +4688,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto|metal|chunked|stock|N (default: auto)")
     h.add_argument("--vae-tiling", choices=TRISTATE, default="auto", help="tiled VAE decode")
     h.add_argument("--offload", choices=OFFLOADS, default="auto", metavar="MODE", help="auto|none|model|sequential")
+    h.add_argument("--quantize", choices=QUANTIZE, default="auto", metavar="MODE",
+                   help="LTX-2: auto|none|int8|int4 (default: auto)")
     h.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB", dest="memory_budget_gb",
                    help="GB to use (default: 75%% of a Mac's)")
 
     o = p.add_argument_group("other")
     o.add_argument("--check", action="store_true", help="check this machine and exit (works offline)")
-    o.add_argument("-v", "--verbose", action="store_true", help="library logs and tracebacks")
-    o.add_argument("-q", "--quiet", action="store_true", help="only errors and the final 'wrote' line")
+    o.add_argument("-v", "--verbose", action="store_true", help="library logs, tracebacks (-q: errors only)")
+    o.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)  # named in --verbose's help
     o.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help=argparse.SUPPRESS)
     return p
 

@@ -241,32 +241,111 @@ def original_single_file(transformer, vae, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# LTX-2: diffusers 0.42.1's class defaults are LTX-2.0's configs; the repos' config.json files add
-# what the defaults do not say (the VAE's declared 32x/8x: its four scaling flags alone say 64x/16x;
-# the vocoder of Lightricks/LTX-2/vocoder/config.json).
+# LTX-2 (2.0) and LTX-2.3: the configs of diffusers' scripts/convert_ltx2_to_diffusers.py (which
+# wrote the Hub's diffusers repos), shrunk only where named.
 
-REAL_LTX2_VAE = {"spatial_compression_ratio": 32, "temporal_compression_ratio": 8}
-TINY_LTX2_VAE = {  # shrunk: channels and depth; flags, downsample types, patch 4 and both ratios real
-    "latent_channels": 8, "block_out_channels": (8, 8, 8, 8), "decoder_block_out_channels": (8, 16, 32),
+REAL_LTX2_TRANSFORMER = {
+    "in_channels": 128, "out_channels": 128, "patch_size": 1, "patch_size_t": 1, "num_attention_heads": 32,
+    "attention_head_dim": 128, "cross_attention_dim": 4096, "vae_scale_factors": (8, 32, 32), "pos_embed_max_pos": 20,
+    "base_height": 2048, "base_width": 2048, "gated_attn": False, "cross_attn_mod": False, "audio_in_channels": 128,
+    "audio_out_channels": 128, "audio_patch_size": 1, "audio_patch_size_t": 1, "audio_num_attention_heads": 32,
+    "audio_attention_head_dim": 64, "audio_cross_attention_dim": 2048, "audio_scale_factor": 4,
+    "audio_pos_embed_max_pos": 20, "audio_sampling_rate": 16000, "audio_hop_length": 160, "audio_gated_attn": False,
+    "audio_cross_attn_mod": False, "num_layers": 48, "activation_fn": "gelu-approximate",
+    "qk_norm": "rms_norm_across_heads", "norm_elementwise_affine": False, "norm_eps": 1e-6, "caption_channels": 3840,
+    "attention_bias": True, "attention_out_bias": True, "rope_theta": 10000.0, "rope_double_precision": True,
+    "causal_offset": 1, "timestep_scale_multiplier": 1000, "cross_attn_timestep_scale_multiplier": 1000,
+    "rope_type": "split", "use_prompt_embeddings": True, "perturbed_attn": False,
+}
+# 2.3: gated attention, cross-attention modulation, STG through perturbed attention, no prompt embeddings.
+REAL_LTX23_TRANSFORMER = dict(REAL_LTX2_TRANSFORMER, gated_attn=True, cross_attn_mod=True, audio_gated_attn=True,
+                              audio_cross_attn_mod=True, use_prompt_embeddings=False, perturbed_attn=True)
+# Every linear layer's input a multiple of 32, as in the real model: the int8 kernels need it
+# (torch's CPU int8 matmul crashes on a width of 8; quanto's MPS path asks for 32).
+TINY_LTX2_TRANSFORMER = {  # shrunk: widths, depth, latent and caption channels
+    "in_channels": 32, "out_channels": 32, "num_attention_heads": 2, "attention_head_dim": 16,
+    "cross_attention_dim": 32, "audio_in_channels": 32, "audio_out_channels": 32, "audio_num_attention_heads": 2,
+    "audio_attention_head_dim": 16, "audio_cross_attention_dim": 32, "num_layers": 1, "caption_channels": 32,
+}
+REAL_LTX2_CONNECTORS = {
+    "caption_channels": 3840, "text_proj_in_factor": 49, "video_connector_num_attention_heads": 30,
+    "video_connector_attention_head_dim": 128, "video_connector_num_layers": 2,
+    "video_connector_num_learnable_registers": 128, "video_gated_attn": False, "audio_connector_num_attention_heads": 30,
+    "audio_connector_attention_head_dim": 128, "audio_connector_num_layers": 2,
+    "audio_connector_num_learnable_registers": 128, "audio_gated_attn": False, "connector_rope_base_seq_len": 4096,
+    "rope_theta": 10000.0, "rope_double_precision": True, "causal_temporal_positioning": False, "rope_type": "split",
+    "per_modality_projections": False, "proj_bias": False,
+}
+REAL_LTX23_CONNECTORS = dict(
+    REAL_LTX2_CONNECTORS, video_connector_num_attention_heads=32, video_connector_num_layers=8, video_gated_attn=True,
+    audio_connector_num_attention_heads=32, audio_connector_attention_head_dim=64, audio_connector_num_layers=8,
+    audio_gated_attn=True, per_modality_projections=True, video_hidden_dim=4096, audio_hidden_dim=2048, proj_bias=True)
+TINY_LTX2_CONNECTORS = {  # shrunk: Gemma's width (32) and depth (2 layers: 3 hidden states), heads, layers
+    "caption_channels": 32, "text_proj_in_factor": 3, "video_connector_num_attention_heads": 4,
+    "video_connector_attention_head_dim": 8, "video_connector_num_layers": 1, "audio_connector_num_attention_heads": 4,
+    "audio_connector_attention_head_dim": 8, "audio_connector_num_layers": 1, "connector_rope_base_seq_len": 32,
+}
+TINY_LTX23_CONNECTORS = dict(TINY_LTX2_CONNECTORS, video_hidden_dim=32, audio_hidden_dim=32)  # the transformer's
+REAL_LTX2_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 128, "block_out_channels": (256, 512, 1024, 2048),
+    "down_block_types": ("LTX2VideoDownBlock3D",) * 4, "decoder_block_out_channels": (256, 512, 1024),
+    "layers_per_block": (4, 6, 6, 2, 2), "decoder_layers_per_block": (5, 5, 5, 5),
+    "spatio_temporal_scaling": (True, True, True, True), "decoder_spatio_temporal_scaling": (True, True, True),
+    "decoder_inject_noise": (False, False, False, False),
+    "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    "upsample_type": ("spatiotemporal", "spatiotemporal", "spatiotemporal"), "upsample_residual": (True, True, True),
+    "upsample_factor": (2, 2, 2), "timestep_conditioning": False, "patch_size": 4, "patch_size_t": 1,
+    "resnet_norm_eps": 1e-6, "encoder_causal": True, "decoder_causal": False,
+    "encoder_spatial_padding_mode": "zeros", "decoder_spatial_padding_mode": "reflect",
+    "spatial_compression_ratio": 32, "temporal_compression_ratio": 8,  # its four scaling flags alone say 64x/16x
+}
+REAL_LTX23_VAE = dict(
+    REAL_LTX2_VAE, block_out_channels=(256, 512, 1024, 1024), decoder_block_out_channels=(256, 512, 512, 1024),
+    layers_per_block=(4, 6, 4, 2, 2), decoder_layers_per_block=(4, 6, 4, 2, 2),
+    decoder_spatio_temporal_scaling=(True, True, True, True), decoder_inject_noise=(False,) * 5,
+    upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"), upsample_residual=(False,) * 4,
+    upsample_factor=(2, 2, 1, 2), decoder_spatial_padding_mode="zeros")
+TINY_LTX2_VAE = {  # shrunk: channels and depth; flags, up/downsample types, patch 4 and both ratios real
+    "latent_channels": 32, "block_out_channels": (8, 8, 8, 8), "decoder_block_out_channels": (8, 16, 32),
     "layers_per_block": (1, 1, 1, 1, 1), "decoder_layers_per_block": (1, 1, 1, 1),
 }
-TINY_LTX2_TRANSFORMER = {  # shrunk: widths, depth, latent channels; RoPE and norms as the real ones
-    "in_channels": 8, "out_channels": 8, "num_attention_heads": 2, "attention_head_dim": 8, "cross_attention_dim": 16,
-    "audio_in_channels": 8, "audio_out_channels": 8, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
-    "audio_cross_attention_dim": 8, "num_layers": 1, "caption_channels": 32,
+TINY_LTX23_VAE = dict(TINY_LTX2_VAE, decoder_block_out_channels=(8, 16, 16, 32), decoder_layers_per_block=(1,) * 5)
+REAL_LTX2_AUDIO_VAE = {  # 2.0 and 2.3 alike
+    "base_channels": 128, "output_channels": 2, "ch_mult": (1, 2, 4), "num_res_blocks": 2, "attn_resolutions": None,
+    "in_channels": 2, "resolution": 256, "latent_channels": 8, "norm_type": "pixel", "causality_axis": "height",
+    "dropout": 0.0, "mid_block_add_attention": False, "sample_rate": 16000, "mel_hop_length": 160, "is_causal": True,
+    "mel_bins": 64, "double_z": True,
 }
-# Audio: 16 kHz mel input, hop 160, 4x time and mel compression (the real values); shrunk channels
-# (latent channels x mel bins / 4 = the transformer's audio_in_channels, as 8 x 64 / 4 = 128 is).
-TINY_LTX2_AUDIO_VAE = {"base_channels": 8, "ch_mult": (1, 2, 4), "num_res_blocks": 1, "latent_channels": 2,
-                       "mel_bins": 16}
-REAL_LTX2_VOCODER = {"out_channels": 2, "output_sampling_rate": 24000, "upsample_factors": [6, 5, 2, 2, 2],
-                     "upsample_kernel_sizes": [16, 15, 8, 4, 4]}  # stereo, 24 kHz: 16,000 / 160 x 240
-TINY_LTX2_VOCODER = {"in_channels": 2 * 16, "hidden_channels": 64, "resnet_kernel_sizes": [3], "resnet_dilations": [[1]]}
-TINY_LTX2_CONNECTORS = {"caption_channels": 32, "text_proj_in_factor": 3, "video_connector_num_attention_heads": 4,
-                        "video_connector_attention_head_dim": 8, "video_connector_num_layers": 1,
-                        "video_connector_num_learnable_registers": None, "audio_connector_num_attention_heads": 4,
-                        "audio_connector_attention_head_dim": 8, "audio_connector_num_layers": 1,
-                        "audio_connector_num_learnable_registers": None, "connector_rope_base_seq_len": 32}
+# shrunk: channels, depth, mel bins (latent channels x mel bins / 4 = the transformer's audio input,
+# as 8 x 64 / 4 = 128 is)
+TINY_LTX2_AUDIO_VAE = {"base_channels": 32, "num_res_blocks": 1, "mel_bins": 16}
+REAL_LTX2_VOCODER = {  # stereo, 24 kHz
+    "in_channels": 128, "hidden_channels": 1024, "out_channels": 2, "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+    "upsample_factors": [6, 5, 2, 2, 2], "resnet_kernel_sizes": [3, 7, 11], "resnet_dilations": [[1, 3, 5]] * 3,
+    "act_fn": "leaky_relu", "leaky_relu_negative_slope": 0.1, "antialias": False, "final_act_fn": "tanh",
+    "final_bias": True, "output_sampling_rate": 24000,
+}
+REAL_LTX23_VOCODER = {  # LTX2VocoderWithBWE: 16 kHz vocoder + bandwidth extension to 48 kHz, stereo
+    "in_channels": 128, "hidden_channels": 1536, "out_channels": 2, "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+    "upsample_factors": [5, 2, 2, 2, 2, 2], "resnet_kernel_sizes": [3, 7, 11], "resnet_dilations": [[1, 3, 5]] * 3,
+    "act_fn": "snakebeta", "leaky_relu_negative_slope": 0.1, "antialias": True, "antialias_ratio": 2,
+    "antialias_kernel_size": 12, "final_act_fn": None, "final_bias": False, "bwe_in_channels": 128,
+    "bwe_hidden_channels": 512, "bwe_out_channels": 2, "bwe_upsample_kernel_sizes": [12, 11, 4, 4, 4],
+    "bwe_upsample_factors": [6, 5, 2, 2, 2], "bwe_resnet_kernel_sizes": [3, 7, 11],
+    "bwe_resnet_dilations": [[1, 3, 5]] * 3, "bwe_act_fn": "snakebeta", "bwe_leaky_relu_negative_slope": 0.1,
+    "bwe_antialias": True, "bwe_antialias_ratio": 2, "bwe_antialias_kernel_size": 12, "bwe_final_act_fn": None,
+    "bwe_final_bias": False, "filter_length": 512, "hop_length": 80, "window_length": 512, "num_mel_channels": 64,
+    "input_sampling_rate": 16000, "output_sampling_rate": 48000,
+}
+TINY_LTX2_VOCODER = {"in_channels": 2 * 16, "hidden_channels": 64, "resnet_kernel_sizes": [3],  # shrunk: widths,
+                     "resnet_dilations": [[1]]}  # resnets (in: 2 channels x 16 mel bins)
+TINY_LTX23_VOCODER = dict(TINY_LTX2_VOCODER, bwe_hidden_channels=64, bwe_resnet_kernel_sizes=[3],
+                          bwe_resnet_dilations=[[1]])  # the BWE's own 64-bin stereo mel (its input 128): real
+REAL_LTX2_UPSAMPLER = {"in_channels": 128, "mid_channels": 1024, "num_blocks_per_stage": 4, "dims": 3,
+                       "spatial_upsample": True, "temporal_upsample": False, "rational_spatial_scale": 2.0,
+                       "use_rational_resampler": True}
+REAL_LTX23_UPSAMPLER = dict(REAL_LTX2_UPSAMPLER, use_rational_resampler=False)
+TINY_LTX2_UPSAMPLER = {"in_channels": 32, "mid_channels": 32, "num_blocks_per_stage": 1}  # shrunk: channels, depth
 GEMMA_PIECES = 320  # shrunk from 262,144: <pad> <eos> <bos> <unk> <mask> (ids 0-4, as Gemma's), 256 bytes, merges
 GEMMA_ADDED = ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]  # after the pieces, as Gemma 3's
 LTX2_INDEX = {  # Lightricks/LTX-2's model_index.json (diffusers 0.37 wrote it: no optional parts)
@@ -325,18 +404,30 @@ def tiny_gemma(vocab: int):
     return Gemma3ForConditionalGeneration(cfg).eval()
 
 
-def ltx2_pipeline(seed: int = 4):
-    """A complete tiny LTX-2 image-to-video pipeline (real 32x/8x video compression, real audio
-    rates); its tokenizer is rewritten in the real layout when saved (save_ltx2)."""
+LTX2_CONFIGS = {  # version -> (transformer, connectors, VAE, vocoder, upscaler): real, then shrunk
+    "2.0": ((REAL_LTX2_TRANSFORMER, TINY_LTX2_TRANSFORMER), (REAL_LTX2_CONNECTORS, TINY_LTX2_CONNECTORS),
+            (REAL_LTX2_VAE, TINY_LTX2_VAE), (REAL_LTX2_VOCODER, TINY_LTX2_VOCODER),
+            (REAL_LTX2_UPSAMPLER, TINY_LTX2_UPSAMPLER)),
+    "2.3": ((REAL_LTX23_TRANSFORMER, TINY_LTX2_TRANSFORMER), (REAL_LTX23_CONNECTORS, TINY_LTX23_CONNECTORS),
+            (REAL_LTX23_VAE, TINY_LTX23_VAE), (REAL_LTX23_VOCODER, TINY_LTX23_VOCODER),
+            (REAL_LTX23_UPSAMPLER, TINY_LTX2_UPSAMPLER)),
+}
+
+
+def ltx2_pipeline(version: str = "2.0", seed: int = 4):
+    """A complete tiny LTX-2 (or 2.3) image-to-video pipeline: the real configs with the shrinks
+    above (real 32x/8x video compression, real audio rates); its tokenizer is rewritten in the real
+    layout when saved (save_ltx2)."""
     import tempfile
 
     import torch
     from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler,
                            LTX2ImageToVideoPipeline, LTX2VideoTransformer3DModel)
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
-    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
     from transformers import AutoTokenizer
 
+    transformer, connectors, vae, vocoder, _ = (dict(real, **tiny) for real, tiny in LTX2_CONFIGS[version])
     with tempfile.TemporaryDirectory() as tmp:
         vocab = write_gemma_tokenizer(Path(tmp))
         tokenizer = AutoTokenizer.from_pretrained(tmp)
@@ -344,34 +435,50 @@ def ltx2_pipeline(seed: int = 4):
     return LTX2ImageToVideoPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler.from_config(
             {k: v for k, v in REAL_SCHEDULER_090.items() if not k.startswith("_")}),
-        vae=AutoencoderKLLTX2Video(**REAL_LTX2_VAE, **TINY_LTX2_VAE).eval(),
-        audio_vae=AutoencoderKLLTX2Audio(**TINY_LTX2_AUDIO_VAE).eval(),
-        text_encoder=tiny_gemma(vocab), tokenizer=tokenizer,
-        connectors=LTX2TextConnectors(**TINY_LTX2_CONNECTORS).eval(),
-        transformer=LTX2VideoTransformer3DModel(**TINY_LTX2_TRANSFORMER).eval(),
-        vocoder=LTX2Vocoder(**REAL_LTX2_VOCODER, **TINY_LTX2_VOCODER).eval())
+        vae=AutoencoderKLLTX2Video(**vae).eval(),
+        audio_vae=AutoencoderKLLTX2Audio(**dict(REAL_LTX2_AUDIO_VAE, **TINY_LTX2_AUDIO_VAE)).eval(),
+        text_encoder=tiny_gemma(vocab), tokenizer=tokenizer, connectors=LTX2TextConnectors(**connectors).eval(),
+        transformer=LTX2VideoTransformer3DModel(**transformer).eval(),
+        vocoder=(LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder)(**vocoder).eval())
 
 
-def ltx2_upsampler():
+def ltx2_upsampler(version: str = "2.0"):
     import torch
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
 
     torch.manual_seed(5)
-    return LTX2LatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval()
+    real, tiny = LTX2_CONFIGS[version][4]
+    return LTX2LatentUpsamplerModel(**dict(real, **tiny)).eval()
 
 
-def save_ltx2(pipe, folder: Path, upsampler=None) -> None:
+# diffusers/LTX-2.3-*: written by the same script (LTX2Pipeline) with --add_processor: a processor/
+# folder for prompt enhancement (Gemma3Processor; its tokenizer.json alone is 33 MB) that this tool
+# never runs, so never fetches.
+LTX23_INDEX = dict(LTX2_INDEX, _diffusers_version="0.38.0.dev0", vocoder=["ltx2", "LTX2VocoderWithBWE"],
+                   processor=["transformers", "Gemma3Processor"])
+LTX23_PROCESSOR_FILES = ["processor/processor_config.json", "processor/tokenizer.json", "processor/tokenizer.model",
+                         "processor/preprocessor_config.json", "processor/chat_template.jinja"]
+
+
+def save_ltx2(pipe, folder: Path, upsampler=None, index: dict = LTX2_INDEX, junk=LTX2_ROOT_JUNK) -> None:
     """The real LTX-2 repo layout: sharded weights, Gemma's tokenizer files (no tokenizer.json),
-    model_index.json as Lightricks/LTX-2's, the upscaler in latent_upsampler/ (not in the index),
-    and original-format checkpoints at the root that must never be fetched."""
+    model_index.json as the Hub's, the upscaler in latent_upsampler/ (not in the index), and
+    original-format checkpoints at the root that must never be fetched."""
     pipe.save_pretrained(folder, max_shard_size=SHARD)
     shutil.rmtree(folder / "tokenizer")
     write_gemma_tokenizer(folder / "tokenizer")
-    (folder / "model_index.json").write_text(json.dumps(LTX2_INDEX, indent=2))
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     if upsampler is not None:
         upsampler.save_pretrained(folder / "latent_upsampler")
-    for name in LTX2_ROOT_JUNK:
+    for name in junk:
         _stub(folder / name)
+
+
+def save_ltx2_upsampler(upsampler, vae, folder: Path) -> None:
+    """An upscaler-only repo (rootonchair/LTX-2.3-spatial-upscaler-*): LTX2LatentUpsamplePipeline."""
+    from diffusers import LTX2LatentUpsamplePipeline
+
+    LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=upsampler).save_pretrained(folder)
 
 
 def build_repos(root: Path) -> dict[str, Path]:
@@ -436,6 +543,12 @@ def build_repos(root: Path) -> dict[str, Path]:
     # its upscaler in the same repo.
     save_ltx2(ltx2_pipeline(), repo("Lightricks/LTX-2"), ltx2_upsampler())
     save_ltx2(ltx2_pipeline(seed=6), repo("rootonchair/LTX-2-19b-distilled"), ltx2_upsampler())
+    # LTX-2.3 (diffusers' own repos, processor folder included) and its v1.1 upscaler's repo.
+    dev23, distilled23 = ltx2_pipeline("2.3", seed=7), ltx2_pipeline("2.3", seed=8)
+    save_ltx2(dev23, repo("diffusers/LTX-2.3-Diffusers"), index=LTX23_INDEX, junk=LTX23_PROCESSOR_FILES)
+    save_ltx2(distilled23, repo("diffusers/LTX-2.3-Distilled-Diffusers"), index=LTX23_INDEX, junk=LTX23_PROCESSOR_FILES)
+    save_ltx2_upsampler(ltx2_upsampler("2.3"), distilled23.vae,
+                        repo("rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers"))
     for folder in repos.values():
         _stub(folder / "README.md", "---\nlicense: other\n---\n")
         _stub(folder / ".gitattributes", "*.safetensors filter=lfs diff=lfs merge=lfs -text\n")

@@ -40,6 +40,7 @@ class FakeHub:
         self.root = Path(root)
         self.log: list[Request] = []
         self.cut_after: int | None = None  # bytes of a weights file's body to send before dying
+        self.gated: set[str] = set()  # repos whose files need a token (a licence to accept), as Gemma's
         self._server: ThreadingHTTPServer | None = None
         self._commits: dict[str, str] = {}
 
@@ -148,6 +149,9 @@ class FakeHub:
         if not self._known(h, repo):
             return
         path = self.root / repo / name
+        if repo in self.gated and not h.headers.get("Authorization"):
+            return self._error(h, 401, "GatedRepo", f"Access to model {repo} is restricted. You must have access "
+                               "to it and be authenticated to access it. Please log in.", repo)
         if not path.is_file():
             return self._error(h, 404, "EntryNotFound", f"{name} not found in {repo}", repo)
         entry = self.entry(repo, name)

@@ -71,6 +71,8 @@ ALIAS_ARGS = {
     "cogvideox1.5": ["--width", "96", "--height", "64", "--num-frames", "17", "--steps", "2"],
     "ltx2": ["--preset", "fast", "--width", "192", "--height", "128", "--num-frames", "17"],
     "ltx2-dev": ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2"],
+    "ltx2.3": ["--preset", "fast", "--width", "192", "--height", "128", "--num-frames", "17"],
+    "ltx2.3-dev": ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2"],
 }
 
 

@@ -28,6 +28,8 @@ def fake(kind: str, version: str = "1.0"):
             return out * float("nan")
         if kind == "slow":
             time.sleep(0.2)
+        if kind == "wrong-at-32" and q.shape[-1] == 32:  # right at one head size, wrong at another
+            return out + 0.5
         return out
 
     module.sdpa_opt = sdpa_opt
@@ -111,9 +113,9 @@ def test_a_trusted_kernel_runs_the_model_and_the_plan_and_sidecar_name_it(kernel
     monkeypatch.setattr(gv, "ATTENTION_KERNELS", table)
     real = gv.pick_attention_kernel
     monkeypatch.setattr(gv, "pick_attention_kernel",
-                        lambda mode, device, dtype, tokens, log, kernels=table, on_mac=None:
-                        real(mode, device, dtype, tokens, log, kernels, on_mac=True))
-    monkeypatch.setattr(gv, "check_kernel", lambda *a: {"ok": True, "reason": "max error 0, 2.00x", "max_error": 0.0,
+                        lambda mode, device, dtype, tokens, log, kernels=table, on_mac=None, head_dims=():
+                        real(mode, device, dtype, tokens, log, kernels, on_mac=True, head_dims=head_dims))
+    monkeypatch.setattr(gv, "check_kernel", lambda *a, **k: {"ok": True, "reason": "max error 0, 2.00x", "max_error": 0.0,
                                                          "speedup": 2.0})
     out = tmp_path / "k.mp4"
     rc = gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "-o", str(out),
@@ -150,3 +152,20 @@ def test_mps_sdpa_is_trusted_only_on_its_zero_copy_backend(kernels):
     assert not verdict["ok"] and "xcode-select --install" in verdict["reason"] and module.calls == 0
     module.backend_status = lambda: {"picked": "mpsgraph_zc", "active": True}
     assert gv.check_kernel(kernel, module, "cpu", torch.float32, 128)["max_error"] < 1e-4
+
+
+def test_a_kernel_is_checked_at_every_head_size_the_model_has(kernels, monkeypatch):
+    """LTX-2 attends with 128-wide heads (video) and 64-wide ones (audio): a kernel right at one
+    size and wrong at the other is not trusted for it, and the verdicts are cached apart."""
+    table, _ = kernels("wrong-at-32")
+    monkeypatch.setattr(gv, "chunked_attention", lambda *a, **k: (time.sleep(0.02), real_chunked(*a, **k))[1])
+    assert gv.pick_attention_kernel("auto", "cpu", torch.float32, 128, gv.Log(0), table, on_mac=True,
+                                    head_dims=(16,)) is not None
+    assert gv.pick_attention_kernel("auto", "cpu", torch.float32, 128, gv.Log(0), table, on_mac=True,
+                                    head_dims=(16, 32)) is None
+    dims = gv.model_dims(None, gv.MODELS["ltx2"])
+    assert dims.head_dims == (64, 128) and gv.model_dims(None, gv.MODELS["ltx-distilled"]).head_dims == (64,)
+    assert gv.model_dims(None, gv.MODELS["ltx-13b-distilled"]).head_dims == (128,)
+
+
+real_chunked = gv.chunked_attention

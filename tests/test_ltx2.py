@@ -190,3 +190,119 @@ def test_audio_track_is_cut_or_padded_to_the_video_and_written_as_16_bit_pcm(tmp
     with wave.open(str(tmp_path / "a.wav")) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (2, 2, 16000, 3)
         assert np.frombuffer(w.readframes(3), "<i2").tolist() == [32767, 32767, -32767, -32767, 0, 0]
+
+
+def plan_on_a_mac(tmp_path, memory_gb, model="ltx2", **request):
+    """The memory plan for 5 s of 1080p on a Mac of this size (bf16, its default budget)."""
+    req = gv.Request(image=make_image(tmp_path / "in.png", 160, 90), prompt="p", output=tmp_path / "y.mp4",
+                     model=model, **request)
+    job = gv.plan_job(req, gv.Log(0))
+    return gv.plan_memory(job, job.dims, "mps", 2, int(memory_gb * gv.MPS_WORKING_SET * 2**30), 2**30, req)
+
+
+def test_the_plan_quantizes_only_as_far_as_the_mac_needs_and_names_the_mac_that_fits(tmp_path):
+    assert plan_on_a_mac(tmp_path, 128).quantize == "none"  # ~49 GiB in bf16
+    assert plan_on_a_mac(tmp_path, 64).quantize == "int8"
+    assert plan_on_a_mac(tmp_path, 32).quantize == "int4"
+    with pytest.raises(gv.UsageError, match=r"a Mac with (32|36) GB or more runs it"):
+        plan_on_a_mac(tmp_path, 16)
+    with pytest.raises(gv.UsageError, match=r"a Mac with 96 GB or more runs it"):
+        plan_on_a_mac(tmp_path, 64, quantize="none")
+    assert plan_on_a_mac(tmp_path, 128, quantize="int4").quantize == "int4"  # asked for: done
+    plan = plan_on_a_mac(tmp_path, 32)
+    # Gemma's linear layers (11.2B) at ~0.53 bytes a weight, its 1.0B token embeddings in bf16, plus
+    # 1024-token prompts; the transformer (20.4B with its connectors) at ~0.53 bytes a weight
+    assert 7.5 < plan.estimate["text_encoder"] < 8.5 and plan.estimate["transformer"] < 11
+
+
+def test_quantize_is_refused_for_models_that_never_need_it(models, image, tmp_path, capsys):
+    rc = gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--quantize", "int8",
+                  "-o", str(tmp_path / "x.mp4")])
+    assert rc == 2 and "runs unquantized" in capsys.readouterr().err
+
+
+def frames_and_modules(hub, tmp_path, capsys, monkeypatch, quantize):
+    loaded = {}
+    real_te, real_load = gv.load_text_encoder, gv.load_pipeline
+
+    def te(*a, **k):
+        pipe = real_te(*a, **k)
+        loaded["text_encoder"] = {type(m).__name__ for m in pipe.text_encoder.modules()}
+        return pipe
+
+    def load(*a, **k):
+        pipe, up = real_load(*a, **k)
+        loaded["transformer"] = {type(m).__name__ for m in pipe.transformer.modules()}
+        return pipe, up
+
+    monkeypatch.setattr(gv, "load_text_encoder", te)
+    monkeypatch.setattr(gv, "load_pipeline", load)
+    rc, cap, out = run(hub, tmp_path, capsys, alias="ltx2-dev", name=f"{quantize}.mp4",
+                       extra=["--quantize", quantize, "--dtype", "bfloat16"])
+    assert rc == 0, cap.err
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["memory_plan"]["quantize"] == quantize
+    return np.stack(probe(out)["frames"]).astype(float), loaded
+
+
+def test_int8_and_int4_weights_load_quantized_and_stay_close_to_bf16(hub, tmp_path, capsys, monkeypatch):
+    ref, loaded = frames_and_modules(hub, tmp_path, capsys, monkeypatch, "none")
+    assert "QLinear" not in loaded["text_encoder"] | loaded["transformer"]
+    psnr = {}
+    for q in ("int8", "int4"):
+        frames, loaded = frames_and_modules(hub, tmp_path, capsys, monkeypatch, q)
+        assert "QLinear" in loaded["text_encoder"] and "QLinear" in loaded["transformer"]
+        psnr[q] = 10 * np.log10(255**2 / max(((frames - ref) ** 2).mean(), 1e-9))
+    # Tiny random weights, one seed (tests/benchmarks/run_benchmarks.py ltx2 measures more).
+    assert psnr["int8"] > 28 and psnr["int4"] > 20 and psnr["int8"] > psnr["int4"], psnr  # measured 32.6, 31.0
+
+
+def test_a_gated_repo_says_how_to_get_access_in_one_line_and_works_with_a_token(hub, tmp_path, capsys,
+                                                                               monkeypatch):
+    hub.gated.add("Lightricks/LTX-2")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))  # no stored login
+    rc, cap, out = run(hub, tmp_path, capsys, alias="ltx2-dev")
+    last = cap.err.strip().splitlines()[-1]
+    assert rc == 1 and last.startswith("error: Lightricks/LTX-2 is gated: accept its licence at "), cap.err
+    assert "hf auth login" in last and "Traceback" not in cap.err and not out.exists()
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    rc, cap, out = run(hub, tmp_path, capsys, alias="ltx2-dev")
+    assert rc == 0, cap.err
+
+
+def test_the_plan_counts_every_ltx2_part_from_its_safetensors_headers(hub_root):
+    """Transformer with its text connectors (they run together), video VAE with the audio VAE and
+    vocoder (they decode together), Gemma alone, and the upscaler the index does not list."""
+    import torch
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+    from transformers import Gemma3ForConditionalGeneration
+
+    folder = hub_root / "Lightricks/LTX-2"
+
+    def count(cls, sub):
+        tensors = cls.from_pretrained(str(folder / sub)).state_dict().values()
+        return sum({t.data_ptr(): t.numel() for t in tensors}.values())  # tied weights are stored once
+
+    dims = gv.model_dims(folder, gv.MODELS["ltx2-dev"])
+    assert dims.params["transformer"] == count(LTX2VideoTransformer3DModel, "transformer") + count(
+        LTX2TextConnectors, "connectors")
+    assert dims.params["vae"] == count(AutoencoderKLLTX2Video, "vae") + count(AutoencoderKLLTX2Audio, "audio_vae") + \
+        count(LTX2Vocoder, "vocoder")
+    assert dims.params["text_encoder"] == count(Gemma3ForConditionalGeneration, "text_encoder")
+    assert "latent_upsampler" in dims.params and dims.head_dims == (16,)  # the tiny model's 2 x 16 heads
+    assert (dims.spatial, dims.temporal) == (32, 8) and torch.tensor(dims.video_share) == 0.5  # 32 wide both
+
+
+def test_ltx23_makes_48_khz_stereo_and_never_fetches_its_prompt_enhancer_processor(hub, tmp_path, capsys):
+    rc, cap, out = run(hub, tmp_path, capsys, alias="ltx2.3")
+    assert rc == 0, cap.err
+    streams, pcm = audio_streams(out)
+    assert any("Audio: aac" in s and "48000 Hz" in s and "stereo" in s for s in streams), streams
+    assert abs(len(pcm) - 17 / 24 * 48000) <= AAC_FRAME
+    fetched = {path for repo, path in hub.downloaded() if repo == "diffusers/LTX-2.3-Distilled-Diffusers"}
+    assert fetched and not any(p.startswith("processor/") for p in fetched)
+    assert ("rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers", "latent_upsampler/config.json") in \
+        hub.downloaded()

@@ -1,7 +1,7 @@
 """Benchmarks for the README (issue #3). Not unit tests: run by hand, prints a Markdown table.
 
     python tests/benchmarks/run_benchmarks.py            # all, ~10 min on 2 CPU cores
-    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention, draft, segments
+    python tests/benchmarks/run_benchmarks.py attention  # one of: cli, run, rss, attention, draft, segments, ltx2
 
 Each compares generate_video.py with the direct diffusers way of doing the same job, in one run,
 as ratios. Peak memory is each child process's own ru_maxrss (os.wait4), so runs don't mix.
@@ -231,8 +231,82 @@ def bench_segments(rows):
                  f"{ours_s / theirs_s:.2f}x", "—"))
 
 
+M4_MAX_BF16_TFLOPS = 13.7  # measured elsewhere (utensils/mold); the README's projections use it
+
+
+def bench_ltx2(rows):
+    """LTX-2 beside LTX-Video: the planner's FLOPs and projected M4 Max minutes for 5 s at 720p and
+    1080p; which quantization the plan picks per Mac size; on tiny LTX-2 models, int8/int4 weight
+    bytes and PSNR against bf16 (3 seeds), and a run's wall time against a direct diffusers call."""
+    import numpy as np
+    import torch
+
+    import generate_video as gv
+    from conftest import make_image
+    import fake_repos as fr
+
+    tmp = Path(tempfile.mkdtemp())
+    image = make_image(tmp / "in.png", 1920, 1080)
+    for res in ("720p", "1080p"):
+        for model, preset in (("ltx-distilled", "fast"), ("ltx2", "fast"), ("ltx2-dev", "quality")):
+            job = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp / "o.mp4", model=model, preset=preset,
+                                         resolution=res, duration=5.0), gv.Log(0))
+            total = sum(s.tflop for s in job.stages) + gv.decode_tflop(job)
+            minutes = gv.estimate_seconds(job, M4_MAX_BF16_TFLOPS) / 60
+            rows.append((f"projection: {model} ({preset}), 5 s of {res}: TFLOP and M4 Max minutes "
+                         f"(at {M4_MAX_BF16_TFLOPS} TFLOPS x the plan's efficiencies)",
+                         f"{total:,.0f} TFLOP", f"{minutes:.1f} min", "—"))
+    for gb in (32, 36, 48, 64, 96, 128):
+        req = gv.Request(image=image, prompt="p", output=tmp / "o.mp4", model="ltx2", duration=5.0)
+        job = gv.plan_job(req, gv.Log(0))
+        try:
+            plan = gv.plan_memory(job, job.dims, "mps", 2, int(gb * gv.MPS_WORKING_SET * 2**30), 2**30, req)
+            got = f"{plan.quantize}, {plan.peak_gib:.1f} GiB peak, offload {plan.offload}"
+        except gv.UsageError as e:
+            got = "refused: " + str(e)[:60]
+        rows.append((f"plan: ltx2, 5 s of 1080p on a {gb} GB Mac (budget {gb * gv.MPS_WORKING_SET:.0f} GiB)", got,
+                     "—", "fits or says which Mac does"))
+
+    folder = tmp / "ltx2"
+    fr.save_ltx2(fr.ltx2_pipeline(), folder, fr.ltx2_upsampler())
+
+    def nbytes(t):
+        """Storage bytes of a tensor, through quanto's wrapper tensors (packed int4 included)."""
+        if hasattr(t, "__tensor_flatten__"):
+            return sum(nbytes(getattr(t, k)) for k in t.__tensor_flatten__()[0])
+        return t.untyped_storage().nbytes()
+
+    psnr = {"int8": [], "int4": []}
+    for seed in (1, 2, 3):
+        frames = {}
+        for q in ("none", "int8", "int4"):
+            out = tmp / f"q{q}{seed}.mp4"
+            argv = [PY, "generate_video.py", "--image", str(image), "--prompt", "waves crash on the rocks",
+                    "--model", str(folder), "--width", "96", "--height", "64", "--num-frames", "17", "--steps", "4",
+                    "--dtype", "bfloat16", "--quantize", q, "--seed", str(seed), "-o", str(out), "-q"]
+            child(argv)
+            import imageio_ffmpeg
+
+            reader = imageio_ffmpeg.read_frames(str(out))
+            meta = next(reader)
+            frames[q] = np.stack([np.frombuffer(f, np.uint8) for f in reader]).astype(float)
+        for q in ("int8", "int4"):
+            psnr[q].append(10 * np.log10(255**2 / max(((frames[q] - frames["none"]) ** 2).mean(), 1e-9)))
+    from optimum.quanto import freeze, qint4, qint8, quantize
+
+    for q, qtype in (("int8", qint8), ("int4", qint4)):
+        layer = torch.nn.Sequential(torch.nn.Linear(4096, 4096, bias=False)).to(torch.bfloat16)
+        quantize(layer, weights=qtype)
+        freeze(layer)
+        per_weight = nbytes(layer[0].weight) / 4096**2
+        rows.append((f"{q} vs bf16: bytes per weight of a real-size layer (4096 x 4096, the transformer's width)",
+                     f"{per_weight:.4f} vs 2", f"{per_weight / 2:.3f}x", f"plan assumes {gv.QUANT_BYTES[q]:.4f}"))
+        rows.append((f"tiny LTX-2, {q} vs bf16: PSNR of the frames (3 seeds, 17 frames, 4 steps)",
+                     ", ".join(f"{v:.1f}" for v in psnr[q]) + " dB", f"{np.mean(psnr[q]):.1f} dB mean", "—"))
+
+
 def main():
-    which = sys.argv[1:] or ["cli", "run", "rss", "attention", "draft", "segments"]
+    which = sys.argv[1:] or ["cli", "run", "rss", "attention", "draft", "segments", "ltx2"]
     print("| benchmark | generate_video.py vs direct | ratio | goal |\n|---|---|---|---|", flush=True)
     for name in which:
         rows = []
