@@ -3796,7 +3796,7 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "peak_memory_gib": {"process_rss": round(gib(peak_rss_bytes()), 3),
                             "device": round(gib(stats.device_peak_bytes), 3)},
         "versions": versions(),
-        "command": command_for(job),
+        "command": command_for(job, plan.quantize),
         **draft_sidecar(job, stats),
     }
 
@@ -3818,8 +3818,9 @@ def final_command(job: Job) -> str:
     return f"python generate_video.py --from-draft={_shell_quote(str(job.sidecar.resolve()))}"
 
 
-def command_for(job: Job) -> str:
-    """The command that makes this video again."""
+def command_for(job: Job, quantize: str | None = None) -> str:
+    """The command that makes this video again (with the quantization that made it, which changes
+    the frames: on another Mac the plan might choose another)."""
     r = job.request
     width, height = job.final_size or (job.width, job.height)  # a draft: the size its final will have
     size = ["--width", str(width), "--height", str(height)]
@@ -3844,6 +3845,8 @@ def command_for(job: Job) -> str:
         parts += ["--upsampler", job.upsampler_source]
     for lora in job.loras:
         parts += ["--lora", lora.arg]
+    if job.spec.quantizable and quantize is not None:
+        parts += ["--quantize", quantize]
     for c in job.conditions:  # the end image too: at its frame, exactly
         parts += ["--keyframe", f"{c.path}@#{c.frame}"]
     # --option=value: a value that starts with '-' (a prompt "--slow zoom") stays a value

@@ -306,3 +306,40 @@ def test_ltx23_makes_48_khz_stereo_and_never_fetches_its_prompt_enhancer_process
     assert fetched and not any(p.startswith("processor/") for p in fetched)
     assert ("rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers", "latent_upsampler/config.json") in \
         hub.downloaded()
+
+
+@pytest.mark.parametrize("alias", ["ltx2-dev", "ltx2.3-dev"])  # plain processors; 2.3's perturbed (STG) ones
+def test_chunked_attention_runs_ltx2s_own_processors_and_matches_stock(hub, tmp_path, capsys, alias):
+    frames = {}
+    for mode in ("stock", "5"):  # 5 query rows a chunk: many chunks even at this size
+        rc, cap, out = run(hub, tmp_path, capsys, alias=alias, name=f"{mode}.mp4", extra=["--attention", mode])
+        assert rc == 0, cap.err
+        assert ("chunked 5 rows" in cap.err) == (mode == "5")
+        frames[mode] = np.stack(probe(out)["frames"]).astype(int)
+    assert np.abs(frames["stock"] - frames["5"]).max() <= 2  # same attention, computed in pieces
+
+
+def test_a_failed_mux_leaves_nothing_behind(hub, tmp_path, capsys, monkeypatch):
+    import subprocess as sp
+
+    real = sp.run
+
+    def failing(cmd, *a, **k):
+        if "-c:a" in cmd:  # the mux: ffmpeg says no
+            return sp.CompletedProcess(cmd, 1, "", "Invalid data found when processing input\n")
+        return real(cmd, *a, **k)
+
+    monkeypatch.setattr(sp, "run", failing)
+    rc, cap, out = run(hub, tmp_path, capsys)
+    assert rc == 1 and "Invalid data found when processing input" in cap.err.strip().splitlines()[-1], cap.err
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "cache")  # cache: the hub fixture's
+    assert left == ["in.png"]  # no video, sidecar, WAV or partial
+
+
+def test_the_sidecar_command_pins_the_quantization_the_plan_chose(hub, tmp_path, capsys):
+    rc, cap, out = run(hub, tmp_path, capsys, extra=["--quantize", "int8"])
+    assert rc == 0, cap.err
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert "--quantize=int8" in side["command"]
+    rc, cap, out = run(hub, tmp_path, capsys, name="n.mp4")
+    assert "--quantize=none" in json.loads(out.with_suffix(".json").read_text())["command"]

@@ -65,3 +65,26 @@ def test_installed_metal_attention_kernels_pass_their_self_check_here(dtype):
         assert verdict.get("max_error", float("inf")) <= verdict.get("tolerance", 0), verdict
     if not found:
         pytest.skip("no Metal attention kernel installed (pip install mps-sdpa)")
+
+
+@pytest.fixture(scope="module")
+def ltx2_folder(tmp_path_factory):
+    from fake_repos import ltx2_pipeline, save_ltx2
+
+    folder = tmp_path_factory.mktemp("ltx2") / "model"
+    save_ltx2(ltx2_pipeline(), folder)
+    return folder
+
+
+@pytest.mark.mps
+@pytest.mark.parametrize("quantize", ["none", "int8", "int4"])
+def test_ltx2_on_mps_makes_video_with_sound_in_bf16_and_quantized(ltx2_folder, tmp_path, quantize):
+    """float32 RoPE on MPS (no float64 there), the vocoder in float32, quanto's MPS int8 kernel."""
+    out = tmp_path / f"{quantize}.mp4"
+    assert gv.main(["--image", str(make_image(tmp_path / "in.png", 160, 96)), "--prompt", "waves crash",
+                    "--model", str(ltx2_folder), "-o", str(out), "--device", "mps", "--dtype", "bfloat16",
+                    "--width", "96", "--height", "64", "--num-frames", "17", "--steps", "2", "--quantize", quantize,
+                    "--seed", "5", "-q"]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["device"] == "mps" and side["audio"]["sample_rate"] == 24000
+    assert side["memory_plan"]["quantize"] == quantize
