@@ -1439,6 +1439,15 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
         offload_opts = ["none", "model", "sequential"]
     if not job.spec.quantizable or request.quantize == "none":
         quant_opts = ["none"]
+    elif job.loras:  # measured: a LoRA loaded onto quanto's layers changes nothing, silently
+        if request.quantize != "auto":
+            raise UsageError(f"--quantize {request.quantize} with --lora: a LoRA needs the unquantized "
+                             "transformer (on quantized layers it would do nothing); leave out one of them")
+        quant_opts = ["none"]
+    elif not _dist_version("optimum-quanto"):
+        if request.quantize != "auto":
+            raise UsageError(f"--quantize {request.quantize} needs optimum-quanto: pip install -r requirements.txt")
+        quant_opts = ["none"]
     else:
         quant_opts = ["none", "int8", "int4"] if request.quantize == "auto" else [request.quantize]
     # Unified memory (a Mac): offloading moves weights within the same memory, so smaller
@@ -1935,9 +1944,10 @@ def lora_file(source: str, log: Log) -> Path:
     return found[0]
 
 
-def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims) -> int:
+def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims, warnings_out: list | None = None) -> int:
     """Refuse a LoRA made for another model, naming both, from the file's header alone; returns
-    its parameter count (for the memory plan)."""
+    its parameter count (for the memory plan). Doubts that are no proof go to `warnings_out`."""
+    warnings_out = [] if warnings_out is None else warnings_out
     import struct
 
     try:
@@ -1949,7 +1959,8 @@ def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims) -> int
     if not keys:
         raise UsageError(f"--lora {source}: no LoRA weights in a layout diffusers loads (expected keys like "
                          "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight, or ComfyUI's diffusion_model.…)")
-    if any(k.split(".", 1)[1].startswith(("audio", "av_")) or ".audio_" in k for k in keys):
+    adapts_audio = any(k.split(".", 1)[1].startswith(("audio", "av_")) or ".audio_" in k for k in keys)
+    if adapts_audio and spec.family != "ltx2":
         raise UsageError(f"--lora {source}: made for LTX-2 (it adapts audio layers); {spec.alias} is LTX-Video")
     blocks = {int(m.group(1)) for k in keys if (m := re.search(r"transformer_blocks\.(\d+)\.", k))}
     widths = {tensors[k]["shape"][1] for k in keys if ".attn1.to_q.lora_A." in k and len(tensors[k]["shape"]) == 2}
@@ -1960,6 +1971,9 @@ def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims) -> int
         made_for = base(width or dims.hidden, max(blocks) + 1 if blocks else dims.layers)
         raise UsageError(f"--lora {source}: made for {made_for}; {spec.alias} is {base(dims.hidden, dims.layers)}. "
                          "Use a LoRA trained on this model")
+    if spec.family == "ltx2" and not adapts_audio:
+        warnings_out.append(f"--lora {source} adapts no audio layer: if it was made for LTX-Video 13B (the same width "
+                            "and depth as LTX-2's video stream) it loads, but it was not trained on this model")
     return sum(math.prod(t.get("shape", [0])) for t in tensors.values())
 
 
@@ -1972,7 +1986,10 @@ def resolve_loras(request: Request, spec: ModelSpec, dims: ModelDims, preset: st
         if preset != "fast" and passes == "half":
             raise UsageError(f"--lora {text}: @half is the fast preset's first stage; this run has one full pass")
         file = lora_file(source, log)
-        params = check_lora(file, source, spec, dims)
+        doubts: list[str] = []
+        params = check_lora(file, source, spec, dims, doubts)
+        for doubt in doubts:
+            log.warn(doubt)
         loras.append(Lora(source, file.resolve(), scale, passes, params, file_sha256(file)))
         if re.search(r"ic[-_]?lora", source, re.I):
             log.warn(f"--lora {text}: an IC-LoRA expects a reference video as conditioning (depth, pose, the "
@@ -2447,7 +2464,7 @@ class LTX2(Family):
 
     text_encoder_label = "Gemma"
     audio = True
-    supports: frozenset = frozenset()
+    supports = frozenset({"lora"})
     upsampler_class = ("diffusers.pipelines.ltx2", "LTX2LatentUpsamplerModel")
     upsample_pipeline = ("LTX2LatentUpsamplePipeline", {})  # on the denormalized latents stage 1 returns
     unused_components = ("processor", "prompt_enhancer", "duration_head")
@@ -2466,6 +2483,7 @@ class LTX2(Family):
                           frame_rate=job.fps, guidance_scale=job.guidance_scale, generator=generator,
                           image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
                           output_type="latent", return_dict=False, **job.spec.guidance_extras)
+            set_lora_pass(pipe, job, stage.name)
             if stage.timesteps:
                 kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
                 use_fixed_schedule(pipe)
@@ -4426,6 +4444,10 @@ def run_check(device_name: str, log: Log) -> int:
             report(PASS, f"{module} {version}")
         except ImportError:
             report(FAIL, f"{module} is missing", "pip install -r requirements.txt")
+    quanto = _dist_version("optimum-quanto")  # metadata only: importing it takes seconds
+    report(PASS if quanto else WARN, f"optimum-quanto {quanto}: int8/int4 weights for LTX-2" if quanto else
+           "optimum-quanto is missing: LTX-2 runs only where it fits unquantized",
+           "" if quanto else "pip install -r requirements.txt")
     mac = macos_version()
     if sys.platform == "darwin":
         report(PASS if mac and mac >= (14,) else WARN, f"macOS {'.'.join(map(str, mac or ()))}: bfloat16 "

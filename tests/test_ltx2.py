@@ -167,7 +167,6 @@ def test_the_conditioning_image_gets_ltx2s_crf_33_round_trip_without_pyav(hub, t
 
 @pytest.mark.parametrize("extra, message", [
     (["--draft"], "--draft/--from-draft is not available for ltx2"),
-    (["--lora", "x.safetensors"], "--lora is not available for ltx2"),
     (["--end-image", "END"], "need LTX's condition pipeline"),
 ])
 def test_features_ltx2_cannot_run_yet_are_refused_before_anything_loads(tmp_path, capsys, extra, message):
@@ -343,3 +342,61 @@ def test_the_sidecar_command_pins_the_quantization_the_plan_chose(hub, tmp_path,
     assert "--quantize=int8" in side["command"]
     rc, cap, out = run(hub, tmp_path, capsys, name="n.mp4")
     assert "--quantize=none" in json.loads(out.with_suffix(".json").read_text())["command"]
+
+
+def test_without_optimum_quanto_the_plan_stays_unquantized_and_an_explicit_ask_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(gv, "_dist_version", lambda name: None if name == "optimum-quanto" else "1.0")
+    assert plan_on_a_mac(tmp_path, 128).quantize == "none"
+    with pytest.raises(gv.UsageError, match="a Mac with 96 GB or more runs it"):
+        plan_on_a_mac(tmp_path, 64)  # would have been int8
+    with pytest.raises(gv.UsageError, match="--quantize int8 needs optimum-quanto"):
+        plan_on_a_mac(tmp_path, 128, quantize="int8")
+
+
+def ltx2_lora(path, hub_root, width=32, audio=True, seed=0):
+    """A LoRA in ComfyUI's layout (as Lightricks' LTX-2 LoRAs ship) for the tiny LTX-2 transformer:
+    its video self-attention and, if `audio`, its audio self-attention."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in ("attn1.to_q", "attn1.to_v") + (("audio_attn1.to_q", "audio_attn1.to_v") if audio else ()):
+        key = f"diffusion_model.transformer_blocks.0.{layer}"
+        tensors[f"{key}.lora_A.weight"] = torch.randn(4, width, generator=g) * 0.5
+        tensors[f"{key}.lora_B.weight"] = torch.randn(width, 4, generator=g) * 0.5
+    save_file(tensors, str(path))
+    return path
+
+
+def test_an_ltx2_lora_changes_picture_and_sound_and_is_recorded(hub, hub_root, tmp_path, capsys):
+    lora = ltx2_lora(tmp_path / "style.safetensors", hub_root)
+    rc, cap, plain = run(hub, tmp_path, capsys, name="plain.mp4")
+    assert rc == 0, cap.err
+    rc, cap, styled = run(hub, tmp_path, capsys, name="styled.mp4", extra=["--lora", f"{lora}:0.9"])
+    assert rc == 0, cap.err
+    a, b = (np.stack(probe(p)["frames"]).astype(int) for p in (plain, styled))
+    assert np.abs(a - b).max() > 2  # the picture changed
+    assert not np.array_equal(audio_streams(plain)[1], audio_streams(styled)[1])  # and the sound
+    side = json.loads(styled.with_suffix(".json").read_text())
+    assert side["loras"][0]["scale"] == 0.9 and f"--lora={lora}:0.9" in side["command"]
+
+
+def test_a_lora_for_another_width_is_refused_and_one_without_audio_layers_is_doubted(hub, hub_root, tmp_path,
+                                                                                    capsys):
+    assert run(hub, tmp_path, capsys, name="first.mp4")[0] == 0  # downloaded: the plan reads the tiny configs
+    narrow = ltx2_lora(tmp_path / "narrow.safetensors", hub_root, width=16)
+    rc, cap, out = run(hub, tmp_path, capsys, extra=["--lora", str(narrow)])
+    assert rc == 2 and "made for a model with hidden size 16" in cap.err and not out.exists()
+    silent = ltx2_lora(tmp_path / "video-only.safetensors", hub_root, audio=False)
+    rc, cap, out = run(hub, tmp_path, capsys, extra=["--lora", str(silent)])
+    assert rc == 0 and "adapts no audio layer" in cap.err, cap.err
+
+
+def test_a_lora_keeps_the_weights_unquantized_because_on_quantized_layers_it_does_nothing(tmp_path):
+    lora = ltx2_lora(tmp_path / "l.safetensors", None, width=4096)  # the real model's width
+    with pytest.raises(gv.UsageError, match="a LoRA needs the unquantized transformer"):
+        plan_on_a_mac(tmp_path, 128, quantize="int8", lora=(str(lora),))
+    with pytest.raises(gv.UsageError, match="a Mac with 96 GB or more runs it"):
+        plan_on_a_mac(tmp_path, 64, lora=(str(lora),))  # int8 without the LoRA
+    assert plan_on_a_mac(tmp_path, 128, lora=(str(lora),)).quantize == "none"
