@@ -1796,6 +1796,8 @@ def load_text_encoder(weights: Weights, dtype, log: Log, quantize: str = "none")
         with quiet_libraries(log):
             tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
             extra = {} if quantize == "none" else {"quantization_config": transformers.QuantoConfig(weights=quantize)}
+            if extra:
+                return_freed_memory()
             text_encoder = getattr(transformers, name).from_pretrained(
                 str(weights.folder / "text_encoder"), dtype=text_encoder_dtype(dtype), use_safetensors=True,
                 local_files_only=True, **extra)
@@ -1818,6 +1820,7 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, 
     if not text_encoder:
         kwargs["text_encoder"] = None
     if quantize != "none":  # the transformer's linear layers, quantized as they load (optimum-quanto)
+        return_freed_memory()
         with quiet_libraries(log):  # diffusers marks its quanto backend for removal in 1.0 (README)
             kwargs["quantization_config"] = diffusers.PipelineQuantizationConfig(
                 quant_mapping={"transformer": diffusers.QuantoConfig(weights_dtype=quantize)})
@@ -1842,6 +1845,18 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, 
             str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
             use_safetensors=True, local_files_only=True)
     return pipe, upsampler
+
+
+def return_freed_memory() -> None:
+    """Quantizing as weights load frees each bf16 tensor once it is quantized. glibc keeps freed
+    blocks of up to 32 MB for reuse (its mmap threshold rises as blocks are freed), which doubled
+    the load's peak (tests/benchmarks/quantize_load.py); a fixed threshold hands them back at once,
+    as macOS's allocator does for large blocks anyway."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD, bytes
 
 
 def contiguous_quantized_inputs(model) -> None:
