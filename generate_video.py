@@ -2938,6 +2938,14 @@ def save_draft_latents(latents, job: Job, stats: RunStats) -> None:
 
 
 def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read once per version of the file (a draft's image is hashed for its
+    latents and again for its sidecar; a batch hashes the same image for every job)."""
+    st = os.stat(path)
+    return _file_sha256(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
     import hashlib
 
     h = hashlib.sha256()
