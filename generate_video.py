@@ -266,13 +266,8 @@ MODELS: dict[str, ModelSpec] = {
 }
 DEFAULT_MODEL_FAST = "ltx-distilled"
 DEFAULT_MODEL_QUALITY = "ltx"
-PIPELINE_FAMILY = {
-    "LTXImageToVideoPipeline": "ltx",
-    "LTXConditionPipeline": "ltx",
-    "CogVideoXImageToVideoPipeline": "cogvideox",
-    "LTX2ImageToVideoPipeline": "ltx2",
-}
-# Text-to-video or other checkpoints whose weights can serve one of the pipelines above.
+# Text-to-video or other checkpoints whose weights can serve one of the pipelines this tool runs
+# (FAMILIES, "Model families" below).
 PIPELINE_ALIASES = {"LTXPipeline": "LTXImageToVideoPipeline", "LTX2Pipeline": "LTX2ImageToVideoPipeline"}
 MAX_SEQUENCE_LENGTH = {  # each pipeline's own default: keeps us equal to a direct call
     "LTXImageToVideoPipeline": 128,
@@ -680,10 +675,10 @@ def model_family_from_folder(folder: Path, check_folders: bool = False) -> str:
         )
     name = read_model_index(folder, check_folders).get("_class_name", "")
     name = PIPELINE_ALIASES.get(name, name) if isinstance(name, str) else ""
-    if name not in PIPELINE_FAMILY:
+    if name not in FAMILIES:
         raise UsageError(
             f"{folder} holds a {name or 'unknown'} checkpoint; this tool runs image-to-video "
-            f"checkpoints of: {', '.join(PIPELINE_FAMILY)}"
+            f"checkpoints of: {', '.join(FAMILIES)}"
         )
     return name
 
@@ -1962,9 +1957,9 @@ def lora_file(source: str, log: Log) -> Path:
 def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims, warnings_out: list | None = None) -> int:
     """Refuse a LoRA made for another model, naming both, from the file's header alone; returns
     its parameter count (for the memory plan). Doubts that are no proof go to `warnings_out`."""
-    warnings_out = [] if warnings_out is None else warnings_out
     import struct
 
+    warnings_out = [] if warnings_out is None else warnings_out
     try:
         header = read_safetensors_header(file)
     except (OSError, ValueError, struct.error):
@@ -2487,13 +2482,10 @@ class LTX2(Family):
     @classmethod
     def denoise(cls, pipe, upsampler, job: Job, embeds: dict, image, generator, device: str, stats: RunStats,
                 log: Log):
-        import torch
-
         pipe.set_progress_bar_config(disable=True)
         latents = audio = None
         for index, stage in enumerate(job.stages):
-            if index > 0:  # as denoise(): each later stage from its own seed
-                generator.manual_seed((job.seed + index * STAGE_SEED_STRIDE) % 2**63)
+            reseed_stage(generator, job, index)
             kwargs = dict(embeds, image=image, width=stage.width, height=stage.height, num_frames=job.num_frames,
                           frame_rate=job.fps, guidance_scale=job.guidance_scale, generator=generator,
                           image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
@@ -2504,19 +2496,12 @@ class LTX2(Family):
                 use_fixed_schedule(pipe)
             else:
                 kwargs["num_inference_steps"] = stage.steps
-            log.info(f"{stage.name}: {stage.width}x{stage.height}, "
-                     + (f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps")
-                     + " (video and audio)")
+            log.info(stage_line(stage, " (video and audio)"))
             if index > 0:  # Lightricks' distilled.py: upscale, renoise to the schedule's first sigma
                 latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
                 kwargs.update(latents=latents, audio_latents=audio, noise_scale=kwargs["sigmas"][0])
-            kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
-                                                            Progress(log, stage.name, stats.started))
-            t0 = time.perf_counter()
-            with torch.no_grad(), quiet_libraries(log, bars=True):  # not inference_mode: see encode_prompts
-                latents, audio = pipe(**kwargs)  # both denormalized; audio [B, C, frames, mel bins]
-            stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
-            stats.add("denoise", time.perf_counter() - t0)
+            # both denormalized; audio [B, C, frames, mel bins]
+            latents, audio = run_stage(pipe, kwargs, stage, stats, device, log)
             stats.stage_shapes[stage.name] = list(latents.shape)
         if not job.request.no_audio:
             stats.audio = cls.soundtrack(pipe, audio, device, stats)
@@ -2861,10 +2846,7 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                   generator=generator, output_type="latent", return_dict=False)
     latents = None
     for index, stage in enumerate(job.stages):
-        if index > 0:
-            # Each later stage starts from its own seed, not from whatever stage 1 left in the
-            # generator: so a final made from a draft's saved latents equals a run from scratch.
-            generator.manual_seed((job.seed + index * STAGE_SEED_STRIDE) % 2**63)
+        reseed_stage(generator, job, index)
         if stage.reused:
             latents = load_draft_latents(Path(stage.reused), device)
             log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
@@ -2898,18 +2880,11 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                         for item, (f, st) in zip(kwargs.pop("image"), frames_at)]
                 if index > 0:
                     kwargs.update(latents=latents, denoise_strength=stage.denoise_strength)
-        log.info(f"{stage.name}: {stage.width}x{stage.height}, "
-                 + (f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps"))
+        log.info(stage_line(stage))
         if index > 0 and upsampler is not None:
             latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
             kwargs["latents"] = latents
-        kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
-                                                        Progress(log, stage.name, stats.started))
-        t0 = time.perf_counter()
-        with torch.inference_mode(), quiet_libraries(log, bars=True):
-            latents = pipe(**kwargs)[0]
-        stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
-        stats.add("denoise", time.perf_counter() - t0)
+        latents = run_stage(pipe, kwargs, stage, stats, device, log)[0]
         if name == "LTXImageToVideoPipeline":  # returns packed [B, tokens, C]: unpack
             latents = pipe._unpack_latents(latents, (job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1,
                                            stage.height // pipe.vae_spatial_compression_ratio,
@@ -2918,6 +2893,33 @@ def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: s
                                            pipe.transformer_temporal_patch_size)
         stats.stage_shapes[stage.name] = list(latents.shape)
     return latents
+
+
+def reseed_stage(generator, job: Job, index: int) -> None:
+    """Each later stage starts from its own seed, not from whatever stage 1 left in the
+    generator: so a final made from a draft's saved latents equals a run from scratch."""
+    if index > 0:
+        generator.manual_seed((job.seed + index * STAGE_SEED_STRIDE) % 2**63)
+
+
+def stage_line(stage: Stage, note: str = "") -> str:
+    return f"{stage.name}: {stage.width}x{stage.height}, " + (
+        f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps") + note
+
+
+def run_stage(pipe, kwargs: dict, stage: Stage, stats: RunStats, device: str, log: Log):
+    """One stage's pipeline call with our progress display and NaN guard, timed into `stats`.
+    no_grad, not inference_mode: quanto's int4 weights (LTX-2) fail under inference mode."""
+    import torch
+
+    kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
+                                                    Progress(log, stage.name, stats.started))
+    t0 = time.perf_counter()
+    with torch.no_grad(), quiet_libraries(log, bars=True):
+        out = pipe(**kwargs)
+    stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
+    stats.add("denoise", time.perf_counter() - t0)
+    return out
 
 
 def load_draft_latents(path: Path, device: str):
@@ -3770,7 +3772,8 @@ def versions() -> dict[str, str]:
 
 
 def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: str, dtype_name: str,
-                 stats: RunStats, wall: float) -> dict:
+                 stats: RunStats, wall: float, audio: AudioTrack | None = None) -> dict:
+    """Everything that made the video; `audio`: the soundtrack as written (cut or padded to fit)."""
     r = job.request
     steps = stats.step_seconds
     return {
@@ -3804,10 +3807,9 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
             "extend_only": job.extend.only},
         "guidance_scale": job.guidance_scale,
         "guidance_extras": job.spec.guidance_extras or None,
-        "audio": None if stats.audio is None else {
-            "codec": "aac", "bitrate": AUDIO_BITRATE, "sample_rate": stats.audio.rate,
-            "channels": stats.audio.channels,
-            "duration_s": round(stats.audio.fitted(job.out_frames / job.fps).samples.shape[1] / stats.audio.rate, 6)},
+        "audio": None if audio is None else {
+            "codec": "aac", "bitrate": AUDIO_BITRATE, "sample_rate": audio.rate, "channels": audio.channels,
+            "duration_s": round(audio.samples.shape[1] / audio.rate, 6)},
         "stages": [dict(dataclasses.asdict(s), timesteps=list(s.timesteps) if s.timesteps else None,
                         tflop=round(s.tflop, 1), seconds=stats.stage_seconds.get(s.name),
                         latent_shape=stats.stage_shapes.get(s.name)) for s in job.stages],
@@ -4031,7 +4033,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
                 stats.add("write", writer.seconds)
                 stats.cpu_fallback_ops = fallbacks.ops()
                 wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
-                return dict(sidecar_data(job, plan, weights, device, dtype_name, stats, wall),
+                return dict(sidecar_data(job, plan, weights, device, dtype_name, stats, wall, writer.audio),
                             lora_fused=fused if job.loras else None)
 
             with record_cpu_fallbacks(log) as fallbacks:
@@ -4754,7 +4756,7 @@ def list_models() -> str:
     width = max(len(a) for a in MODELS)
     lines = [f"{alias.ljust(width)}  {spec.repo}\n{' ' * width}  {spec.note}" for alias, spec in MODELS.items()]
     return "\n".join(lines) + "\n\nAny Hub id (org/name) or local diffusers folder of these pipelines works too: " + \
-        ", ".join(PIPELINE_FAMILY) + "."
+        ", ".join(FAMILIES) + "."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
