@@ -49,6 +49,40 @@ def models(tmp_path_factory):
     return out
 
 
+def run(argv, capsys=None):
+    """main() on these arguments: (exit code, captured output if capsys is given)."""
+    rc = gv.main([str(a) for a in argv])
+    return rc, (capsys.readouterr() if capsys else None)
+
+
+def load_order(monkeypatch) -> list[str]:
+    """Spies on run_group's two loading phases; returns the list their events are appended to:
+    which text encoder loaded (and whether the transformer came with it), whether encoding freed
+    it, and whether the denoiser loaded with a text encoder still held."""
+    events = []
+    real_te, real_encode, real_load = gv.load_text_encoder, gv.encode_prompts, gv.load_pipeline
+
+    def te(*a, **k):
+        pipe = real_te(*a, **k)
+        events.append(f"load {type(pipe.text_encoder).__name__} (transformer: {pipe.transformer is not None})")
+        return pipe
+
+    def encode(pipe, *a, **k):
+        out = real_encode(pipe, *a, **k)
+        events.append("encoded, freed" if pipe.text_encoder is None else "encoded, kept")
+        return out
+
+    def load(*a, **k):
+        pipe, up = real_load(*a, **k)
+        events.append(f"load denoiser (text encoder: {pipe.text_encoder is not None})")
+        return pipe, up
+
+    monkeypatch.setattr(gv, "load_text_encoder", te)
+    monkeypatch.setattr(gv, "encode_prompts", encode)
+    monkeypatch.setattr(gv, "load_pipeline", load)
+    return events
+
+
 def make_image(path: Path, width: int = 160, height: int = 90) -> Path:
     rng = np.random.RandomState(0)
     yy, xx = np.mgrid[0:height, 0:width]

@@ -8,14 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import gv, make_image, probe
+from conftest import gv, make_image, probe, run
 
 FAST = ["--width", "192", "--height", "128", "--num-frames", "9", "--seed", "5"]
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
 
 
 @pytest.fixture

@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import gv, make_image, probe, script_frames
+from conftest import gv, load_order, make_image, probe, run, script_frames
 
 SMALL = ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2", "--seed", "7"]
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
 
 
 def test_single_pass_writes_exact_h264_mp4_and_sidecar(models, image, tmp_path, capsys):
@@ -416,29 +411,10 @@ def test_sidecar_is_in_place_before_the_video(models, image, tmp_path, monkeypat
 
 
 def test_t5_is_loaded_used_and_freed_before_the_denoiser_loads(models, image, tmp_path, monkeypatch):
-    events = []
-    real_t5, real_encode, real_load = gv.load_text_encoder, gv.encode_prompts, gv.load_pipeline
-
-    def t5(*a, **k):
-        events.append("load T5")
-        return real_t5(*a, **k)
-
-    def encode(pipe, *a, **k):
-        out = real_encode(pipe, *a, **k)
-        events.append("encoded, T5 freed" if pipe.text_encoder is None else "encoded, T5 kept")
-        return out
-
-    def load(*a, **k):
-        pipe, up = real_load(*a, **k)
-        events.append(f"load denoiser (T5: {pipe.text_encoder is not None})")
-        return pipe, up
-
-    monkeypatch.setattr(gv, "load_text_encoder", t5)
-    monkeypatch.setattr(gv, "encode_prompts", encode)
-    monkeypatch.setattr(gv, "load_pipeline", load)
+    events = load_order(monkeypatch)
     assert run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "o.mp4", "-q"]
                + SMALL)[0] == 0
-    assert events == ["load T5", "encoded, T5 freed", "load denoiser (T5: False)"]
+    assert events == ["load T5EncoderModel (transformer: False)", "encoded, freed", "load denoiser (text encoder: False)"]
 
 
 def test_a_small_image_enlarged_more_than_2x_is_warned_about(tmp_path, capsys):

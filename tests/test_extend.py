@@ -7,14 +7,9 @@ import shlex
 import numpy as np
 import pytest
 
-from conftest import gv, probe
+from conftest import gv, probe, run
 
 FAST = ["--seed", "5"]
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
 
 
 def psnr(a, b) -> float:

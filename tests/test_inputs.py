@@ -14,15 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import gv, make_image, probe
+from conftest import gv, make_image, probe, run
 
 SCRIPT = str(Path(gv.__file__))
 SMALL = ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2"]
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
 
 
 def png_header(path: Path, width: int, height: int) -> Path:

@@ -7,14 +7,9 @@ import shlex
 import numpy as np
 import pytest
 
-from conftest import gv, make_image, probe
+from conftest import gv, make_image, probe, run
 
 FAST = ["--width", "192", "--height", "128", "--num-frames", "17", "--seed", "5", "--fps", "24"]
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
 
 
 @pytest.fixture

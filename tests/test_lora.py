@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import gv, make_image, probe
+from conftest import gv, make_image, probe, run
 from hub_server import FakeHub
 
 SMALL = ["--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2", "--seed", "3"]
 FAST = ["--width", "192", "--height", "128", "--num-frames", "9", "--seed", "5"]
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
 
 
 def tiny_lora(path, model, prefix="transformer.", width=None, rank=4, blocks=None, seed=0, extra=()):

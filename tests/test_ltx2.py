@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import gv, make_image, probe
+from conftest import gv, load_order, make_image, probe
 from test_hub import ALIAS_ARGS, hub, hub_root  # noqa: F401 (fixtures)
 
 AAC_FRAME = 1024  # samples: AAC's frame, the finest unit its stream length has
@@ -122,27 +122,7 @@ def test_quality_preset_of_the_distilled_name_runs_the_full_model_with_all_four_
 
 
 def test_gemma_is_loaded_used_and_freed_before_the_transformer_loads(hub, tmp_path, capsys, monkeypatch):
-    events = []
-    real_te, real_encode, real_load = gv.load_text_encoder, gv.encode_prompts, gv.load_pipeline
-
-    def te(*a, **k):
-        pipe = real_te(*a, **k)
-        events.append(f"load {type(pipe.text_encoder).__name__} (transformer: {pipe.transformer is not None})")
-        return pipe
-
-    def encode(pipe, *a, **k):
-        out = real_encode(pipe, *a, **k)
-        events.append("encoded, freed" if pipe.text_encoder is None else "encoded, kept")
-        return out
-
-    def load(*a, **k):
-        pipe, up = real_load(*a, **k)
-        events.append(f"load denoiser (text encoder: {pipe.text_encoder is not None})")
-        return pipe, up
-
-    monkeypatch.setattr(gv, "load_text_encoder", te)
-    monkeypatch.setattr(gv, "encode_prompts", encode)
-    monkeypatch.setattr(gv, "load_pipeline", load)
+    events = load_order(monkeypatch)
     rc, cap, _ = run(hub, tmp_path, capsys)
     assert rc == 0, cap.err
     assert events == ["load Gemma3ForConditionalGeneration (transformer: False)", "encoded, freed",

@@ -9,12 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import gv, make_image, probe
-
-
-def run(argv, capsys=None):
-    rc = gv.main([str(a) for a in argv])
-    return rc, (capsys.readouterr() if capsys else None)
+from conftest import gv, make_image, probe, run
 
 
 def fast(models):
