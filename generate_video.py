@@ -20,11 +20,12 @@ Sections, top to bottom: constants (MODELS: one row per checkpoint, its recipe i
 helpers (Log, Progress, signals); settings dataclasses (Request, Job, Condition, Extension, Lora);
 model resolution; planning (sizes, frames, stages, keyframes, extensions, segment windows, FLOPs);
 memory plan (offload, quantization) and time estimate; device, dtype, Hub downloads and loading;
-LoRA; Metal attention kernels; memory savings (chunked attention); model families (one class of
-hooks per pipeline family, registered by pipeline class: Family, LTX2); the core (prepare_image,
-encode_prompts, denoise with drafts' latents, decode, generate) and files (temp names, the
-soundtrack, publishing a video with its sidecar as one unit, write_video); running jobs; batch
-input; tiny pipelines; --check; the command line (build_parser, main).
+LoRA; kernels checked on the machine (Metal attention, the VAE's conv3d as conv2d); memory
+savings (chunked attention); model families (one class of hooks per pipeline family, registered
+by pipeline class: Family, LTX2); the core (prepare_image, encode_prompts, denoise with drafts'
+latents, decode, generate) and files (temp names, the soundtrack, publishing a video with its
+sidecar as one unit, write_video); running jobs; batch input; tiny pipelines; --check; the
+command line (build_parser, main).
 """
 
 from __future__ import annotations
@@ -493,6 +494,7 @@ class Request:
     device: str = DEFAULT_DEVICE
     dtype: str = DEFAULT_DTYPE
     attention_slicing: str = "auto"
+    conv3d: str = "auto"  # the VAE's conv3d: auto (the check decides), conv2d (the built-in path), stock
     vae_tiling: str = "auto"
     offload: str = "auto"
     memory_budget_gb: float | None = None
@@ -522,6 +524,7 @@ class Stage:
     denoise_strength: float = 1.0
     tflop: float = 0.0
     reused: str | None = None  # a final's stage 1: the draft's latents file it starts from
+    attention_tflop: float = 0.0  # of `tflop`, attention's (its rate depends on the kernel)
 
 
 @dataclass(frozen=True)
@@ -636,6 +639,8 @@ class MemoryPlan:
     attention_kernel: str | None = None  # a Metal kernel that passed its self-check here ("mps-sdpa 0.2.0")
     kernel_verdict: dict | None = None
     quantize: str = "none"  # the spec's quantizable parts in int8/int4 (optimum-quanto)
+    conv3d: str = "stock"  # the VAE's conv3d: "conv2d" (conv3d_as_conv2d, checked here) or PyTorch's
+    conv3d_verdict: dict | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -815,17 +820,24 @@ def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str |
     return frames, notice
 
 
-def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
-                      dims: ModelDims | None = None) -> float:
-    """Forward-pass TFLOP of the denoiser at a size: dense 2 x params x tokens + attention
-    4 x tokens^2 x hidden x layers; sizes from the checkpoint's configs when at hand (`dims`),
-    else the table's (LTX: 32x32 px x 8 frames a token; CogVideoX: 8x8 px x 4 frames, 2x2 patches)."""
+def transformer_flops(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
+                      dims: ModelDims | None = None) -> tuple[float, float]:
+    """Forward-pass TFLOP of the denoiser at a size, as (dense, attention): dense 2 x params x
+    tokens, attention 4 x tokens^2 x hidden x layers; sizes from the checkpoint's configs when at
+    hand (`dims`), else the table's (LTX: 32x32 px x 8 frames a token; CogVideoX: 8x8 px x 4
+    frames, 2x2 patches)."""
     d = dims or model_dims(None, spec)
     side = d.spatial * d.patch
     tokens = ((frames - 1) // d.temporal + 1) * (height // side) * (width // side)
     dense = 2 * d.params.get("transformer", 2e9) * d.video_share * tokens
     attention = 4 * tokens * tokens * d.hidden * d.layers  # QK^T and PV, 2 FLOP per multiply-add
-    return (dense + attention) * guidance_passes(spec, cfg) / 1e12
+    passes = guidance_passes(spec, cfg)
+    return dense * passes / 1e12, attention * passes / 1e12
+
+
+def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
+                      dims: ModelDims | None = None) -> float:
+    return sum(transformer_flops(width, height, frames, spec, cfg, dims))
 
 
 def guidance_passes(spec: ModelSpec, cfg: bool) -> int:
@@ -841,6 +853,11 @@ def guidance_passes(spec: ModelSpec, cfg: bool) -> int:
 def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: int,
                 steps: int, guidance: float, dims: ModelDims | None = None) -> tuple[Stage, ...]:
     cfg = guidance > 1.0
+
+    def stage(name: str, w: int, h: int, n: int, timesteps, strength: float) -> Stage:
+        dense, attention = transformer_flops(w, h, frames, spec, cfg, dims)
+        return Stage(name, w, h, n, timesteps, strength, n * (dense + attention), attention_tflop=n * attention)
+
     if preset == "fast":
         # Stage 1 at half size, rounded to the latent grid; the 2x upscaler doubles the latent.
         half_w, half_h = round_up(gen_w // 2, 32), round_up(gen_h // 2, 32)
@@ -849,15 +866,10 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
         s2 = spec.stage2_timesteps or ()
         # diffusers starts from given latents only at denoise_strength < 1: the schedule handed to
         # it is (1000, *s2) at strength n/(n+1), which skips 1000 and noises to s2[0] (denoise()).
-        return (
-            Stage("stage1", half_w, half_h, len(s1), s1, 1.0,
-                  len(s1) * transformer_tflop(half_w, half_h, frames, spec, cfg, dims)),
-            Stage("stage2", full_w, full_h, len(s2), s2, len(s2) / (len(s2) + 1),
-                  len(s2) * transformer_tflop(full_w, full_h, frames, spec, cfg, dims)),
-        )
+        return (stage("stage1", half_w, half_h, len(s1), s1, 1.0),
+                stage("stage2", full_w, full_h, len(s2), s2, len(s2) / (len(s2) + 1)))
     timesteps = spec.stage1_timesteps if spec.distilled and steps == len(spec.stage1_timesteps or ()) else None
-    return (Stage("denoise", gen_w, gen_h, steps, timesteps, 1.0,
-                  steps * transformer_tflop(gen_w, gen_h, frames, spec, cfg, dims)),)
+    return (stage("denoise", gen_w, gen_h, steps, timesteps, 1.0),)
 
 
 def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> Job:
@@ -1480,11 +1492,14 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
     )
 
 
-# Time estimate: the FLOP plan over a matmul rate measured on this device, in this dtype. The
-# efficiencies are starting guesses (no Mac was at hand to measure them); every sidecar records
-# estimate and actual so they can be calibrated.
-DENOISE_EFFICIENCY = 0.5  # share of the matmul rate a transformer pass sustains (attention, norms)
-DECODE_EFFICIENCY = 0.25  # conv3d runs well below the matmul rate (slow on MPS: pytorch#192213)
+# Time estimate: the FLOP plan over a matmul rate measured on this device, in this dtype, times
+# each part's efficiency. The efficiencies are assumptions (no Mac was at hand to measure them)
+# except where a kernel's self-check measured a ratio on this machine: a trusted attention kernel
+# runs at ATTENTION_EFFICIENCY x its measured speed-up over chunked attention, and the VAE decode
+# at the conv3d rate the conv3d check measured. Every sidecar records estimate, basis and actual.
+DENSE_EFFICIENCY = 0.5  # share of the matmul rate the transformer's linear layers and norms sustain
+ATTENTION_EFFICIENCY = 0.5  # chunked (or stock) attention's share of the matmul rate
+DECODE_EFFICIENCY = 0.25  # PyTorch's conv3d unchecked (slow on older torch for MPS: pytorch#192213)
 DECODE_FLOP_PER_PIXEL = 1.6e6  # LTX VAE decode per output pixel and frame, tile overlap included
 SLOW_SECONDS = 3600  # an estimate above this on the CPU says: use a Mac or a GPU
 
@@ -1493,10 +1508,33 @@ def decode_tflop(job: Job) -> float:
     return job.num_frames * job.gen_width * job.gen_height * DECODE_FLOP_PER_PIXEL / 1e12
 
 
-def estimate_seconds(job: Job, tflops: float) -> float:
+def estimate_basis(tflops: float, plan: MemoryPlan | None = None) -> dict:
+    """The rates (TFLOPS) the estimate divides each part's FLOP by, and which are assumed."""
+    speedup = (plan.kernel_verdict or {}).get("speedup", 1.0) if plan and plan.attention_kernel else 1.0
+    conv = plan.conv3d_verdict if plan and plan.conv3d_verdict and plan.conv3d_verdict.get("correct") else None
+    decode = conv and conv.get("tflops" if plan.conv3d == "conv2d" else "stock_tflops")
+    decode = decode if decode and decode > 0 else None
+    assumed = [f"dense {DENSE_EFFICIENCY:g} of the matmul rate",
+               f"attention {ATTENTION_EFFICIENCY:g}" + (f" x {speedup:g} (measured here for {plan.attention_kernel})"
+                                                        if speedup != 1.0 else "")]
+    if not decode:
+        assumed.append(f"decode {DECODE_EFFICIENCY:g}")
+    def rate(x: float) -> float:  # 4 significant digits: a slow CPU's rate never rounds to 0
+        return float(f"{x:.4g}")
+
+    return {"matmul_tflops": rate(tflops), "dense_tflops": rate(tflops * DENSE_EFFICIENCY),
+            "attention_tflops": rate(tflops * min(1.0, ATTENTION_EFFICIENCY * speedup)),
+            "decode_tflops": rate(decode or tflops * DECODE_EFFICIENCY),
+            "decode_measured": bool(decode), "assumed": assumed}
+
+
+def estimate_seconds(job: Job, tflops: float, plan: MemoryPlan | None = None) -> float:
     """Rough wall time of denoising + decoding at a measured matmul rate (TFLOPS)."""
-    denoise = sum(s.tflop for s in job.stages) / (tflops * DENOISE_EFFICIENCY)
-    return job.windows * (denoise + decode_tflop(job) / (tflops * DECODE_EFFICIENCY))
+    basis = estimate_basis(tflops, plan)
+    attention = sum(s.attention_tflop for s in job.stages)
+    denoise = (sum(s.tflop for s in job.stages) - attention) / basis["dense_tflops"] + \
+        attention / basis["attention_tflops"]
+    return job.windows * (denoise + decode_tflop(job) / basis["decode_tflops"])
 
 
 def describe_duration(seconds: float) -> str:
@@ -1507,12 +1545,16 @@ def describe_duration(seconds: float) -> str:
     return f"about {int(seconds / 3600 + 0.5)} hours" if seconds >= 7200 else "about 1.5-2 hours"
 
 
-def describe_estimate(job: Job, device: str, tflops: float) -> str:
-    seconds = estimate_seconds(job, tflops)
+def describe_estimate(job: Job, device: str, tflops: float, plan: MemoryPlan | None = None) -> str:
+    seconds = estimate_seconds(job, tflops, plan)
     total = sum(s.tflop for s in job.stages) + decode_tflop(job)
     advice = ": use a Mac with Apple Silicon or a CUDA GPU" if device == "cpu" and seconds > SLOW_SECONDS else ""
+    basis = estimate_basis(tflops, plan)
+    measured = (f", attention at {basis['attention_tflops'] / tflops:.2g} of it with {plan.attention_kernel}"
+                if plan and plan.attention_kernel else "") + \
+        (f", conv3d at a measured {basis['decode_tflops']:.3g} TFLOPS" if basis["decode_measured"] else "")
     return (f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'}{advice} "
-            f"(an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate)")
+            f"(an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate{measured})")
 
 
 def matmul_tflops(device: str, dtype, seconds: float = 0.3) -> float:
@@ -1558,9 +1600,12 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
                  f"({plan.tokens:,} tokens; GiB: {parts})")
     attention = f"Metal {plan.attention_kernel} ({plan.kernel_verdict['reason']})" if plan.attention_kernel else \
         f"chunked {plan.attention_chunk} rows" if plan.attention_chunk else "stock"
+    conv3d = CONV3D_NAME if plan.conv3d == "conv2d" else "PyTorch's conv3d"
+    if plan.conv3d_verdict:
+        conv3d += f" ({'' if plan.conv3d == 'conv2d' else 'as conv2d: '}{plan.conv3d_verdict['reason']})"
     lines.append(f"  savings: attention {attention}, "
                  f"VAE tiling {'spatial' if plan.vae_spatial_tiling else 'no spatial'}"
-                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, offload {plan.offload}"
+                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, {conv3d}, offload {plan.offload}"
                  + (f", {plan.quantize} weights for the {' and '.join(job.spec.quantizable).replace('_', ' ')}"
                     if plan.quantize != "none" else ""))
     return lines
@@ -2050,9 +2095,11 @@ def set_lora_pass(pipe, job: Job, stage: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Metal attention kernels (Macs only, optional). A kernel is used only after it has matched our
-# chunked attention on random inputs of LTX's shapes, in the job's dtype, on this machine, and
-# was faster; the verdict is cached per (package version, torch, macOS, chip, dtype).
+# Kernels, trusted only after they prove themselves here: Metal attention (Macs only, optional
+# packages) and the VAE's conv3d as conv2d (built in). Each is used by auto only after it matched
+# the reference (our chunked attention; PyTorch's conv3d) on random inputs of the model's shapes,
+# in the job's dtype, on this machine, and was faster; the verdict is cached per (package or tool
+# version, torch, macOS, chip, dtype, shapes).
 
 @dataclass(frozen=True)
 class Kernel:
@@ -2157,17 +2204,7 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
     lengths = sorted({*KERNEL_CHECK_TOKENS, min(max(tokens, 1), KERNEL_CHECK_MAX)})
     g = torch.Generator(device="cpu").manual_seed(0)
     worst, speedup = 0.0, 0.0
-
-    def timed(fn):
-        fn()  # warm up (kernels compile, caches fill)
-        if device == "mps":
-            torch.mps.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        if device == "mps":
-            torch.mps.synchronize()
-        return out, time.perf_counter() - t0
-
+    timed = functools.partial(timed_call, device=device)
     try:
         for dim, length in ((d, n) for d in (head_dims or (KERNEL_CHECK_SHAPE[1],)) for n in lengths):
             q, k, v = (torch.randn(1, heads, length, dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
@@ -2183,28 +2220,48 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
             speedup = t_ref / max(t_kernel, 1e-9)
     except Exception as e:  # a kernel that crashes is a failed check, never our crash
         return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
-    tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
-    verdict = {"max_error": round(worst, 6), "tolerance": tolerance, "speedup": round(speedup, 2),
+    verdict = {"max_error": round(worst, 6), "speedup": round(speedup, 2),
                "lengths": lengths, "head_dims": list(head_dims or (KERNEL_CHECK_SHAPE[1],))}
+    return judged(verdict, dtype_name, "chunked attention")
+
+
+def judged(verdict: dict, dtype_name: str, reference: str) -> dict:
+    """A self-check's measurements with its verdict: `correct` (no NaN was seen before this, and
+    the max error is within KERNEL_TOLERANCE) and `ok` (correct and faster: what auto uses)."""
+    worst, speedup = verdict["max_error"], verdict["speedup"]
+    tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
+    verdict = dict(verdict, tolerance=tolerance)
     if worst > tolerance:
-        return dict(verdict, ok=False, reason=f"max error {worst:.3g} > {tolerance:g} against chunked attention")
+        return dict(verdict, ok=False, correct=False, reason=f"max error {worst:.3g} > {tolerance:g} against {reference}")
     if speedup < 1.0:
-        return dict(verdict, ok=False, reason=f"slower than chunked attention here ({speedup:.2f}x)")
-    return dict(verdict, ok=True, reason=f"max error {worst:.3g}, {speedup:.2f}x chunked attention's speed")
+        return dict(verdict, ok=False, correct=True, reason=f"slower than {reference} here ({speedup:.2f}x)")
+    return dict(verdict, ok=True, correct=True, reason=f"max error {worst:.3g}, {speedup:.2f}x {reference}'s speed")
 
 
-def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
-    """The cached verdict for this kernel here, or a new self-check (then cached)."""
+def timed_call(fn: Callable, device: str):
+    """(fn(), seconds of its second call): the first warms up (kernels compile, caches fill)."""
+    import torch
+
+    sync = torch.mps.synchronize if device == "mps" else torch.cuda.synchronize if device == "cuda" else lambda: None
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t0
+
+
+def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0) -> dict:
+    """The verdict cached under `key` if it covered at least `extent` (tokens checked), else
+    check() now, cached (written atomically: two runs at once never leave half a file)."""
     path = verdict_cache_path()
-    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims)
     cache: dict = {}
     with contextlib.suppress(OSError, ValueError):
         cache = read_json(path)
     entry = cache.get(key) if isinstance(cache, dict) else None
-    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= min(tokens, KERNEL_CHECK_MAX):
+    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent:
         return entry
-    verdict = dict(check_kernel(kernel, module, device, dtype, tokens, head_dims),
-                   checked_tokens=min(tokens, KERNEL_CHECK_MAX), identity=key)
+    verdict = dict(check(), checked_tokens=extent, identity=key)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         cache = cache if isinstance(cache, dict) else {}
@@ -2213,6 +2270,13 @@ def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head
         tmp.write_text(json.dumps(cache, indent=1))
         os.replace(tmp, path)
     return verdict
+
+
+def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
+    """The cached verdict for this kernel here, or a new self-check (then cached)."""
+    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims)
+    return cached_verdict(key, lambda: check_kernel(kernel, module, device, dtype, tokens, head_dims),
+                          min(tokens, KERNEL_CHECK_MAX))
 
 
 def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
@@ -2227,7 +2291,7 @@ def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
         if mode == "metal":
             raise UsageError("--attention metal needs a Mac's GPU (MPS); use auto, chunked or stock here")
         return None
-    failures = []
+    checked = []
     for kernel in kernels:
         try:
             module = importlib.import_module(kernel.module)
@@ -2236,14 +2300,180 @@ def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
         verdict = kernel_verdict(kernel, module, device, dtype, tokens, head_dims)
         if verdict.get("ok"):
             return kernel, module, verdict
-        failures.append(f"{kernel.package}: {verdict.get('reason')}")
+        checked.append((kernel, module, verdict))
+    failures = [f"{kernel.package}: {verdict.get('reason')}" for kernel, _, verdict in checked]
     if mode == "metal":
+        for kernel, module, verdict in checked:  # asked for by name: right but slower is used, said aloud
+            if verdict.get("correct"):
+                log.info(f"note: --attention metal: {kernel.package} is right here but {verdict['reason']}; "
+                         "used as asked (auto would not)")
+                return kernel, module, verdict
         raise UsageError("--attention metal: " + ("; ".join(failures) if failures else
                          "no Metal attention kernel installed (pip install mps-sdpa)") +
                          "; use --attention chunked")
     if failures:
         log.info(f"note: using chunked attention; Metal kernel not trusted here ({'; '.join(failures)})")
     return None
+
+
+# The VAE's conv3d. Before PyTorch moved it onto Metal kernels, MPS ran conv3d at ~6-7% of its
+# matmul rate (pytorch#192213: 3.6-4.1 of 61 TFLOPS on torch 2.12) while conv2d ran at par; the
+# same convolution as one conv2d per temporal tap, summed, rides the tuned 2-D path (MLX now does
+# this itself, ml-explore/mlx#3785). Where conv3d is fast (newer torch), the native op wins and
+# auto keeps it: the choice is measured on the machine, never assumed.
+
+CONV3D_MODES = ("auto", "conv2d", "stock")
+CONV3D_NAME = "conv3d as conv2d"  # the built-in path's name in plans, verdicts and sidecars
+# The LTX decoders' weight shapes (out, in, t, h, w) and how many layers have each: what the check
+# runs when the VAE's own header is not at hand yet (a model not downloaded).
+CONV3D_CHECK_SHAPES = (((1024, 1024, 3, 3, 3), 10), ((512, 512, 3, 3, 3), 10), ((256, 256, 3, 3, 3), 10),
+                       ((128, 128, 3, 3, 3), 10))
+CONV3D_CHECK_FRAMES = 8  # output frames per checked input
+CONV3D_CHECK_AREA = 2**14  # channels x side: the side each layer sees in a 512 px tile (1024 ch: 16 px)
+
+
+def conv3d_as_conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """F.conv3d(x, weight, bias, stride, padding, dilation, groups) for x [N, C, T, H, W] and
+    numeric padding, as kt conv2d's over the frames (batched as images), summed. Memory: one
+    frame-major copy of x and two of the output at most (native conv3d: one of each)."""
+    import torch.nn.functional as F
+
+    kt = weight.shape[2]
+    (st, sh, sw), (pt, ph, pw), (dt, dh, dw) = stride, padding, dilation
+    if pt:
+        x = F.pad(x, (0, 0, 0, 0, pt, pt))
+    n, c, t, h, w = x.shape
+    t_out = (t - dt * (kt - 1) - 1) // st + 1
+    frames = x.transpose(1, 2).reshape(n, t, c, h, w)  # one copy: every frame an image
+    out = None
+    for i in range(kt):
+        taps = frames[:, i * dt:i * dt + (t_out - 1) * st + 1:st].reshape(n * t_out, c, h, w)
+        y = F.conv2d(taps, weight[:, :, i], bias if i == 0 else None, (sh, sw), (ph, pw), (dh, dw), groups)
+        y = y.unflatten(0, (n, t_out)).transpose(1, 2)  # [N, O, T', H', W'], a view
+        if out is None:
+            out = y.contiguous()
+        else:
+            out.add_(y)
+        del y, taps
+    return out
+
+
+def _conv3d_forward(self, x, weight, bias):
+    """nn.Conv3d._conv_forward through conv3d_as_conv2d (set on a module's instance)."""
+    import torch.nn.functional as F
+
+    if isinstance(self.padding, str):  # "same"/"valid": left to PyTorch
+        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+    padding = self.padding
+    if self.padding_mode != "zeros":  # as nn.Conv3d does: pad by mode first, then no padding
+        x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+        padding = (0, 0, 0)
+    return conv3d_as_conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+def use_conv3d(model, mode: str) -> int:
+    """Every nn.Conv3d in `model` on the built-in path (mode "conv2d") or PyTorch's own (any
+    other); the number of layers switched."""
+    import types
+
+    import torch
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            if mode == "conv2d":
+                module._conv_forward = types.MethodType(_conv3d_forward, module)
+            else:
+                module.__dict__.pop("_conv_forward", None)
+            count += 1
+    return count
+
+
+def vae_conv3d_shapes(folder: Path | None) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """The VAE decoder's conv3d weight shapes and how many layers have each, from its
+    safetensors headers (no weight is read); the LTX decoders' when the VAE is not at hand."""
+    import collections
+
+    counts: collections.Counter = collections.Counter()
+    for f in sorted((folder / "vae").glob("*.safetensors")) if folder is not None else ():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            counts.update(tuple(t["shape"]) for k, t in read_safetensors_header(f).items()
+                          if k.startswith("decoder.") and k.endswith(".weight") and len(t.get("shape", ())) == 5)
+    return tuple(sorted(counts.items(), reverse=True)) or CONV3D_CHECK_SHAPES
+
+
+def check_conv3d(device: str, dtype, shapes) -> dict:
+    """conv3d_as_conv2d against PyTorch's conv3d, in the job's dtype on this device, for each of
+    the decoder's weight shapes (unit-variance inputs and outputs; padding 1 in space, as the
+    decoders pad) at two sizes: half and whole the side such a layer sees in a 512 px tile. No
+    NaN, max error within KERNEL_TOLERANCE; speed: the decoder's time (each shape's time at the
+    whole side x its layers) natively over the built-in path's, and both rates in TFLOPS."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    worst, times, flop = 0.0, [0.0, 0.0], 0.0
+    try:
+        for (o, i, kt, kh, kw), layers in shapes:
+            side = max(8, min(128, CONV3D_CHECK_AREA // i // 8 * 8))
+            for s in (side // 2, side):
+                x = torch.randn(1, i, CONV3D_CHECK_FRAMES + kt - 1, s, s, generator=g).to(device, dtype)
+                w = (torch.randn(o, i, kt, kh, kw, generator=g) / math.sqrt(i * kt * kh * kw)).to(device, dtype)
+                b = torch.randn(o, generator=g).mul_(0.1).to(device, dtype)
+                args = ((1, 1, 1), (0, kh // 2, kw // 2), (1, 1, 1), 1)
+                with torch.inference_mode():
+                    ref, t_ref = timed_call(lambda: F.conv3d(x, w, b, *args), device)
+                    out, t_out = timed_call(lambda: conv3d_as_conv2d(x, w, b, *args), device)
+                if out.shape != ref.shape:
+                    return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)}"}
+                if not torch.isfinite(out).all():
+                    return {"ok": False, "reason": f"NaN/inf for weights {o}x{i}x{kt}x{kh}x{kw}"}
+                worst = max(worst, float((out.float() - ref.float()).abs().max()))
+            times[0] += t_ref * layers
+            times[1] += t_out * layers
+            flop += 2 * o * i * kt * kh * kw * CONV3D_CHECK_FRAMES * s * s * layers
+            del x, w, b, ref, out
+    except Exception as e:  # a path that crashes here is a failed check, never our crash
+        return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
+    verdict = {"max_error": round(worst, 6), "speedup": round(times[0] / max(times[1], 1e-9), 2),
+               "stock_tflops": float(f"{flop / max(times[0], 1e-9) / 1e12:.4g}"),
+               "tflops": float(f"{flop / max(times[1], 1e-9) / 1e12:.4g}"), "shapes": len(shapes)}
+    return judged(verdict, str(dtype).replace("torch.", ""), "PyTorch's conv3d")
+
+
+def conv3d_identity(dtype_name: str, shapes) -> str:
+    """What a conv3d verdict holds for: this tool's version (the path is its code), torch, macOS,
+    chip, dtype and the decoder's shapes."""
+    import hashlib
+
+    import torch
+
+    mac = macos_version()
+    digest = hashlib.sha256(repr(shapes).encode()).hexdigest()[:8]
+    return f"{CONV3D_NAME} {__version__}|torch {torch.__version__}|" \
+           f"macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|{dtype_name}|shapes {digest}"
+
+
+def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | None = None) -> tuple[str, dict | None]:
+    """("conv2d", verdict) or ("stock", verdict or None). auto: the built-in path only on a Mac,
+    where it matched PyTorch's conv3d and was faster (a wrong one is named in a notice); conv2d
+    (by name): where it is right, even if slower (said aloud), else refused; stock: PyTorch's,
+    unchecked."""
+    on_mac = device == "mps" if on_mac is None else on_mac
+    if mode == "stock" or (mode == "auto" and not on_mac):
+        return "stock", None
+    dtype_name = str(dtype).replace("torch.", "")
+    verdict = cached_verdict(conv3d_identity(dtype_name, shapes), lambda: check_conv3d(device, dtype, shapes))
+    if verdict.get("ok"):
+        return "conv2d", verdict
+    if mode == "conv2d":
+        if not verdict.get("correct"):
+            raise UsageError(f"--conv3d conv2d: not right here ({verdict.get('reason')}); use --conv3d stock")
+        log.info(f"note: --conv3d conv2d is right here but {verdict['reason']}; used as asked (auto would not)")
+        return "conv2d", verdict
+    if not verdict.get("correct"):  # merely slower is the good news of a newer torch: the plan says it
+        log.info(f"note: the VAE uses PyTorch's conv3d ({CONV3D_NAME} not used here: {verdict.get('reason')})")
+    return "stock", verdict
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2360,6 +2590,7 @@ def apply_savings(pipe, plan: MemoryPlan) -> None:
     family = FAMILIES[type(pipe).__name__]
     pipe.transformer.set_attn_processor(family.attention_processors(pipe, attend, plan.attention_chunk))
     vae = pipe.vae
+    use_conv3d(vae.decoder, plan.conv3d)  # what the check checked (the encoder runs once, on one image)
     if plan.vae_spatial_tiling:
         vae.enable_tiling()
     else:
@@ -2741,6 +2972,7 @@ class RunStats:
     stage_shapes: dict[str, list[int]] = field(default_factory=dict)
     cpu_fallback_ops: list[str] = field(default_factory=list)
     estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
+    estimate_basis: dict | None = None  # the rates it assumed or measured (estimate_basis)
     extra_files: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final) published with the video
     latents_sha256: str | None = None  # a draft's saved latents
     audio: AudioTrack | None = None  # the soundtrack a family with audio made with the frames
@@ -2818,12 +3050,14 @@ class NonFiniteError(RuntimeError):
         super().__init__(f"NaN/inf latents in {stage} at step {step + 1}")
 
 
-def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | None = None) -> str:
+def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | None = None, conv3d: bool = False) -> str:
     import torch
 
     advice = []
     if kernel:
         advice.append(f"the Metal attention kernel {kernel} is a suspect: run again with --attention chunked")
+    if conv3d:
+        advice.append(f"the VAE's {CONV3D_NAME} is a suspect: run again with --conv3d stock")
     if torch.__version__.startswith("2.5."):
         advice.append(f"torch {torch.__version__} renders LTX as noise on MPS: pip install -U torch")
     if dtype_name != "float32":
@@ -3828,13 +4062,15 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "memory_plan": {
             "budget_gib": round(gib(plan.budget_bytes), 2), "estimated_peak_gib": plan.peak_gib,
             "attention_chunk_rows": plan.attention_chunk, "attention_kernel": plan.attention_kernel,
-            "kernel_verdict": plan.kernel_verdict, "vae_spatial_tiling": plan.vae_spatial_tiling,
+            "kernel_verdict": plan.kernel_verdict, "vae_conv3d": CONV3D_NAME if plan.conv3d == "conv2d" else "stock",
+            "conv3d_verdict": plan.conv3d_verdict, "vae_spatial_tiling": plan.vae_spatial_tiling,
             "vae_temporal_tiling": plan.vae_temporal_tiling, "offload": plan.offload,
             "quantize": plan.quantize, "quantized": list(job.spec.quantizable) if plan.quantize != "none" else [],
             "estimate_gib": plan.estimate,
         },
         "timings_s": dict(stats.timings, total=round(wall, 3)),
         "estimated_seconds": None if stats.estimated_seconds is None else round(stats.estimated_seconds, 1),
+        "estimate_basis": stats.estimate_basis,
         "seconds_per_step": round(sum(steps) / len(steps), 4) if steps else None,
         "peak_memory_gib": {"process_rss": round(gib(peak_rss_bytes()), 3),
                             "device": round(gib(stats.device_peak_bytes), 3)},
@@ -3966,7 +4202,9 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
             plan = dataclasses.replace(plan, attention_kernel=name, kernel_verdict=verdict,
                                        attention_chunk=plan.attention_chunk or attention_chunk_rows(
                                            plan.tokens, dims.heads, int(attention_budget)))  # its fallback
-    return plan
+    conv3d, verdict = pick_conv3d(job.request.conv3d, device, dtype,
+                                  vae_conv3d_shapes(model_folder(job.model_source)), log)
+    return dataclasses.replace(plan, conv3d=conv3d, conv3d_verdict=verdict)
 
 
 def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
@@ -3991,7 +4229,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
     for job, plan in zip(jobs, plans):
         for line in describe_plan(job, plan, device, dtype_name):
             log.info(line)
-        log.info(f"  time: {describe_estimate(job, device, tflops)}")
+        log.info(f"  time: {describe_estimate(job, device, tflops, plan)}")
     weights = fetch_weights(first, log)
     # Two phases, so the ~9 GiB T5 and the denoiser are never in memory together: T5 alone
     # encodes every prompt of the group and is freed; then the rest of the model loads.
@@ -4016,7 +4254,7 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
         plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
         progress(index)
         t_job = time.perf_counter()
-        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops))
+        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops, plan), estimate_basis=estimate_basis(tflops, plan))
         if index == 0:
             stats.add("load", load_seconds)
             stats.add("encode_prompt", encode_seconds)
@@ -4038,15 +4276,17 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
 
             with record_cpu_fallbacks(log) as fallbacks:
                 write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio)
-            outcomes.append(Outcome(job.output.name, "done", wall, "", job))
+            used = kernels_used(plan)
+            outcomes.append(Outcome(job.output.name, "done", wall, used, job))
             emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
-                 f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)})")
+                 f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)}"
+                 + (f"; {used}" if used else "") + ")")
             if job.draft:
                 log.info(f"  the full video of this draft: {final_command(job)}")
         except Exception as e:
             if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
                 raise
-            error = explain_failure(e, job, device, dtype_name, plan.attention_kernel)
+            error = explain_failure(e, job, device, dtype_name, plan.attention_kernel, plan.conv3d == "conv2d")
             if not batch:
                 raise error from None
             outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - t_job, str(error), job))
@@ -4055,9 +4295,17 @@ def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
             log.info(f"error: {job.output.name}: {error}")
 
 
-def explain_failure(e: Exception, job: Job, device: str, dtype_name: str, kernel: str | None = None) -> RunError:
-    """A failure during generation, as a RunError naming the likely cause and the fix."""
-    advice = mps_failure_advice(job, device, dtype_name, kernel)
+def kernels_used(plan: MemoryPlan) -> str:
+    """The checked kernels a job ran on, for its summary ("" when only PyTorch's own)."""
+    used = [f"Metal attention {plan.attention_kernel}"] if plan.attention_kernel else []
+    return ", ".join(used + ([f"VAE {CONV3D_NAME}"] if plan.conv3d == "conv2d" else []))
+
+
+def explain_failure(e: Exception, job: Job, device: str, dtype_name: str, kernel: str | None = None,
+                    conv3d: bool = False) -> RunError:
+    """A failure during generation, as a RunError naming the likely cause (the kernels in use
+    first) and the fix."""
+    advice = mps_failure_advice(job, device, dtype_name, kernel, conv3d)
     if isinstance(e, NonFiniteError):
         return RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; {advice}")
     if isinstance(e, BrokenVideoError):
@@ -4501,8 +4749,17 @@ def run_check(device_name: str, log: Log) -> int:
             report(PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, str(dtype))}: "
                    + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
                    "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice")
+        shapes = vae_conv3d_shapes(model_folder(reference_job().model_source))
+        verdict = check_conv3d("mps", dtype, shapes)
+        rates = (f"; conv3d {verdict['stock_tflops']:.2f} TFLOPS, as conv2d {verdict['tflops']:.2f}"
+                 if "tflops" in verdict else "")
+        report(PASS if verdict.get("correct") else WARN,
+               f"VAE {CONV3D_NAME} ({len(shapes)} decoder shapes, {str(dtype).replace('torch.', '')}): "
+               + ("used: " if verdict.get("ok") else "not used: ") + verdict["reason"] + rates,
+               "" if verdict.get("correct") else "it is not used; PyTorch's conv3d decodes")
     else:
-        report(PASS, "Metal attention kernels: Macs only; chunked attention is used here")
+        report(PASS, "Metal attention kernels and the conv3d check: Macs only; chunked attention and "
+                     "PyTorch's conv3d are used here")
     slow = ""
     with contextlib.suppress(UsageError):  # --device names a device this machine lacks: reported below
         device = pick_device(device_name)
@@ -4736,6 +4993,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--attention-slicing", type=slicing_mode, default="auto", help=argparse.SUPPRESS)  # old name
     h.add_argument("--attention", type=attention_mode, default="auto", metavar="MODE", dest="attention_slicing",
                    help="auto|metal|chunked|stock|N (default: auto)")
+    h.add_argument("--conv3d", choices=CONV3D_MODES, default="auto", metavar="MODE",
+                   help="VAE: auto|conv2d|stock (default: auto)")
     h.add_argument("--vae-tiling", choices=TRISTATE, default="auto", help="tiled VAE decode")
     h.add_argument("--offload", choices=OFFLOADS, default="auto", metavar="MODE", help="auto|none|model|sequential")
     h.add_argument("--quantize", choices=QUANTIZE, default="auto", metavar="MODE",

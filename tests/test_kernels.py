@@ -1,13 +1,17 @@
-"""Issue 16 (attention): a Metal kernel is used only after it matched our chunked attention and
-was faster on this machine; the verdict is cached per package/torch/macOS/chip/dtype. The real
-kernels need a Mac; here fake kernel modules that are right, wrong, NaN-producing or slow are
-injected, and the checks run on CPU tensors."""
+"""Issue 16: a Metal attention kernel is used only after it matched our chunked attention and was
+faster on this machine, and the VAE's conv3d goes through conv2d only after that path matched
+PyTorch's conv3d and was faster; verdicts are cached per package (or tool) version, torch, macOS,
+chip, dtype and shapes. The real kernels need a Mac; here fake kernel modules (and replaced
+conv3d paths) that are right, wrong, NaN-producing or slow are injected, and the checks run on
+CPU tensors."""
 
+import dataclasses
 import json
 import sys
 import time
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,8 +86,12 @@ def test_a_wrong_nan_or_slow_kernel_is_not_trusted_and_auto_falls_back_with_a_no
     assert pick(table, log=gv.Log()) is None
     err = capsys.readouterr().err
     assert "using chunked attention; Metal kernel not trusted here (fake-kernel: " in err and reason in err
+    if kind == "slow":  # asked for by name: right but slower is used, said aloud
+        kernel, _, verdict = pick(table, mode="metal", log=gv.Log())
+        assert verdict["correct"] and not verdict["ok"] and "used as asked (auto would not)" in capsys.readouterr().err
+        return
     with pytest.raises(gv.UsageError, match=reason):
-        pick(table, mode="metal")  # asked for by name: refused, with the reason
+        pick(table, mode="metal")  # asked for by name: a wrong kernel is refused, with the reason
 
 
 def test_a_new_package_version_or_torch_checks_again(kernels, monkeypatch):
@@ -120,8 +128,10 @@ def test_a_trusted_kernel_runs_the_model_and_the_plan_and_sidecar_name_it(kernel
     out = tmp_path / "k.mp4"
     rc = gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "-o", str(out),
                   "--width", "96", "--height", "64", "--num-frames", "9", "--steps", "2"])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert rc == 0 and "attention Metal fake-kernel 1.0 (max error 0, 2.00x)" in err, err
+    assert "; Metal attention fake-kernel 1.0)" in captured.out  # the summary line names it too
     assert module.calls > 0  # the model's attention went through it
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["memory_plan"]["attention_kernel"] == "fake-kernel 1.0"
@@ -169,3 +179,182 @@ def test_a_kernel_is_checked_at_every_head_size_the_model_has(kernels, monkeypat
 
 
 real_chunked = gv.chunked_attention
+
+
+# ---- The VAE's conv3d as conv2d (built in): checked like a kernel, used by auto only on a Mac
+# where it matched PyTorch's conv3d and was faster.
+
+CONV_KINDS = [  # LTX and LTX-2.3 (zeros), LTX-2.0 (reflect), CogVideoX-style temporal padding,
+    dict(kernel_size=3, padding=(0, 1, 1)),  # strides, dilation, groups, no bias, "same"
+    dict(kernel_size=3, padding=(0, 1, 1), padding_mode="reflect"),
+    dict(kernel_size=(3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)),
+    dict(kernel_size=3, dilation=(2, 1, 1), padding=(2, 1, 1)),
+    dict(kernel_size=(2, 3, 3), stride=2, groups=2, padding=1, padding_mode="replicate"),
+    dict(kernel_size=1, bias=False),
+    dict(kernel_size=3, padding="same"),
+]
+
+
+@pytest.mark.parametrize("kind", CONV_KINDS, ids=[str(k) for k in CONV_KINDS])
+def test_conv3d_as_conv2d_is_pytorchs_conv3d_for_every_layer_kind(kind):
+    conv = torch.nn.Conv3d(4, 6, **kind)
+    x = torch.randn(2, 4, 7, 9, 10)
+    with torch.no_grad():
+        ref = conv(x)
+        assert gv.use_conv3d(conv, "conv2d") == 1
+        out = conv(x)
+        gv.use_conv3d(conv, "stock")
+        back = conv(x)
+    assert out.shape == ref.shape and out.is_contiguous()
+    assert float((out - ref).abs().max()) < 1e-5
+    assert torch.equal(back, ref) and "_conv_forward" not in conv.__dict__  # stock again: PyTorch's own
+
+
+def test_the_check_uses_the_vaes_own_decoder_shapes(models):
+    """From the safetensors header (no weight read): every decoder conv3d, counted as the loaded
+    model has them; the LTX decoders' shapes when the VAE is not downloaded yet."""
+    from diffusers import AutoencoderKLLTXVideo
+
+    shapes = dict(gv.vae_conv3d_shapes(models["i2v"]))
+    vae = AutoencoderKLLTXVideo.from_pretrained(models["i2v"] / "vae")
+    loaded = {}
+    for m in vae.decoder.modules():
+        if isinstance(m, torch.nn.Conv3d):
+            loaded[tuple(m.weight.shape)] = loaded.get(tuple(m.weight.shape), 0) + 1
+    assert shapes == loaded and sum(shapes.values()) > 3
+    assert gv.vae_conv3d_shapes(None) == gv.CONV3D_CHECK_SHAPES
+    assert gv.vae_conv3d_shapes(models["cog"])  # CogVideoX's decoder too
+
+
+@pytest.fixture
+def conv_check(monkeypatch, tmp_path):
+    """Small shapes; the built-in path replaced by a right, wrong, NaN-producing or slow one."""
+    monkeypatch.setenv("GENERATE_VIDEO_CACHE", str(tmp_path / "cache"))
+    shapes = (((8, 8, 3, 3, 3), 2),)
+    monkeypatch.setattr(gv, "CONV3D_CHECK_AREA", 128)  # sides of 16 and 8 px
+    real, stock = gv.conv3d_as_conv2d, torch.nn.functional.conv3d
+    calls = []
+
+    def install(kind):
+        def path(*a):
+            calls.append(1)
+            out = real(*a)
+            if kind == "slow":
+                time.sleep(0.05)
+            return out + 0.5 if kind == "wrong" else out * float("nan") if kind == "nan" else out
+
+        monkeypatch.setattr(gv, "conv3d_as_conv2d", path)
+        if kind == "right":  # and PyTorch's slower than it
+            monkeypatch.setattr(torch.nn.functional, "conv3d", lambda *a: (time.sleep(0.05), stock(*a))[1])
+        return shapes, calls
+
+    return install
+
+
+def test_a_right_faster_conv3d_path_is_used_on_a_mac_and_its_verdict_cached(conv_check, tmp_path):
+    shapes, calls = conv_check("right")
+    mode, verdict = gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(0), on_mac=True)
+    assert mode == "conv2d" and verdict["ok"] and verdict["speedup"] > 1 and verdict["max_error"] < 1e-4
+    assert verdict["stock_tflops"] > 0 and verdict["tflops"] > verdict["stock_tflops"]
+    cache = json.loads((tmp_path / "cache" / "kernel_verdicts.json").read_text())
+    assert any(k.startswith(f"conv3d as conv2d {gv.__version__}|torch ") and "|float32|shapes " in k for k in cache)
+    n = len(calls)
+    assert gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(0), on_mac=True)[0] == "conv2d"
+    assert len(calls) == n  # cached: not checked again
+    assert gv.pick_conv3d("auto", "cpu", torch.float32, (((16, 8, 3, 3, 3), 1),), gv.Log(0), on_mac=True)
+    assert len(calls) > n  # another VAE's shapes: checked again
+
+
+@pytest.mark.parametrize("kind, reason", [("wrong", "max error"), ("nan", "NaN")])
+def test_a_wrong_conv3d_path_is_never_used(conv_check, capsys, kind, reason):
+    shapes, _ = conv_check(kind)
+    assert gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(), on_mac=True)[0] == "stock"
+    err = capsys.readouterr().err
+    assert "the VAE uses PyTorch's conv3d (conv3d as conv2d not used here: " in err and reason in err
+    with pytest.raises(gv.UsageError, match=f"--conv3d conv2d: not right here .*{reason}.*use --conv3d stock"):
+        gv.pick_conv3d("conv2d", "cpu", torch.float32, shapes, gv.Log(0), on_mac=True)
+
+
+def test_a_slower_conv3d_path_is_left_to_auto_and_used_by_name_with_a_notice(conv_check, capsys, monkeypatch):
+    shapes, _ = conv_check("slow")
+    mode, verdict = gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(), on_mac=True)
+    assert mode == "stock" and "slower than PyTorch's conv3d here" in verdict["reason"]
+    assert capsys.readouterr().err == ""  # a newer torch's fast conv3d is no news: the plan line says it
+    mode, verdict = gv.pick_conv3d("conv2d", "cpu", torch.float32, shapes, gv.Log(), on_mac=True)
+    assert mode == "conv2d" and verdict["correct"] and not verdict["ok"]
+    assert "used as asked (auto would not)" in capsys.readouterr().err
+    monkeypatch.setattr(torch, "__version__", "9.9.9")  # another torch: checked again, and it may be fast there
+    shapes, calls = conv_check("right")
+    assert gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(0), on_mac=True)[0] == "conv2d" and calls
+
+
+def test_off_the_mac_auto_keeps_pytorchs_conv3d_unchecked(conv_check):
+    shapes, calls = conv_check("right")
+    assert gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(0)) == ("stock", None)
+    assert gv.pick_conv3d("stock", "cpu", torch.float32, shapes, gv.Log(0), on_mac=True) == ("stock", None)
+    assert not calls
+
+
+def test_conv3d_by_name_decodes_the_same_video_and_the_plan_and_sidecar_say_so(models, image, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Asked for on the CPU (where PyTorch's conv3d is fast): checked on the tiny VAE's shapes,
+    used as asked, every VAE conv3d goes through it, and the frames match PyTorch's."""
+    from conftest import probe
+
+    monkeypatch.setenv("GENERATE_VIDEO_CACHE", str(tmp_path / "cache"))
+    real, calls = gv.conv3d_as_conv2d, []
+    monkeypatch.setattr(gv, "conv3d_as_conv2d", lambda *a: (calls.append(1), real(*a))[1])
+    written, write = {}, gv.write_video  # the frames as decoded (x264 turns a 1-level change into more)
+
+    def keep(frames, job, *a, **k):
+        written[job.output.stem] = chunks = []
+        return write((chunks.append(c.copy()) or c for c in frames), job, *a, **k)
+
+    monkeypatch.setattr(gv, "write_video", keep)
+    common = ["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96", "--height", "64",
+              "--num-frames", "9", "--steps", "2", "--seed", "3", "--dtype", "float32"]
+    assert gv.main(common + ["-o", str(tmp_path / "stock.mp4"), "--conv3d", "stock"]) == 0 and not calls
+    capsys.readouterr()
+    assert gv.main(common + ["-o", str(tmp_path / "conv2d.mp4"), "--conv3d", "conv2d"]) == 0
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "no temporal, conv3d as conv2d (" in err and "conv3d at a measured " in err and calls
+    assert "; VAE conv3d as conv2d)" in captured.out  # the summary line
+    side = json.loads((tmp_path / "conv2d.json").read_text())
+    plan = side["memory_plan"]
+    assert plan["vae_conv3d"] == "conv3d as conv2d" and plan["conv3d_verdict"]["correct"]
+    assert side["estimate_basis"]["decode_measured"]  # the check measured the conv rate the estimate uses
+    a, b = (np.concatenate(written[n]).astype(int) for n in ("stock", "conv2d"))
+    assert a.shape == (9, 64, 96, 3) == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3
+    assert len(probe(tmp_path / "conv2d.mp4")["frames"]) == 9
+
+
+def test_the_failure_guard_names_the_conv3d_path(models, image):
+    job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model=str(models["i2v"])), gv.Log(0))
+    error = gv.explain_failure(gv.BrokenVideoError("every frame is one flat colour"), job, "mps", "bfloat16",
+                               None, conv3d=True)
+    assert "the VAE's conv3d as conv2d is a suspect: run again with --conv3d stock" in str(error)
+    assert "--conv3d" not in str(gv.explain_failure(gv.BrokenVideoError("flat"), job, "mps", "bfloat16"))
+
+
+def test_the_time_estimate_uses_what_the_checks_measured(models, image):
+    """Attention at ATTENTION_EFFICIENCY x a trusted kernel's measured speed-up; the decode at the
+    conv3d rate the check measured; the assumed efficiencies otherwise (and said to be)."""
+    job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model="ltx-distilled"), gv.Log(0))
+    plan = gv.MemoryPlan(2**36, 512, True, True, "none", {}, 0.0, 0)
+    tflops = 14.0
+    base = gv.estimate_seconds(job, tflops, plan)
+    assert base == pytest.approx(gv.estimate_seconds(job, tflops))
+    attention = sum(s.attention_tflop for s in job.stages)
+    assert 0 < attention < sum(s.tflop for s in job.stages)
+    kernel = dataclasses.replace(plan, attention_kernel="mps-sdpa 0.2.0", kernel_verdict={"speedup": 1.5, "ok": True})
+    saved = attention / (tflops * gv.ATTENTION_EFFICIENCY) - attention / (tflops * gv.ATTENTION_EFFICIENCY * 1.5)
+    assert gv.estimate_seconds(job, tflops, kernel) == pytest.approx(base - saved)
+    conv = dataclasses.replace(plan, conv3d="conv2d", conv3d_verdict={"correct": True, "tflops": 7.0, "stock_tflops": 1.0})
+    decode = gv.decode_tflop(job)
+    assert gv.estimate_seconds(job, tflops, conv) == pytest.approx(
+        base - decode / (tflops * gv.DECODE_EFFICIENCY) + decode / 7.0)
+    basis = gv.estimate_basis(tflops, kernel)
+    assert basis["decode_tflops"] == tflops * gv.DECODE_EFFICIENCY and "decode 0.25" in basis["assumed"]
+    assert "attention 0.5 x 1.5 (measured here for mps-sdpa 0.2.0)" in basis["assumed"]
+    assert "with mps-sdpa 0.2.0" in gv.describe_estimate(job, "mps", tflops, kernel)

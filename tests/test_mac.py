@@ -67,6 +67,27 @@ def test_installed_metal_attention_kernels_pass_their_self_check_here(dtype):
         pytest.skip("no Metal attention kernel installed (pip install mps-sdpa)")
 
 
+@pytest.mark.mps
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_conv3d_as_conv2d_is_right_at_the_ltx_decoders_shapes_here(dtype):
+    """The built-in conv3d path against PyTorch's on MPS at the LTX decoders' weight shapes and
+    tile sides; prints the speed ratio and both conv rates (what auto decides on)."""
+    import torch
+
+    verdict = gv.check_conv3d("mps", getattr(torch, dtype), gv.CONV3D_CHECK_SHAPES)
+    print("conv3d as conv2d", dtype, verdict)
+    assert verdict.get("correct"), verdict
+
+
+@pytest.mark.mps
+def test_conv3d_as_conv2d_decodes_on_mps(models, image, tmp_path):
+    out = tmp_path / "c.mp4"
+    assert gv.main(["--image", str(image), "--prompt", "waves", "--model", str(models["i2v"]), "-o", str(out),
+                    "--device", "mps", "--conv3d", "conv2d", "--width", "96", "--height", "64", "--num-frames", "17",
+                    "--steps", "2", "--seed", "5", "-q"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["memory_plan"]["vae_conv3d"] == "conv3d as conv2d"
+
+
 @pytest.fixture(scope="module")
 def ltx2_folder(tmp_path_factory):
     from fake_repos import ltx2_pipeline, save_ltx2
