@@ -1349,7 +1349,7 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
 
 def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
                     temporal_tiling: bool, offload: str, unified: bool,
-                    quantize: str = "none") -> tuple[dict[str, float], float, float]:
+                    quantize: str = "none", conv3d: str = "stock") -> tuple[dict[str, float], float, float]:
     """(GiB by part, peak GiB, largest single array GiB) for one setting of the options."""
     w, h = max((s.width, s.height) for s in job.stages)
     latent_frames = (job.num_frames - 1) // dims.temporal + 1
@@ -1368,8 +1368,9 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spa
     tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
     tile_frames = 17 if temporal_tiling or dims.framewise_builtin else job.num_frames
     decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
-    # live activations + float frames out + ~0.1 GiB of fixed workspace (real_size.py)
-    decode = 3 * decode_array + 3 * tile_frames * th * tw * 4 + DECODE_FIXED
+    # live activations + float frames out + ~0.1 GiB of fixed workspace (real_size.py); the conv3d
+    # as conv2d path holds a frame-major copy of a layer's input and a second output besides
+    decode = (5 if conv3d == "conv2d" else 3) * decode_array + 3 * tile_frames * th * tw * 4 + DECODE_FIXED
     if temporal_tiling:  # two 17-frame float tiles of the full frame in flight (blended)
         decode += 3 * min(job.num_frames, 2 * 17) * h * w * 4
     elif spatial_tiling:  # tiled_decode_uint8: the uint8 video, and float blend edges above and left
@@ -1415,8 +1416,9 @@ def attention_chunk_rows(tokens: int, heads: int, budget_bytes: int) -> int:
 
 
 def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes: int,
-                attention_budget: int, request: Request) -> MemoryPlan:
-    """Cheapest settings that fit the budget: chunked attention, then tiling, then offload."""
+                attention_budget: int, request: Request, conv3d: str = "stock") -> MemoryPlan:
+    """Cheapest settings that fit the budget: chunked attention, then tiling, then offload
+    (`conv3d`: the decoder's conv3d path, already chosen: pick_conv3d)."""
     unified = device in ("mps", "cpu")
     w, h = max((s.width, s.height) for s in job.stages)
     tokens = ((job.num_frames - 1) // dims.temporal + 1) * (h // dims.spatial // dims.patch) * (
@@ -1469,12 +1471,12 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
                     continue
                 for chunk in chunk_opts:
                     parts, peak, largest = estimate_memory(job, dims, elem, chunk, spatial, temporal,
-                                                           offload, unified, quant)
+                                                           offload, unified, quant, conv3d)
                     limit_ok = device != "mps" or largest * 2**30 <= MPS_MAX_ARRAY / 2
                     tried.append((peak, offload, spatial, temporal, chunk, parts))
                     if peak * 2**30 <= budget_bytes and limit_ok:
                         return MemoryPlan(budget_bytes, chunk, spatial, temporal, offload, parts,
-                                          round(peak, 2), tokens, quantize=quant)
+                                          round(peak, 2), tokens, quantize=quant, conv3d=conv3d)
     best = min(tried, key=lambda t: t[0])
     weights_gib = sum(v for k, v in best[5].items() if k in ("transformer", "vae", "upsampler"))
     fits = mac_that_fits(best[0])
@@ -2151,7 +2153,11 @@ ATTENTION_KERNELS = (Kernel("mps-sdpa", "mps_sdpa", _mps_sdpa, _mps_sdpa_unready
 KERNEL_TOLERANCE = {"float32": 2e-3, "float16": 2e-2, "bfloat16": 5e-2}  # max |kernel - chunked|, unit-variance inputs
 KERNEL_CHECK_SHAPE = (32, 64)  # heads x head dim of LTX's attention
 KERNEL_CHECK_TOKENS = (1024, 4096)  # and the job's own length, capped at KERNEL_CHECK_MAX
-KERNEL_CHECK_MAX = 16384
+# A 1080p x 121-frame stage has 32,640 tokens: checked at the job's own length up to that, since
+# a kernel's size-dependent bugs (Apple's past ~15k rows on Ultras; 32-bit indices past 2^31
+# scores) show only at the real size. At 32k tokens x 64 dims a reference call is 8.8 TFLOP (~1 s on
+# an M4 Max by the FLOP count, unmeasured), once per machine: the verdict is cached.
+KERNEL_CHECK_MAX = 32768
 
 
 @functools.lru_cache(maxsize=1)
@@ -4187,8 +4193,12 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
         attention_budget = float(job.request.attention_slicing) * 2**30
     if device == "cpu" and job.request.offload not in ("auto", "none"):
         log.warn(f"--offload {job.request.offload} has no effect on the CPU (the weights are already in RAM)")
+    # The conv3d path first: it is checked on small inputs, and the plan counts what it holds.
+    conv3d, conv3d_verdict = pick_conv3d(job.request.conv3d, device, dtype,
+                                         vae_conv3d_shapes(model_folder(job.model_source)), log)
     plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
-                       job.request)
+                       job.request, conv3d)
+    plan = dataclasses.replace(plan, conv3d_verdict=conv3d_verdict)
     if job.spec.family == "cogvideox" and job.request.vae_tiling == "on":
         log.warn("CogVideoX's VAE always decodes 2 latent frames at a time; --vae-tiling on adds spatial tiles only")
         plan = dataclasses.replace(plan, vae_temporal_tiling=False)
@@ -4202,9 +4212,7 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
             plan = dataclasses.replace(plan, attention_kernel=name, kernel_verdict=verdict,
                                        attention_chunk=plan.attention_chunk or attention_chunk_rows(
                                            plan.tokens, dims.heads, int(attention_budget)))  # its fallback
-    conv3d, verdict = pick_conv3d(job.request.conv3d, device, dtype,
-                                  vae_conv3d_shapes(model_folder(job.model_source)), log)
-    return dataclasses.replace(plan, conv3d=conv3d, conv3d_verdict=verdict)
+    return plan
 
 
 def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,

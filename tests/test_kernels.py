@@ -358,3 +358,17 @@ def test_the_time_estimate_uses_what_the_checks_measured(models, image):
     assert basis["decode_tflops"] == tflops * gv.DECODE_EFFICIENCY and "decode 0.25" in basis["assumed"]
     assert "attention 0.5 x 1.5 (measured here for mps-sdpa 0.2.0)" in basis["assumed"]
     assert "with mps-sdpa 0.2.0" in gv.describe_estimate(job, "mps", tflops, kernel)
+
+
+def test_the_memory_plan_counts_what_the_conv3d_path_holds(image):
+    """A frame-major copy of a layer's input and a second output: two more decoder arrays."""
+    job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model="ltx-distilled"), gv.Log(0))
+    dims = gv.model_dims(None, job.spec)
+    plans = {mode: gv.plan_memory(job, dims, "mps", 2, 96 * 2**30, 2**30, job.request, mode)
+             for mode in ("stock", "conv2d")}
+    stock, conv2d = plans["stock"], plans["conv2d"]
+    assert (stock.vae_spatial_tiling, stock.vae_temporal_tiling) == (conv2d.vae_spatial_tiling,
+                                                                     conv2d.vae_temporal_tiling) == (True, False)
+    array = dims.vae_channels * job.num_frames * (512 // 4) ** 2 * 2 / 2**30  # 512 px tiles, all frames, bf16
+    assert conv2d.estimate["decode"] - stock.estimate["decode"] == pytest.approx(2 * array, abs=0.01)
+    assert conv2d.conv3d == "conv2d" and stock.conv3d == "stock"
