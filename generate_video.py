@@ -3060,10 +3060,13 @@ def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | Non
     import torch
 
     advice = []
-    if kernel:
-        advice.append(f"the Metal attention kernel {kernel} is a suspect: run again with --attention chunked")
-    if conv3d:
-        advice.append(f"the VAE's {CONV3D_NAME} is a suspect: run again with --conv3d stock")
+    suspects = ([f"the Metal attention kernel {kernel}"] if kernel else []) + \
+        ([f"the VAE's {CONV3D_NAME}"] if conv3d else [])
+    if suspects:  # first: the same video again, without them
+        flags = (["--attention=chunked"] if kernel else []) + (["--conv3d=stock"] if conv3d else [])
+        advice.append(f"{' and '.join(suspects)} {'is a suspect' if len(suspects) == 1 else 'are suspects'}: "
+                      f"run again without {'it' if len(suspects) == 1 else 'them'} "
+                      f"({' '.join(flags)}): {command_for(job)} {' '.join(flags)}")
     if torch.__version__.startswith("2.5."):
         advice.append(f"torch {torch.__version__} renders LTX as noise on MPS: pip install -U torch")
     if dtype_name != "float32":
@@ -4741,30 +4744,9 @@ def run_check(device_name: str, log: Log) -> int:
     else:  # not a Mac: MPS cannot be there, which is no problem to fix
         report(PASS, f"not a Mac: runs on {'CUDA' if torch.cuda.is_available() else 'the CPU'} (MPS is macOS only)")
     report(PASS, f"{chip_name()}, {gib(total_memory_bytes()):.0f} GiB memory")
-    if sys.platform == "darwin" and available:  # each installed Metal kernel, checked here, now
-        import importlib
-
-        dtype = pick_dtype("auto", "mps")
-        for kernel in ATTENTION_KERNELS:
-            try:
-                module = importlib.import_module(kernel.module)
-            except Exception:
-                report(WARN if kernel is ATTENTION_KERNELS[0] else PASS, f"Metal attention {kernel.package}: not "
-                       "installed (chunked attention is used)", f"pip install {kernel.package}"
-                       if kernel is ATTENTION_KERNELS[0] else "")
-                continue
-            verdict = check_kernel(kernel, module, "mps", dtype, max(KERNEL_CHECK_TOKENS), (64, 128))  # LTX, LTX-2
-            report(PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, str(dtype))}: "
-                   + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
-                   "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice")
-        shapes = vae_conv3d_shapes(model_folder(reference_job().model_source))
-        verdict = check_conv3d("mps", dtype, shapes)
-        rates = (f"; conv3d {verdict['stock_tflops']:.2f} TFLOPS, as conv2d {verdict['tflops']:.2f}"
-                 if "tflops" in verdict else "")
-        report(PASS if verdict.get("correct") else WARN,
-               f"VAE {CONV3D_NAME} ({len(shapes)} decoder shapes, {str(dtype).replace('torch.', '')}): "
-               + ("used: " if verdict.get("ok") else "not used: ") + verdict["reason"] + rates,
-               "" if verdict.get("correct") else "it is not used; PyTorch's conv3d decodes")
+    if sys.platform == "darwin" and available:  # each installed Metal kernel and the conv3d path, checked now
+        for line in kernel_check_lines("mps", pick_dtype("auto", "mps")):
+            report(*line)
     else:
         report(PASS, "Metal attention kernels and the conv3d check: Macs only; chunked attention and "
                      "PyTorch's conv3d are used here")
@@ -4818,6 +4800,38 @@ def run_check(device_name: str, log: Log) -> int:
     emit(f"{'ready' + slow if not failed else 'not ready'}: {failed} problem(s), "
          f"{sum(r[0] == WARN for r in results)} warning(s)")
     return EXIT_OK if not failed else EXIT_FAILURE
+
+
+def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = None,
+                       shapes=None) -> list[tuple[str, str, str]]:
+    """--check's (mark, what, fix) lines: each attention kernel's self-check at LTX's and LTX-2's
+    head sizes, and the conv3d path's at the default model's decoder shapes, run now (not cached)."""
+    import importlib
+
+    lines = []
+    dtype_name = str(dtype).replace("torch.", "")
+    kernels = ATTENTION_KERNELS if kernels is None else kernels
+    for kernel in kernels:
+        try:
+            module = importlib.import_module(kernel.module)
+        except Exception:
+            first = kernel is kernels[0]
+            lines.append((WARN if first else PASS, f"Metal attention {kernel.package}: not installed (chunked "
+                          "attention is used)", f"pip install {kernel.package}" if first else ""))
+            continue
+        verdict = check_kernel(kernel, module, device, dtype, max(KERNEL_CHECK_TOKENS), (64, 128))  # LTX, LTX-2
+        lines.append((PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, dtype_name)}: "
+                      + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
+                      "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice"))
+    shapes = shapes or vae_conv3d_shapes(model_folder(reference_job().model_source))
+    verdict = check_conv3d(device, dtype, shapes)
+    rates = f"; conv3d {verdict['stock_tflops']:.3g} TFLOPS, as conv2d {verdict['tflops']:.3g}" \
+        if "tflops" in verdict else ""
+    lines.append((PASS if verdict.get("correct") else WARN,
+                  f"VAE {CONV3D_NAME} ({len(shapes)} decoder shapes, {dtype_name}): "
+                  + ("used: " if verdict.get("ok") else "not used: ") + verdict["reason"] + rates,
+                  "" if verdict.get("correct") else "it is not used; PyTorch's conv3d decodes"))
+    return lines
 
 
 def check_ffmpeg() -> None:

@@ -7,6 +7,7 @@ CPU tensors."""
 
 import dataclasses
 import json
+import re
 import sys
 import time
 import types
@@ -140,7 +141,9 @@ def test_a_trusted_kernel_runs_the_model_and_the_plan_and_sidecar_name_it(kernel
 def test_the_nan_guard_names_the_kernel(models, image):
     job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model=str(models["i2v"])), gv.Log(0))
     error = gv.explain_failure(gv.NonFiniteError("stage1", 2), job, "mps", "bfloat16", "mps-sdpa 0.2.0")
-    assert "the Metal attention kernel mps-sdpa 0.2.0 is a suspect: run again with --attention chunked" in str(error)
+    assert "the Metal attention kernel mps-sdpa 0.2.0 is a suspect: run again without it (--attention=chunked): " \
+           "python generate_video.py --image=" in str(error)
+    assert f"--seed={job.seed} " in str(error) and str(error).count("--attention=chunked") == 2  # the whole command
 
 
 def test_the_mac_kernels_install_on_macs_only():
@@ -333,7 +336,11 @@ def test_the_failure_guard_names_the_conv3d_path(models, image):
     job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model=str(models["i2v"])), gv.Log(0))
     error = gv.explain_failure(gv.BrokenVideoError("every frame is one flat colour"), job, "mps", "bfloat16",
                                None, conv3d=True)
-    assert "the VAE's conv3d as conv2d is a suspect: run again with --conv3d stock" in str(error)
+    assert "the VAE's conv3d as conv2d is a suspect: run again without it (--conv3d=stock): " \
+           "python generate_video.py " in str(error) and "--conv3d=stock; try --dtype float32" in str(error)
+    both = str(gv.explain_failure(gv.NonFiniteError("stage2", 0), job, "mps", "bfloat16", "mps-sdpa 0.2.0", True))
+    assert "mps-sdpa 0.2.0 and the VAE's conv3d as conv2d are suspects: run again without them " \
+           "(--attention=chunked --conv3d=stock): python generate_video.py" in both
     assert "--conv3d" not in str(gv.explain_failure(gv.BrokenVideoError("flat"), job, "mps", "bfloat16"))
 
 
@@ -372,3 +379,42 @@ def test_the_memory_plan_counts_what_the_conv3d_path_holds(image):
     array = dims.vae_channels * job.num_frames * (512 // 4) ** 2 * 2 / 2**30  # 512 px tiles, all frames, bf16
     assert conv2d.estimate["decode"] - stock.estimate["decode"] == pytest.approx(2 * array, abs=0.01)
     assert conv2d.conv3d == "conv2d" and stock.conv3d == "stock"
+
+
+def test_check_reports_each_kernels_verdict_and_speed_ratio(kernels, monkeypatch):
+    """What --check prints on a Mac (here on CPU tensors): each installed attention kernel's
+    verdict with its speed ratio, a missing one with the install command, and the conv3d path's
+    verdict with both conv rates."""
+    table, _ = kernels("right")
+    missing = gv.Kernel("not-installed-kernel", "no_such_module_here", gv._mps_sdpa)
+    monkeypatch.setattr(gv, "CONV3D_CHECK_AREA", 128)
+    lines = gv.kernel_check_lines("cpu", torch.float32, (missing, *table), (((8, 8, 3, 3, 3), 1),))
+    (m0, w0, f0), (m1, w1, _), (m2, w2, f2) = lines
+    assert m0 == gv.WARN and "not-installed-kernel: not installed" in w0 and f0 == "pip install not-installed-kernel"
+    assert w1.startswith("Metal attention fake-kernel 1.0|torch ") and "|float32" in w1
+    assert re.search(r"(trusted, max error [\d.e-]+, [\d.]+x chunked attention's speed|not trusted, slower than "
+                     r"chunked attention here \([\d.]+x\))$", w1), w1
+    assert m2 == gv.PASS and w2.startswith("VAE conv3d as conv2d (1 decoder shapes, float32): ") and f2 == ""
+    assert re.search(r"x PyTorch's conv3d.*; conv3d [\d.e-]+ TFLOPS, as conv2d [\d.e-]+$", w2), w2
+    table, _ = kernels("nan")
+    ((mark, what, fix),) = gv.kernel_check_lines("cpu", torch.float32, table, (((8, 8, 3, 3, 3), 1),))[:1]
+    assert mark == gv.WARN and "not trusted, NaN/inf" in what and "--attention chunked" in fix
+
+
+@pytest.mark.parametrize("change", ["chip", "macos", "dtype"])
+def test_another_chip_macos_or_dtype_checks_again(kernels, conv_check, monkeypatch, change):
+    table, module = kernels("right")
+    shapes, calls = conv_check("right")
+    dtype = torch.float32
+    assert pick(table) is not None and gv.pick_conv3d("auto", "cpu", dtype, shapes, gv.Log(0), on_mac=True)
+    seen = (module.calls, len(calls))
+    assert pick(table) is not None and (module.calls, len(calls)) == seen  # cached
+    if change == "chip":
+        monkeypatch.setattr(gv, "chip_name", lambda: "Apple M9 Ultra")
+    elif change == "macos":
+        monkeypatch.setattr(gv, "macos_version", lambda: (27, 1))
+    else:
+        dtype = torch.float64
+    gv.pick_attention_kernel("auto", "cpu", dtype, 128, gv.Log(0), table, on_mac=True)
+    gv.pick_conv3d("auto", "cpu", dtype, shapes, gv.Log(0), on_mac=True)
+    assert module.calls > seen[0] and len(calls) > seen[1]
