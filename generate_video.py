@@ -1521,6 +1521,7 @@ def estimate_basis(tflops: float, plan: MemoryPlan | None = None) -> dict:
                                                         if speedup != 1.0 else "")]
     if not decode:
         assumed.append(f"decode {DECODE_EFFICIENCY:g}")
+
     def rate(x: float) -> float:  # 4 significant digits: a slow CPU's rate never rounds to 0
         return float(f"{x:.4g}")
 
