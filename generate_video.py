@@ -2154,6 +2154,7 @@ ATTENTION_KERNELS = (Kernel("mps-sdpa", "mps_sdpa", _mps_sdpa, _mps_sdpa_unready
 KERNEL_TOLERANCE = {"float32": 2e-3, "float16": 2e-2, "bfloat16": 5e-2}  # max |kernel - chunked|, unit-variance inputs
 KERNEL_CHECK_SHAPE = (32, 64)  # heads x head dim of LTX's attention
 KERNEL_CHECK_TOKENS = (1024, 4096)  # and the job's own length, capped at KERNEL_CHECK_MAX
+KERNEL_CHECK_TEXT = (128, 1024)  # key lengths of cross-attention: LTX's prompt (128), LTX-2's (1024)
 # A 1080p x 121-frame stage has 32,640 tokens: checked at the job's own length up to that, since
 # a kernel's size-dependent bugs (Apple's past ~15k rows on Ultras; 32-bit indices past 2^31
 # scores) show only at the real size. At 32k tokens x 64 dims a reference call is 8.8 TFLOP (~1 s on
@@ -2197,10 +2198,14 @@ def verdict_cache_path() -> Path:
 
 
 def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
-    """The kernel against chunked_attention on random [1, 32, L, D] inputs at a few lengths up to
-    the job's, for each of the model's head sizes D (LTX 2B: 64; 13B: 128; LTX-2: 128 video, 64
-    audio): no NaN, max error within KERNEL_TOLERANCE, and the speed ratio (chunked time over the
-    kernel's, at the longest length)."""
+    """The kernel against chunked_attention on random [1, 32, L, D] inputs, for each of the
+    model's head sizes D (LTX 2B: 64; 13B: 128; LTX-2: 128 video, 64 audio): self-attention at a
+    few lengths up to the job's; cross-attention from the job's length onto text-length keys
+    under the additive padding mask the transformers pass (diffusers: -10000 on padded tokens),
+    and the reverse (LTX-2's audio queries onto video). No NaN, max error within
+    KERNEL_TOLERANCE, and the speed ratio (chunked time over the kernel's, self-attention at the
+    longest length). A kernel that declines masks (NotImplementedError) leaves them to chunked
+    attention at run time, as apply_savings does."""
     import torch
 
     dtype_name = str(dtype).replace("torch.", "")
@@ -2209,26 +2214,50 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
         return {"ok": False, "reason": reason}
     heads = KERNEL_CHECK_SHAPE[0]
     lengths = sorted({*KERNEL_CHECK_TOKENS, min(max(tokens, 1), KERNEL_CHECK_MAX)})
+    dims = head_dims or (KERNEL_CHECK_SHAPE[1],)
     g = torch.Generator(device="cpu").manual_seed(0)
-    worst, speedup = 0.0, 0.0
-    timed = functools.partial(timed_call, device=device)
+    worst, worst_at, speedup, masks = 0.0, "", 0.0, "checked"
+
+    def randn(length: int, dim: int):
+        return torch.randn(1, heads, length, dim, generator=g).to(device=device, dtype=dtype)
+
+    cases = [(d, n, n, False) for d in dims for n in lengths]  # self-attention; the last one is timed
+    cross = [(d, lengths[-1], text, True) for d in dims for text in KERNEL_CHECK_TEXT] + \
+        [(d, text, lengths[-1], False) for d in dims for text in KERNEL_CHECK_TEXT[:1]]
     try:
-        for dim, length in ((d, n) for d in (head_dims or (KERNEL_CHECK_SHAPE[1],)) for n in lengths):
-            q, k, v = (torch.randn(1, heads, length, dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
-            rows = attention_chunk_rows(length, heads, 2**29)
+        for index, (dim, q_len, kv_len, masked) in enumerate(cases + cross):
+            q, k, v = randn(q_len, dim), randn(kv_len, dim), randn(kv_len, dim)
+            mask = None
+            if masked:  # a prompt a quarter of the padded length
+                mask = torch.zeros(1, 1, 1, kv_len)
+                mask[..., kv_len // 4:] = -10000.0
+                mask = mask.to(device=device, dtype=dtype).repeat(1, heads, 1, 1)  # as prepare_attention_mask
+            rows = attention_chunk_rows(max(q_len, kv_len), heads, 2**29)
+            what = (f"{'masked cross-' if masked else 'cross-' if q_len != kv_len else ''}attention, "
+                    f"{q_len} x {kv_len} tokens, head size {dim}")
             with torch.inference_mode():
-                ref, t_ref = timed(lambda: chunked_attention(q, k, v, None, rows))
-                out, t_kernel = timed(lambda: kernel.call(module, q, k, v, None))
+                ref, t_ref = timed_call(lambda: chunked_attention(q, k, v, mask, rows), device)
+                try:
+                    out, t_kernel = timed_call(lambda: kernel.call(module, q, k, v, mask), device)
+                except NotImplementedError:
+                    if mask is None:
+                        raise
+                    masks = "left to chunked attention (the kernel takes no float mask)"
+                    continue
             if out.shape != ref.shape:
-                return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)}"}
+                return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)} ({what})"}
             if not torch.isfinite(out).all():
-                return {"ok": False, "reason": f"NaN/inf at {length} tokens (head size {dim})"}
-            worst = max(worst, float((out.float() - ref.float()).abs().max()))
-            speedup = t_ref / max(t_kernel, 1e-9)
+                return {"ok": False, "reason": f"NaN/inf ({what})"}
+            error = float((out.float() - ref.float()).abs().max())
+            if error > worst:
+                worst, worst_at = error, what
+            if index == len(cases) - 1:
+                speedup = t_ref / max(t_kernel, 1e-9)
     except Exception as e:  # a kernel that crashes is a failed check, never our crash
         return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
-    verdict = {"max_error": round(worst, 6), "speedup": round(speedup, 2),
-               "lengths": lengths, "head_dims": list(head_dims or (KERNEL_CHECK_SHAPE[1],))}
+    verdict = {"max_error": round(worst, 6), "worst_at": worst_at, "speedup": round(speedup, 2),
+               "lengths": lengths, "head_dims": list(dims), "text_lengths": list(KERNEL_CHECK_TEXT),
+               "masks": masks}
     return judged(verdict, dtype_name, "chunked attention")
 
 
@@ -2239,7 +2268,9 @@ def judged(verdict: dict, dtype_name: str, reference: str) -> dict:
     tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
     verdict = dict(verdict, tolerance=tolerance)
     if worst > tolerance:
-        return dict(verdict, ok=False, correct=False, reason=f"max error {worst:.3g} > {tolerance:g} against {reference}")
+        where = f" ({verdict['worst_at']})" if verdict.get("worst_at") else ""
+        return dict(verdict, ok=False, correct=False,
+                    reason=f"max error {worst:.3g} > {tolerance:g} against {reference}{where}")
     if speedup < 1.0:
         return dict(verdict, ok=False, correct=True, reason=f"slower than {reference} here ({speedup:.2f}x)")
     return dict(verdict, ok=True, correct=True, reason=f"max error {worst:.3g}, {speedup:.2f}x {reference}'s speed")

@@ -35,6 +35,10 @@ def fake(kind: str, version: str = "1.0"):
             time.sleep(0.2)
         if kind == "wrong-at-32" and q.shape[-1] == 32:  # right at one head size, wrong at another
             return out + 0.5
+        if kind == "ignores-masks":  # right without a mask, wrong with one
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        if kind == "no-float-masks" and attn_mask is not None:  # as mps-flash-attn: declines, we fall back
+            raise NotImplementedError("boolean masks only")
         return out
 
     module.sdpa_opt = sdpa_opt
@@ -99,8 +103,7 @@ def test_a_new_package_version_or_torch_checks_again(kernels, monkeypatch):
     table, module = kernels("nan", "1.0")
     assert pick(table) is None
     table, module = kernels("right", "1.1")  # the fixed release
-    monkeypatch.setattr(gv, "chunked_attention", lambda *a, **k: (time.sleep(0.05), torch.nn.functional.
-                                                                   scaled_dot_product_attention(*a[:3]))[1])
+    monkeypatch.setattr(gv, "chunked_attention", lambda *a, **k: (time.sleep(0.05), real_chunked(*a, **k))[1])
     assert pick(table) is not None and module.calls > 0
     calls = module.calls
     monkeypatch.setattr(torch, "__version__", "9.9.9")  # another torch: the old verdict does not hold
@@ -420,3 +423,20 @@ def test_another_chip_macos_or_dtype_checks_again(kernels, conv_check, monkeypat
     gv.pick_attention_kernel("auto", "cpu", dtype, 128, gv.Log(0), table, on_mac=True)
     gv.pick_conv3d("auto", "cpu", dtype, shapes, gv.Log(0), on_mac=True)
     assert module.calls > seen[0] and len(calls) > seen[1]
+
+
+def test_a_kernel_is_checked_on_masked_cross_attention_too(kernels, monkeypatch):
+    """The transformers call the kernel for cross-attention onto the padded prompt with an
+    additive mask: a kernel right on self-attention but wrong under the mask is not trusted,
+    and one that declines float masks is (they stay on chunked attention, as at run time)."""
+    monkeypatch.setattr(gv, "KERNEL_CHECK_TEXT", (32, 64))
+    table, module = kernels("ignores-masks")
+    verdict = gv.check_kernel(table[0], module, "cpu", torch.float32, 128)
+    assert not verdict["ok"] and "(masked cross-attention, 128 x " in verdict["reason"]
+    table, module = kernels("no-float-masks")
+    verdict = gv.check_kernel(table[0], module, "cpu", torch.float32, 128)
+    assert verdict["correct"] and verdict["max_error"] < 1e-4 and verdict["masks"].startswith("left to chunked")
+    table, module = kernels("right")
+    verdict = gv.check_kernel(table[0], module, "cpu", torch.float32, 128, (16,))
+    assert verdict["masks"] == "checked" and verdict["text_lengths"] == [32, 64]
+    assert module.calls == 2 * (2 + 2 + 1)  # self at 64, 128; cross onto 32, 64 keys; the reverse (each warmed up)
