@@ -2160,6 +2160,7 @@ KERNEL_CHECK_TEXT = (128, 1024)  # key lengths of cross-attention: LTX's prompt 
 # scores) show only at the real size. At 32k tokens x 64 dims a reference call is 8.8 TFLOP (~1 s on
 # an M4 Max by the FLOP count, unmeasured), once per machine: the verdict is cached.
 KERNEL_CHECK_MAX = 32768
+CHECK_REVISION = 2  # in every verdict's key; 2: cross-attention under masks, lengths to 32k, conv3d
 
 
 @functools.lru_cache(maxsize=1)
@@ -2177,18 +2178,24 @@ def chip_name() -> str:
 
 def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[int, ...] = ()) -> str:
     """What a verdict holds for: a new package, torch, macOS or chip checks again."""
-    import torch
-
     version = getattr(module, "__version__", None)
     if version is None:
         with contextlib.suppress(Exception):
             from importlib.metadata import version as package_version
 
             version = package_version(kernel.package)
-    mac = macos_version()
     dims = "" if head_dims in ((), (KERNEL_CHECK_SHAPE[1],)) else f"|head dims {','.join(map(str, head_dims))}"
-    return f"{kernel.package} {version or '?'}|torch {torch.__version__}|" \
-           f"macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|{dtype_name}{dims}"
+    return f"{kernel.package} {version or '?'}|{machine_identity(dtype_name)}{dims}"
+
+
+def machine_identity(dtype_name: str) -> str:
+    """The part of every verdict's key that is this machine's: torch, macOS, chip, dtype, and
+    which revision of the self-checks judged (a stricter check does not reuse older verdicts)."""
+    import torch
+
+    mac = macos_version()
+    return f"torch {torch.__version__}|macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|" \
+           f"{dtype_name}|check {CHECK_REVISION}"
 
 
 def verdict_cache_path() -> Path:
@@ -2484,12 +2491,8 @@ def conv3d_identity(dtype_name: str, shapes) -> str:
     chip, dtype and the decoder's shapes."""
     import hashlib
 
-    import torch
-
-    mac = macos_version()
     digest = hashlib.sha256(repr(shapes).encode()).hexdigest()[:8]
-    return f"{CONV3D_NAME} {__version__}|torch {torch.__version__}|" \
-           f"macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|{dtype_name}|shapes {digest}"
+    return f"{CONV3D_NAME} {__version__}|{machine_identity(dtype_name)}|shapes {digest}"
 
 
 def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | None = None) -> tuple[str, dict | None]:

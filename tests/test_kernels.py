@@ -80,7 +80,7 @@ def test_a_right_fast_kernel_is_trusted_and_its_verdict_cached(kernels, tmp_path
     assert kernel.package == "fake-kernel" and verdict["ok"] and verdict["max_error"] < 1e-4 and verdict["speedup"] > 1
     cache = json.loads((tmp_path / "cache" / "kernel_verdicts.json").read_text())
     (key,) = cache
-    assert key.startswith("fake-kernel 1.0|torch ") and key.endswith("|float32")
+    assert key.startswith("fake-kernel 1.0|torch ") and key.endswith(f"|float32|check {gv.CHECK_REVISION}")
     calls = module.calls
     assert pick(table) is not None and module.calls == calls  # cached: not checked again
 
@@ -263,7 +263,8 @@ def test_a_right_faster_conv3d_path_is_used_on_a_mac_and_its_verdict_cached(conv
     assert mode == "conv2d" and verdict["ok"] and verdict["speedup"] > 1 and verdict["max_error"] < 1e-4
     assert verdict["stock_tflops"] > 0 and verdict["tflops"] > verdict["stock_tflops"]
     cache = json.loads((tmp_path / "cache" / "kernel_verdicts.json").read_text())
-    assert any(k.startswith(f"conv3d as conv2d {gv.__version__}|torch ") and "|float32|shapes " in k for k in cache)
+    assert any(k.startswith(f"conv3d as conv2d {gv.__version__}|torch ") and "|float32|check " in k and "|shapes " in k
+               for k in cache)
     n = len(calls)
     assert gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(0), on_mac=True)[0] == "conv2d"
     assert len(calls) == n  # cached: not checked again
@@ -405,8 +406,8 @@ def test_check_reports_each_kernels_verdict_and_speed_ratio(kernels, monkeypatch
     assert mark == gv.WARN and "not trusted, NaN/inf" in what and "--attention chunked" in fix
 
 
-@pytest.mark.parametrize("change", ["chip", "macos", "dtype"])
-def test_another_chip_macos_or_dtype_checks_again(kernels, conv_check, monkeypatch, change):
+@pytest.mark.parametrize("change", ["chip", "macos", "dtype", "check"])
+def test_another_chip_macos_dtype_or_check_revision_checks_again(kernels, conv_check, monkeypatch, change):
     table, module = kernels("right")
     monkeypatch.setattr(gv, "chunked_attention", lambda *a, **k: (time.sleep(0.02), real_chunked(*a, **k))[1])
     shapes, calls = conv_check("right")  # and PyTorch's conv3d slower than it
@@ -418,8 +419,10 @@ def test_another_chip_macos_or_dtype_checks_again(kernels, conv_check, monkeypat
         monkeypatch.setattr(gv, "chip_name", lambda: "Apple M9 Ultra")
     elif change == "macos":
         monkeypatch.setattr(gv, "macos_version", lambda: (27, 1))
-    else:
+    elif change == "dtype":
         dtype = torch.float64
+    else:  # a stricter self-check in a newer version of this tool
+        monkeypatch.setattr(gv, "CHECK_REVISION", gv.CHECK_REVISION + 1)
     gv.pick_attention_kernel("auto", "cpu", dtype, 128, gv.Log(0), table, on_mac=True)
     gv.pick_conv3d("auto", "cpu", dtype, shapes, gv.Log(0), on_mac=True)
     assert module.calls > seen[0] and len(calls) > seen[1]
