@@ -4837,10 +4837,11 @@ def run_check(device_name: str, log: Log) -> int:
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
-def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = None,
-                       shapes=None) -> list[tuple[str, str, str]]:
+def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = None, shapes=None,
+                       tokens: int = KERNEL_CHECK_MAX) -> list[tuple[str, str, str]]:
     """--check's (mark, what, fix) lines: each attention kernel's self-check at LTX's and LTX-2's
-    head sizes, and the conv3d path's at the default model's decoder shapes, run now (not cached)."""
+    head sizes up to `tokens` (default: a 1080p stage's length, what the default video runs), and
+    the conv3d path's at the default model's decoder shapes; run now, not read from the cache."""
     import importlib
 
     lines = []
@@ -4854,7 +4855,7 @@ def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = No
             lines.append((WARN if first else PASS, f"Metal attention {kernel.package}: not installed (chunked "
                           "attention is used)", f"pip install {kernel.package}" if first else ""))
             continue
-        verdict = check_kernel(kernel, module, device, dtype, max(KERNEL_CHECK_TOKENS), (64, 128))  # LTX, LTX-2
+        verdict = check_kernel(kernel, module, device, dtype, tokens, (64, 128))  # LTX, LTX-2
         lines.append((PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, dtype_name)}: "
                       + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
                       "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice"))

@@ -392,7 +392,7 @@ def test_check_reports_each_kernels_verdict_and_speed_ratio(kernels, monkeypatch
     table, _ = kernels("right")
     missing = gv.Kernel("not-installed-kernel", "no_such_module_here", gv._mps_sdpa)
     monkeypatch.setattr(gv, "CONV3D_CHECK_AREA", 128)
-    lines = gv.kernel_check_lines("cpu", torch.float32, (missing, *table), (((8, 8, 3, 3, 3), 1),))
+    lines = gv.kernel_check_lines("cpu", torch.float32, (missing, *table), (((8, 8, 3, 3, 3), 1),), tokens=128)
     (m0, w0, f0), (m1, w1, _), (m2, w2, f2) = lines
     assert m0 == gv.WARN and "not-installed-kernel: not installed" in w0 and f0 == "pip install not-installed-kernel"
     assert w1.startswith("Metal attention fake-kernel 1.0|torch ") and "|float32" in w1
@@ -402,7 +402,7 @@ def test_check_reports_each_kernels_verdict_and_speed_ratio(kernels, monkeypatch
     assert re.search(r"(x PyTorch's conv3d's speed|slower than PyTorch's conv3d here \([\d.]+x\)); "
                      r"conv3d [\d.e-]+ TFLOPS, as conv2d [\d.e-]+$", w2), w2
     table, _ = kernels("nan")
-    ((mark, what, fix),) = gv.kernel_check_lines("cpu", torch.float32, table, (((8, 8, 3, 3, 3), 1),))[:1]
+    ((mark, what, fix),) = gv.kernel_check_lines("cpu", torch.float32, table, (((8, 8, 3, 3, 3), 1),), tokens=128)[:1]
     assert mark == gv.WARN and "not trusted, NaN/inf" in what and "--attention chunked" in fix
 
 
