@@ -2296,9 +2296,10 @@ def timed_call(fn: Callable, device: str):
     return out, time.perf_counter() - t0
 
 
-def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0) -> dict:
+def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Log | None = None) -> dict:
     """The verdict cached under `key` if it covered at least `extent` (tokens checked), else
-    check() now, cached (written atomically: two runs at once never leave half a file)."""
+    check() now, said aloud (seconds, once), and cached (written atomically: two runs at once
+    never leave half a file)."""
     path = verdict_cache_path()
     cache: dict = {}
     with contextlib.suppress(OSError, ValueError):
@@ -2306,6 +2307,8 @@ def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0) -> dict
     entry = cache.get(key) if isinstance(cache, dict) else None
     if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent:
         return entry
+    if log is not None:
+        log.info(f"checking {key.split('|')[0]} on this machine (once for this torch, macOS, chip and dtype)")
     verdict = dict(check(), checked_tokens=extent, identity=key)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -2317,11 +2320,12 @@ def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0) -> dict
     return verdict
 
 
-def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
+def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = (),
+                   log: Log | None = None) -> dict:
     """The cached verdict for this kernel here, or a new self-check (then cached)."""
     key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims)
     return cached_verdict(key, lambda: check_kernel(kernel, module, device, dtype, tokens, head_dims),
-                          min(tokens, KERNEL_CHECK_MAX))
+                          min(tokens, KERNEL_CHECK_MAX), log)
 
 
 def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
@@ -2342,7 +2346,7 @@ def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
             module = importlib.import_module(kernel.module)
         except Exception:  # not installed, or it failed to build: not a candidate
             continue
-        verdict = kernel_verdict(kernel, module, device, dtype, tokens, head_dims)
+        verdict = kernel_verdict(kernel, module, device, dtype, tokens, head_dims, log)
         if verdict.get("ok"):
             return kernel, module, verdict
         checked.append((kernel, module, verdict))
@@ -2504,7 +2508,8 @@ def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | 
     if mode == "stock" or (mode == "auto" and not on_mac):
         return "stock", None
     dtype_name = str(dtype).replace("torch.", "")
-    verdict = cached_verdict(conv3d_identity(dtype_name, shapes), lambda: check_conv3d(device, dtype, shapes))
+    verdict = cached_verdict(conv3d_identity(dtype_name, shapes), lambda: check_conv3d(device, dtype, shapes),
+                             log=log)
     if verdict.get("ok"):
         return "conv2d", verdict
     if mode == "conv2d":

@@ -64,7 +64,7 @@ def pick(table, mode="auto", tokens=128, log=None):
     return gv.pick_attention_kernel(mode, "cpu", torch.float32, tokens, log or gv.Log(0), table, on_mac=True)
 
 
-def test_a_right_fast_kernel_is_trusted_and_its_verdict_cached(kernels, tmp_path):
+def test_a_right_fast_kernel_is_trusted_and_its_verdict_cached(kernels, tmp_path, capsys, monkeypatch):
     table, module = kernels("right")
     monkeypatch_chunked_slower = gv.chunked_attention
 
@@ -82,7 +82,13 @@ def test_a_right_fast_kernel_is_trusted_and_its_verdict_cached(kernels, tmp_path
     (key,) = cache
     assert key.startswith("fake-kernel 1.0|torch ") and key.endswith(f"|float32|check {gv.CHECK_REVISION}")
     calls = module.calls
-    assert pick(table) is not None and module.calls == calls  # cached: not checked again
+    log = gv.Log()
+    assert pick(table, log=log) is not None and module.calls == calls  # cached: not checked again, silently
+    assert "checking" not in capsys.readouterr().err
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    pick(table, log=log)
+    assert "checking fake-kernel 1.0 on this machine (once for this torch, macOS, chip and dtype)" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind, reason", [("wrong", "max error"), ("nan", "NaN"), ("slow", "slower than chunked")])
@@ -286,7 +292,7 @@ def test_a_slower_conv3d_path_is_left_to_auto_and_used_by_name_with_a_notice(con
     shapes, _ = conv_check("slow")
     mode, verdict = gv.pick_conv3d("auto", "cpu", torch.float32, shapes, gv.Log(), on_mac=True)
     assert mode == "stock" and "slower than PyTorch's conv3d here" in verdict["reason"]
-    assert capsys.readouterr().err == ""  # a newer torch's fast conv3d is no news: the plan line says it
+    assert "note:" not in capsys.readouterr().err  # a newer torch's fast conv3d is no news: the plan line says it
     mode, verdict = gv.pick_conv3d("conv2d", "cpu", torch.float32, shapes, gv.Log(), on_mac=True)
     assert mode == "conv2d" and verdict["correct"] and not verdict["ok"]
     assert "used as asked (auto would not)" in capsys.readouterr().err
