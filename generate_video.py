@@ -1513,6 +1513,7 @@ def decode_tflop(job: Job) -> float:
 def estimate_basis(tflops: float, plan: MemoryPlan | None = None) -> dict:
     """The rates (TFLOPS) the estimate divides each part's FLOP by, and which are assumed."""
     speedup = (plan.kernel_verdict or {}).get("speedup", 1.0) if plan and plan.attention_kernel else 1.0
+    speedup = max(speedup or 0.0, 0.01)  # a kernel asked for by name may be slower: never a rate of 0
     conv = plan.conv3d_verdict if plan and plan.conv3d_verdict and plan.conv3d_verdict.get("correct") else None
     decode = conv and conv.get("tflops" if plan.conv3d == "conv2d" else "stock_tflops")
     decode = decode if decode and decode > 0 else None
@@ -2176,7 +2177,8 @@ def chip_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[int, ...] = ()) -> str:
+def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[int, ...] = (),
+                    device: str = "mps") -> str:
     """What a verdict holds for: a new package, torch, macOS or chip checks again."""
     version = getattr(module, "__version__", None)
     if version is None:
@@ -2185,17 +2187,17 @@ def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[in
 
             version = package_version(kernel.package)
     dims = "" if head_dims in ((), (KERNEL_CHECK_SHAPE[1],)) else f"|head dims {','.join(map(str, head_dims))}"
-    return f"{kernel.package} {version or '?'}|{machine_identity(dtype_name)}{dims}"
+    return f"{kernel.package} {version or '?'}|{machine_identity(dtype_name, device)}{dims}"
 
 
-def machine_identity(dtype_name: str) -> str:
-    """The part of every verdict's key that is this machine's: torch, macOS, chip, dtype, and
-    which revision of the self-checks judged (a stricter check does not reuse older verdicts)."""
+def machine_identity(dtype_name: str, device: str = "mps") -> str:
+    """The part of every verdict's key that is this machine's: torch, macOS, chip, device, dtype,
+    and which revision of the self-checks judged (a stricter check does not reuse older verdicts)."""
     import torch
 
     mac = macos_version()
     return f"torch {torch.__version__}|macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|" \
-           f"{dtype_name}|check {CHECK_REVISION}"
+           f"{device}|{dtype_name}|check {CHECK_REVISION}"
 
 
 def verdict_cache_path() -> Path:
@@ -2253,6 +2255,8 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
                     continue
             if out.shape != ref.shape:
                 return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)} ({what})"}
+            if not torch.isfinite(ref).all():
+                return {"ok": False, "reason": f"chunked attention gave NaN/inf ({what}; no reference to judge by)"}
             if not torch.isfinite(out).all():
                 return {"ok": False, "reason": f"NaN/inf ({what})"}
             error = float((out.float() - ref.float()).abs().max())
@@ -2260,15 +2264,16 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
                 worst, worst_at = error, what
             if index == len(cases) - 1:
                 speedup = t_ref / max(t_kernel, 1e-9)
-    except Exception as e:  # a kernel that crashes is a failed check, never our crash
-        return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
-    verdict = {"max_error": round(worst, 6), "worst_at": worst_at, "speedup": round(speedup, 2),
+    except Exception as e:  # a kernel that crashes is a failed check, never our crash (checked again next
+        # run: an out-of-memory moment is not a verdict)
+        return {"ok": False, "retry": True, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
+    verdict = {"max_error": round(worst, 6), "worst_at": worst_at, "speedup": float(f"{speedup:.3g}"),
                "lengths": lengths, "head_dims": list(dims), "text_lengths": list(KERNEL_CHECK_TEXT),
                "masks": masks}
     return judged(verdict, dtype_name, "chunked attention")
 
 
-def judged(verdict: dict, dtype_name: str, reference: str) -> dict:
+def judged(verdict: dict, dtype_name: str, reference: str, truth: str | None = None) -> dict:
     """A self-check's measurements with its verdict: `correct` (no NaN was seen before this, and
     the max error is within KERNEL_TOLERANCE) and `ok` (correct and faster: what auto uses)."""
     worst, speedup = verdict["max_error"], verdict["speedup"]
@@ -2277,7 +2282,7 @@ def judged(verdict: dict, dtype_name: str, reference: str) -> dict:
     if worst > tolerance:
         where = f" ({verdict['worst_at']})" if verdict.get("worst_at") else ""
         return dict(verdict, ok=False, correct=False,
-                    reason=f"max error {worst:.3g} > {tolerance:g} against {reference}{where}")
+                    reason=f"max error {worst:.3g} > {tolerance:g} against {truth or reference}{where}")
     if speedup < 1.0:
         return dict(verdict, ok=False, correct=True, reason=f"slower than {reference} here ({speedup:.2f}x)")
     return dict(verdict, ok=True, correct=True, reason=f"max error {worst:.3g}, {speedup:.2f}x {reference}'s speed")
@@ -2305,7 +2310,7 @@ def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Lo
     with contextlib.suppress(OSError, ValueError):
         cache = read_json(path)
     entry = cache.get(key) if isinstance(cache, dict) else None
-    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent:
+    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent and not entry.get("retry"):
         return entry
     if log is not None:
         log.info(f"checking {key.split('|')[0]} on this machine (once for this torch, macOS, chip and dtype)")
@@ -2323,7 +2328,7 @@ def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Lo
 def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = (),
                    log: Log | None = None) -> dict:
     """The cached verdict for this kernel here, or a new self-check (then cached)."""
-    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims)
+    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims, device)
     return cached_verdict(key, lambda: check_kernel(kernel, module, device, dtype, tokens, head_dims),
                           min(tokens, KERNEL_CHECK_MAX), log)
 
@@ -2383,8 +2388,10 @@ CONV3D_CHECK_AREA = 2**14  # channels x side: the side each layer sees in a 512 
 
 def conv3d_as_conv2d(x, weight, bias, stride, padding, dilation, groups):
     """F.conv3d(x, weight, bias, stride, padding, dilation, groups) for x [N, C, T, H, W] and
-    numeric padding, as kt conv2d's over the frames (batched as images), summed. Memory: one
-    frame-major copy of x and two of the output at most (native conv3d: one of each)."""
+    numeric padding, as kt conv2d's over the frames (batched as images), summed. Each tap's
+    result is rounded to x's dtype before the sum (bf16: ~1.5-2x PyTorch's own error against the
+    float32 result; a float32 sum would not remove it, as the taps are rounded already). Memory:
+    one frame-major copy of x and two of the output at most (native conv3d: one of each)."""
     import torch.nn.functional as F
 
     kt = weight.shape[2]
@@ -2409,10 +2416,11 @@ def conv3d_as_conv2d(x, weight, bias, stride, padding, dilation, groups):
 
 def _conv3d_forward(self, x, weight, bias):
     """nn.Conv3d._conv_forward through conv3d_as_conv2d (set on a module's instance)."""
+    import torch
     import torch.nn.functional as F
 
-    if isinstance(self.padding, str):  # "same"/"valid": left to PyTorch
-        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+    if isinstance(self.padding, str) or x.dim() != 5:  # "same"/"valid", or unbatched: PyTorch's own
+        return torch.nn.Conv3d._conv_forward(self, x, weight, bias)
     padding = self.padding
     if self.padding_mode != "zeros":  # as nn.Conv3d does: pad by mode first, then no padding
         x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
@@ -2455,13 +2463,15 @@ def check_conv3d(device: str, dtype, shapes) -> dict:
     """conv3d_as_conv2d against PyTorch's conv3d, in the job's dtype on this device, for each of
     the decoder's weight shapes (unit-variance inputs and outputs; padding 1 in space, as the
     decoders pad) at two sizes: half and whole the side such a layer sees in a 512 px tile. No
-    NaN, max error within KERNEL_TOLERANCE; speed: the decoder's time (each shape's time at the
-    whole side x its layers) natively over the built-in path's, and both rates in TFLOPS."""
+    NaN; max error against PyTorch's conv3d in float32 (the true result: both paths round to the
+    dtype, so comparing them with each other would count both roundings) within
+    KERNEL_TOLERANCE, PyTorch's own error beside it; speed: the decoder's time (each shape's time
+    at the whole side x its layers) natively over the built-in path's, both rates in TFLOPS."""
     import torch
     import torch.nn.functional as F
 
     g = torch.Generator(device="cpu").manual_seed(0)
-    worst, times, flop = 0.0, [0.0, 0.0], 0.0
+    worst, native, times, flop = 0.0, 0.0, [0.0, 0.0], 0.0
     try:
         for (o, i, kt, kh, kw), layers in shapes:
             side = max(8, min(128, CONV3D_CHECK_AREA // i // 8 * 8))
@@ -2473,30 +2483,37 @@ def check_conv3d(device: str, dtype, shapes) -> dict:
                 with torch.inference_mode():
                     ref, t_ref = timed_call(lambda: F.conv3d(x, w, b, *args), device)
                     out, t_out = timed_call(lambda: conv3d_as_conv2d(x, w, b, *args), device)
+                    truth = ref if dtype == torch.float32 else F.conv3d(x.float(), w.float(), b.float(), *args)
                 if out.shape != ref.shape:
                     return {"ok": False, "reason": f"output of shape {tuple(out.shape)} for {tuple(ref.shape)}"}
+                if not (torch.isfinite(ref).all() and torch.isfinite(truth).all()):
+                    return {"ok": False, "reason": f"PyTorch's conv3d gave NaN/inf for weights {o}x{i}x{kt}x{kh}x{kw} "
+                                                   "(no reference to judge by)"}
                 if not torch.isfinite(out).all():
                     return {"ok": False, "reason": f"NaN/inf for weights {o}x{i}x{kt}x{kh}x{kw}"}
-                worst = max(worst, float((out.float() - ref.float()).abs().max()))
+                worst = max(worst, float((out.float() - truth).abs().max()))
+                native = max(native, float((ref.float() - truth).abs().max()))
+                del truth
             times[0] += t_ref * layers
             times[1] += t_out * layers
             flop += 2 * o * i * kt * kh * kw * CONV3D_CHECK_FRAMES * s * s * layers
             del x, w, b, ref, out
-    except Exception as e:  # a path that crashes here is a failed check, never our crash
-        return {"ok": False, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
-    verdict = {"max_error": round(worst, 6), "speedup": round(times[0] / max(times[1], 1e-9), 2),
+    except Exception as e:  # a path that crashes here is a failed check, never our crash (checked again)
+        return {"ok": False, "retry": True, "reason": f"{e.__class__.__name__}: {first_line(e)[:120]}"}
+    verdict = {"max_error": round(worst, 6), "stock_max_error": round(native, 6),
+               "speedup": float(f"{times[0] / max(times[1], 1e-9):.3g}"),
                "stock_tflops": float(f"{flop / max(times[0], 1e-9) / 1e12:.4g}"),
                "tflops": float(f"{flop / max(times[1], 1e-9) / 1e12:.4g}"), "shapes": len(shapes)}
-    return judged(verdict, str(dtype).replace("torch.", ""), "PyTorch's conv3d")
+    return judged(verdict, str(dtype).replace("torch.", ""), "PyTorch's conv3d", "float32 conv3d")
 
 
-def conv3d_identity(dtype_name: str, shapes) -> str:
+def conv3d_identity(dtype_name: str, shapes, device: str = "mps") -> str:
     """What a conv3d verdict holds for: this tool's version (the path is its code), torch, macOS,
     chip, dtype and the decoder's shapes."""
     import hashlib
 
     digest = hashlib.sha256(repr(shapes).encode()).hexdigest()[:8]
-    return f"{CONV3D_NAME} {__version__}|{machine_identity(dtype_name)}|shapes {digest}"
+    return f"{CONV3D_NAME} {__version__}|{machine_identity(dtype_name, device)}|shapes {digest}"
 
 
 def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | None = None) -> tuple[str, dict | None]:
@@ -2508,7 +2525,7 @@ def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | 
     if mode == "stock" or (mode == "auto" and not on_mac):
         return "stock", None
     dtype_name = str(dtype).replace("torch.", "")
-    verdict = cached_verdict(conv3d_identity(dtype_name, shapes), lambda: check_conv3d(device, dtype, shapes),
+    verdict = cached_verdict(conv3d_identity(dtype_name, shapes, device), lambda: check_conv3d(device, dtype, shapes),
                              log=log)
     if verdict.get("ok"):
         return "conv2d", verdict

@@ -37,6 +37,8 @@ def fake(kind: str, version: str = "1.0"):
             return out + 0.5
         if kind == "ignores-masks":  # right without a mask, wrong with one
             return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        if kind == "crash":
+            raise RuntimeError("MPS backend out of memory")
         if kind == "no-float-masks" and attn_mask is not None:  # as mps-flash-attn: declines, we fall back
             raise NotImplementedError("boolean masks only")
         return out
@@ -204,6 +206,7 @@ CONV_KINDS = [  # LTX and LTX-2.3 (zeros), LTX-2.0 (reflect), CogVideoX-style te
     dict(kernel_size=(2, 3, 3), stride=2, groups=2, padding=1, padding_mode="replicate"),
     dict(kernel_size=1, bias=False),
     dict(kernel_size=3, padding="same"),
+    dict(kernel_size=3, padding="same", padding_mode="reflect"),
 ]
 
 
@@ -220,6 +223,9 @@ def test_conv3d_as_conv2d_is_pytorchs_conv3d_for_every_layer_kind(kind):
     assert out.shape == ref.shape and out.is_contiguous()
     assert float((out - ref).abs().max()) < 1e-5
     assert torch.equal(back, ref) and "_conv_forward" not in conv.__dict__  # stock again: PyTorch's own
+    gv.use_conv3d(conv, "conv2d")
+    with torch.no_grad():  # an unbatched [C, T, H, W] input, which nn.Conv3d takes too
+        assert float((conv(x[0]) - ref[0]).abs().max()) < 1e-5
 
 
 def test_the_check_uses_the_vaes_own_decoder_shapes(models):
@@ -449,3 +455,36 @@ def test_a_kernel_is_checked_on_masked_cross_attention_too(kernels, monkeypatch)
     verdict = gv.check_kernel(table[0], module, "cpu", torch.float32, 128, (16,))
     assert verdict["masks"] == "checked" and verdict["text_lengths"] == [32, 64]
     assert module.calls == 2 * (2 + 2 + 1)  # self at 64, 128; cross onto 32, 64 keys; the reverse (each warmed up)
+
+
+def test_a_reference_that_fails_judges_nothing_and_a_crash_is_checked_again(kernels, monkeypatch):
+    """NaN from the reference (PyTorch's conv3d, our chunked attention) is no verdict of
+    correctness; a check that crashed (out of memory, say) is not reused on the next run."""
+    stock = torch.nn.functional.conv3d
+    monkeypatch.setattr(torch.nn.functional, "conv3d", lambda *a: stock(*a) * float("nan"))
+    verdict = gv.check_conv3d("cpu", torch.float32, (((8, 8, 3, 3, 3), 1),))
+    assert not verdict.get("correct") and "no reference to judge by" in verdict["reason"]
+    table, module = kernels("right")
+    monkeypatch.setattr(gv, "chunked_attention", lambda q, *a, **k: q * float("nan"))
+    verdict = gv.check_kernel(table[0], module, "cpu", torch.float32, 128)
+    assert not verdict.get("correct") and "chunked attention gave NaN/inf" in verdict["reason"]
+    monkeypatch.setattr(gv, "chunked_attention", real_chunked)
+    table, module = kernels("crash")
+    assert pick(table) is None and pick(table) is None
+    assert module.calls == 2  # checked on each run: the crash was not cached as a verdict
+
+
+def test_verdicts_are_kept_per_device(conv_check, tmp_path):
+    """A conv3d verdict measured on the CPU (--device cpu on a Mac) never decides for MPS."""
+    shapes, calls = conv_check("right")
+    gv.pick_conv3d("conv2d", "cpu", torch.float32, shapes, gv.Log(0))
+    (key,) = json.loads((tmp_path / "cache" / "kernel_verdicts.json").read_text())
+    assert "|cpu|float32|" in key and gv.conv3d_identity("float32", shapes, "mps") != key
+    assert "|mps|bfloat16|" in gv.kernel_identity(gv.ATTENTION_KERNELS[0], None, "bfloat16")
+
+
+def test_a_far_slower_kernel_asked_for_by_name_still_gets_an_estimate(image):
+    job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model="ltx-distilled"), gv.Log(0))
+    plan = gv.MemoryPlan(2**36, 512, True, True, "none", {}, 0.0, 0, attention_kernel="k 1",
+                         kernel_verdict={"speedup": 0.0, "correct": True})
+    assert 0 < gv.estimate_seconds(job, 14.0, plan) < float("inf")
