@@ -411,6 +411,11 @@ def gib(n_bytes: float) -> float:
     return n_bytes / 2**30
 
 
+def dtype_label(dtype) -> str:
+    """torch.bfloat16 -> "bfloat16": how plans, sidecars and verdict keys name a dtype."""
+    return str(dtype).replace("torch.", "")
+
+
 def total_memory_bytes() -> int:
     """Physical (on Apple Silicon: unified) memory of this machine."""
     try:
@@ -833,11 +838,6 @@ def transformer_flops(width: int, height: int, frames: int, spec: ModelSpec, cfg
     attention = 4 * tokens * tokens * d.hidden * d.layers  # QK^T and PV, 2 FLOP per multiply-add
     passes = guidance_passes(spec, cfg)
     return dense * passes / 1e12, attention * passes / 1e12
-
-
-def transformer_tflop(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
-                      dims: ModelDims | None = None) -> float:
-    return sum(transformer_flops(width, height, frames, spec, cfg, dims))
 
 
 def guidance_passes(spec: ModelSpec, cfg: bool) -> int:
@@ -1561,6 +1561,14 @@ def describe_estimate(job: Job, device: str, tflops: float, plan: MemoryPlan | N
             f"(an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate{measured})")
 
 
+def device_sync(device: str) -> Callable[[], None]:
+    """Waits for the device's queued work (GPU calls return before it is done): for timing."""
+    import torch
+
+    return {"mps": getattr(torch.mps, "synchronize", None), "cuda": torch.cuda.synchronize}.get(device) or \
+        (lambda: None)
+
+
 def matmul_tflops(device: str, dtype, seconds: float = 0.3) -> float:
     """Sustained matmul rate of this device in this dtype, measured for about `seconds`."""
     import torch
@@ -1568,14 +1576,13 @@ def matmul_tflops(device: str, dtype, seconds: float = 0.3) -> float:
     n = 1024 if device == "cpu" else 4096
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = {"mps": getattr(torch.mps, "synchronize", None), "cuda": torch.cuda.synchronize}.get(device)
+    sync = device_sync(device)
     (a @ b).sum().item()  # warm-up (kernel selection, lazy init)
     count, t0 = 0, time.perf_counter()
     while count < 2 or time.perf_counter() - t0 < seconds:
         a @ b
         count += 1
-        if sync:
-            sync()
+        sync()
     return 2 * n**3 * count / (time.perf_counter() - t0) / 1e12
 
 
@@ -2217,7 +2224,7 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
     attention at run time, as apply_savings does."""
     import torch
 
-    dtype_name = str(dtype).replace("torch.", "")
+    dtype_name = dtype_label(dtype)
     reason = kernel.unready(module)
     if reason:
         return {"ok": False, "reason": reason}
@@ -2290,9 +2297,7 @@ def judged(verdict: dict, dtype_name: str, reference: str, truth: str | None = N
 
 def timed_call(fn: Callable, device: str):
     """(fn(), seconds of its second call): the first warms up (kernels compile, caches fill)."""
-    import torch
-
-    sync = torch.mps.synchronize if device == "mps" else torch.cuda.synchronize if device == "cuda" else lambda: None
+    sync = device_sync(device)
     fn()
     sync()
     t0 = time.perf_counter()
@@ -2328,7 +2333,7 @@ def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Lo
 def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = (),
                    log: Log | None = None) -> dict:
     """The cached verdict for this kernel here, or a new self-check (then cached)."""
-    key = kernel_identity(kernel, module, str(dtype).replace("torch.", ""), head_dims, device)
+    key = kernel_identity(kernel, module, dtype_label(dtype), head_dims, device)
     return cached_verdict(key, lambda: check_kernel(kernel, module, device, dtype, tokens, head_dims),
                           min(tokens, KERNEL_CHECK_MAX), log)
 
@@ -2504,7 +2509,7 @@ def check_conv3d(device: str, dtype, shapes) -> dict:
                "speedup": float(f"{times[0] / max(times[1], 1e-9):.3g}"),
                "stock_tflops": float(f"{flop / max(times[0], 1e-9) / 1e12:.4g}"),
                "tflops": float(f"{flop / max(times[1], 1e-9) / 1e12:.4g}"), "shapes": len(shapes)}
-    return judged(verdict, str(dtype).replace("torch.", ""), "PyTorch's conv3d", "float32 conv3d")
+    return judged(verdict, dtype_label(dtype), "PyTorch's conv3d", "float32 conv3d")
 
 
 def conv3d_identity(dtype_name: str, shapes, device: str = "mps") -> str:
@@ -2524,8 +2529,7 @@ def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | 
     on_mac = device == "mps" if on_mac is None else on_mac
     if mode == "stock" or (mode == "auto" and not on_mac):
         return "stock", None
-    dtype_name = str(dtype).replace("torch.", "")
-    verdict = cached_verdict(conv3d_identity(dtype_name, shapes, device), lambda: check_conv3d(device, dtype, shapes),
+    verdict = cached_verdict(conv3d_identity(dtype_label(dtype), shapes, device), lambda: check_conv3d(device, dtype, shapes),
                              log=log)
     if verdict.get("ok"):
         return "conv2d", verdict
@@ -4247,15 +4251,15 @@ def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
     import torch
 
     elem = torch.tensor([], dtype=dtype).element_size()
-    dims = job.dims or model_dims(model_folder(job.model_source), job.spec)
+    folder = model_folder(job.model_source)  # a glob of the Hub cache: once
+    dims = job.dims or model_dims(folder, job.spec)
     attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
     if job.request.attention_slicing not in (*TRISTATE, "metal") and not job.request.attention_slicing.isdigit():
         attention_budget = float(job.request.attention_slicing) * 2**30
     if device == "cpu" and job.request.offload not in ("auto", "none"):
         log.warn(f"--offload {job.request.offload} has no effect on the CPU (the weights are already in RAM)")
     # The conv3d path first: it is checked on small inputs, and the plan counts what it holds.
-    conv3d, conv3d_verdict = pick_conv3d(job.request.conv3d, device, dtype,
-                                         vae_conv3d_shapes(model_folder(job.model_source)), log)
+    conv3d, conv3d_verdict = pick_conv3d(job.request.conv3d, device, dtype, vae_conv3d_shapes(folder), log)
     plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
                        job.request, conv3d)
     plan = dataclasses.replace(plan, conv3d_verdict=conv3d_verdict)
@@ -4412,7 +4416,7 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
     for group in groups.values():
         device = pick_device(group[0].request.device)
         dtype = pick_dtype(group[0].request.dtype, device)
-        dtype_name = str(dtype).replace("torch.", "")
+        dtype_name = dtype_label(dtype)
         try:
             run_group(group, device, dtype, dtype_name, log, outcomes, progress, batch)
         except (RunError, UsageError) as e:  # the group's model could not be had: its jobs fail
@@ -4867,7 +4871,7 @@ def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = No
     import importlib
 
     lines = []
-    dtype_name = str(dtype).replace("torch.", "")
+    dtype_name = dtype_label(dtype)
     kernels = ATTENTION_KERNELS if kernels is None else kernels
     for kernel in kernels:
         try:
@@ -4878,7 +4882,7 @@ def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = No
                           "attention is used)", f"pip install {kernel.package}" if first else ""))
             continue
         verdict = check_kernel(kernel, module, device, dtype, tokens, (64, 128))  # LTX, LTX-2
-        lines.append((PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, dtype_name)}: "
+        lines.append((PASS if verdict["ok"] else WARN, f"Metal attention {kernel_identity(kernel, module, dtype_name, device=device)}: "
                       + ("trusted, " if verdict["ok"] else "not trusted, ") + verdict["reason"],
                       "" if verdict["ok"] else "it is not used; --attention chunked is the safe choice"))
     shapes = shapes or vae_conv3d_shapes(model_folder(reference_job().model_source))

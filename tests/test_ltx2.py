@@ -117,7 +117,7 @@ def test_quality_preset_of_the_distilled_name_runs_the_full_model_with_all_four_
     job = gv.plan_job(gv.Request(image=tmp_path / "in.png", prompt="p", output=tmp_path / "y.mp4", model="ltx2",
                                  preset="quality", width=1920, height=1088, num_frames=121), gv.Log(0))
     assert job.spec.alias == "ltx2-dev" and job.stages[0].steps == 40
-    one = gv.transformer_tflop(1920, 1088, 121, gv.MODELS["ltx2"], False, job.dims)
+    one = sum(gv.transformer_flops(1920, 1088, 121, gv.MODELS["ltx2"], False, job.dims))  # dense + attention
     assert job.stages[0].tflop == pytest.approx(40 * 4 * one)
 
 
