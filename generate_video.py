@@ -16,16 +16,23 @@ be made again. Weights are read from safetensors only and no remote code is ever
 
 Run `python generate_video.py --help` for every option, `--check` to test the machine first.
 
-Sections, top to bottom: constants (MODELS: one row per checkpoint, its recipe included); small
-helpers (Log, Progress, signals); settings dataclasses (Request, Job, Condition, Extension, Lora);
-model resolution; planning (sizes, frames, stages, keyframes, extensions, segment windows, FLOPs);
-memory plan (offload, quantization) and time estimate; device, dtype, Hub downloads and loading;
-LoRA; kernels checked on the machine (Metal attention, the VAE's conv3d as conv2d); memory
-savings (chunked attention); model families (one class of hooks per pipeline family, registered
-by pipeline class: Family, LTX2); the core (prepare_image, encode_prompts, denoise with drafts'
-latents, decode, generate) and files (temp names, the soundtrack, publishing a video with its
-sidecar as one unit, write_video); running jobs; batch input; tiny pipelines; --check; the
-command line (build_parser, main).
+Sections, top to bottom in the order the data flows, each under a banner of the same words:
+
+  1. Constants: every default, once, and the model table (MODELS)
+  2. Small helpers: errors, signals, output, numbers, files read, hashed or named
+  3. Request: what was asked and what it resolves to, as types
+  4. Plan, the model: aliases, local folders, the Hub cache, the model's sizes
+  5. Plan, the job: checks, model, refusals, size, frames, stages, keyframes, windows, LoRAs, drafts
+  6. Memory and time: which savings to switch on, decided before anything loads; the time estimate
+  7. Weights and loading: device, dtype, downloads, the two-phase load, LoRAs, placement
+  8. Kernels, trusted only once proven here: Metal attention, chunked attention, conv3d as conv2d
+  9. Families: one class of facts and hooks per family of pipelines, registered by pipeline class
+ 10. Stages: the image, the prompts, the denoising stages through the family's hooks
+ 11. Decode and files: frames out, the MP4 and its sidecar published as one unit
+ 12. Running jobs: one model load per group, prompts encoded once, each video written atomically
+ 13. Batch: --jobs FILE (JSON Lines), several --image, or a folder of images
+ 14. --check: can this machine run the tool? Works offline, on tiny pipelines
+ 15. Command line: the parser, and main as a numbered recipe
 """
 
 from __future__ import annotations
@@ -53,8 +60,11 @@ os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 __version__ = "1.0.0"
 
+
 # ----------------------------------------------------------------------------------------------
-# Constants: every default lives here, once.
+# 1. Constants: every default, once, and the model table (MODELS)
+# The defaults, limits and choices the command line offers, then one row per checkpoint (ModelSpec):
+# its recipe, sizes and what it can do.
 
 DEFAULT_PROMPT_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 DEFAULT_RESOLUTION = "1080p"
@@ -88,6 +98,16 @@ PRESETS = ("auto", "fast", "quality")
 TRISTATE = ("auto", "on", "off")
 OFFLOADS = ("auto", "none", "model", "sequential")
 QUANTIZE = ("auto", "none", "int8", "int4")
+
+# The VAE's conv3d. Before PyTorch moved it onto Metal kernels, MPS ran conv3d at ~6-7% of its
+# matmul rate (pytorch#192213: 3.6-4.1 of 61 TFLOPS on torch 2.12) while conv2d ran at par; the
+# same convolution as one conv2d per temporal tap, summed, rides the tuned 2-D path (MLX now does
+# this itself, ml-explore/mlx#3785). Where conv3d is fast (newer torch), the native op wins and
+# auto keeps it: the choice is measured on the machine, never assumed.
+
+CONV3D_MODES = ("auto", "conv2d", "stock")
+CONV3D_NAME = "conv3d as conv2d"  # the built-in path's name in plans, verdicts and sidecars
+
 # Bytes per weight of a quantized linear layer (optimum-quanto): int8 with a scale per output
 # channel; int4 in groups of 128 with a bf16 scale and shift each.
 QUANT_BYTES = {"int8": 1.0 + 1 / 256, "int4": 0.5 + 4 / 128}
@@ -110,8 +130,7 @@ class ModelSpec:
 
     alias: str
     repo: str  # Hub id in diffusers format (or of the companion repo for single-file weights)
-    family: str  # "ltx", "cogvideox" or "ltx2"
-    pipeline: str  # diffusers pipeline class that runs it
+    pipeline: str  # diffusers pipeline class that runs it: its family's registered name (FAMILIES)
     distilled: bool = False
     steps: int = 50
     guidance: float = 3.0
@@ -152,19 +171,27 @@ class ModelSpec:
     unquantized_b: dict[str, float] = field(default_factory=dict)  # billions in them that stay (embeddings)
     note: str = ""
 
+    @property
+    def family(self) -> type[Family]:
+        """The class of hooks that runs this checkpoint (registered by its pipeline class)."""
+        return FAMILIES[self.pipeline]
+
 
 # Billions of parameters, counted from the real configs (tests/benchmarks/real_size.py builds them):
 # T5-XXL encoder 4.76; transformers 2B 1.92, 13B 13.04; VAEs (encoder + decoder, both loaded)
 # 0.9.0 0.419, 0.9.1 0.935, 0.9.5+ 1.247; latent upsampler 0.126.
 LTX_T5 = 4.76
+
 # configs/ltxv-{2b,13b}-0.9.8-distilled.yaml: first_pass and second_pass timesteps (sigmas x 1000).
 LTX_DISTILLED_STAGE1 = (1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0)
 LTX_DISTILLED_STAGE2 = (909.4, 725.0, 421.9)
 LTX_IMAGE_RECIPE = {"image_blur_sigma": 1.0, "image_crf": 29}  # ltx_video/inference.py, every LTX model
+
 # LTX-2 (video with its sound). Sigmas x 1000 of diffusers' pipelines/ltx2/utils.py (= Lightricks'
 # distilled.py): 8 for stage 1, 3 for stage 2 (renoised to its first).
 LTX2_DISTILLED_STAGE1 = (1000.0, 993.75, 987.5, 981.25, 975.0, 909.375, 725.0, 421.875)
 LTX2_DISTILLED_STAGE2 = (909.375, 725.0, 421.875)
+
 # Distilled: no guidance of any kind (the pipeline's defaults would add STG and modality passes,
 # and audio CFG 7). The full models: Lightricks' ltx_pipelines/utils/constants.py (2.0: STG in
 # block 29; 2.3: block 28).
@@ -174,6 +201,7 @@ LTX2_DISTILLED_GUIDANCE = {"stg_scale": 0.0, "audio_stg_scale": 0.0, "modality_s
 LTX2_FULL_GUIDANCE = {"stg_scale": 1.0, "audio_stg_scale": 1.0, "modality_scale": 3.0, "audio_modality_scale": 3.0,
                       "audio_guidance_scale": 7.0, "guidance_rescale": 0.7, "audio_guidance_rescale": 0.7,
                       "spatio_temporal_guidance_blocks": [29]}
+
 # Billions, from the bf16 files' sizes (transformer 37.8 GB; Gemma 3 12B with its vision tower
 # 24.4 GB; video VAE 2.49 GB, audio VAE 0.22, connectors 2.86, vocoder 0.11, upsampler ~1 GB).
 # Replaced by the safetensors headers' counts once a checkpoint is on disk (model_dims).
@@ -186,19 +214,19 @@ MODELS: dict[str, ModelSpec] = {
     spec.alias: spec
     for spec in (
         ModelSpec(
-            "ltx", "Lightricks/LTX-Video-0.9.1", "ltx", "LTXImageToVideoPipeline",
+            "ltx", "Lightricks/LTX-Video-0.9.1", "LTXImageToVideoPipeline",
             steps=50, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025, **LTX_IMAGE_RECIPE,
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.935},
             note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline",
         ),
         ModelSpec(
-            "ltx-0.9.0", "Lightricks/LTX-Video", "ltx", "LTXImageToVideoPipeline",
+            "ltx-0.9.0", "Lightricks/LTX-Video", "LTXImageToVideoPipeline",
             steps=50, guidance=3.0, **LTX_IMAGE_RECIPE,
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.42},
             note="LTX-Video 0.9.0, 2B, VAE without timestep conditioning",
         ),
         ModelSpec(
-            "ltx-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "ltx", "LTXConditionPipeline",
+            "ltx-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "LTXConditionPipeline",
             distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
             stage1_timesteps=LTX_DISTILLED_STAGE1, stage2_timesteps=LTX_DISTILLED_STAGE2,
             upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE,
@@ -208,7 +236,7 @@ MODELS: dict[str, ModelSpec] = {
             note="LTX-Video 0.9.8 2B distilled (single file) with 0.9.7 VAE/T5: the fast default",
         ),
         ModelSpec(
-            "ltx-13b-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled", "ltx",
+            "ltx-13b-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled",
             "LTXConditionPipeline",
             distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
             stage1_timesteps=LTX_DISTILLED_STAGE1, stage2_timesteps=LTX_DISTILLED_STAGE2,
@@ -217,14 +245,14 @@ MODELS: dict[str, ModelSpec] = {
             note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B",
         ),
         ModelSpec(
-            "cogvideox", "THUDM/CogVideoX-5b-I2V", "cogvideox", "CogVideoXImageToVideoPipeline",
+            "cogvideox", "THUDM/CogVideoX-5b-I2V", "CogVideoXImageToVideoPipeline",
             steps=50, guidance=6.0, fps=8, frame_step=8, max_frames=49, size_multiple=16,
             native_size=(720, 480), scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
             note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
         ),
         ModelSpec(
-            "cogvideox1.5", "THUDM/CogVideoX1.5-5B-I2V", "cogvideox",
+            "cogvideox1.5", "THUDM/CogVideoX1.5-5B-I2V",
             "CogVideoXImageToVideoPipeline",
             steps=50, guidance=6.0, fps=16, frame_step=16, max_frames=161, size_multiple=16,
             short_side=768, max_long_side=1360, scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
@@ -232,7 +260,7 @@ MODELS: dict[str, ModelSpec] = {
             note="CogVideoX 1.5 5B I2V: short side 768, long side <= 1360, 16N+1 frames (81, 161) at 16 fps",
         ),
         ModelSpec(
-            "ltx2", "rootonchair/LTX-2-19b-distilled", "ltx2", "LTX2ImageToVideoPipeline",
+            "ltx2", "rootonchair/LTX-2-19b-distilled", "LTX2ImageToVideoPipeline",
             distilled=True, steps=8, guidance=1.0, max_frames=481,
             stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2,
             upsampler="rootonchair/LTX-2-19b-distilled", image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
@@ -241,14 +269,14 @@ MODELS: dict[str, ModelSpec] = {
             note="LTX-2 19B distilled, video with sound (24 kHz stereo): the diffusers docs' distilled repo",
         ),
         ModelSpec(
-            "ltx2-dev", "Lightricks/LTX-2", "ltx2", "LTX2ImageToVideoPipeline",
+            "ltx2-dev", "Lightricks/LTX-2", "LTX2ImageToVideoPipeline",
             steps=40, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
             guidance_extras=LTX2_FULL_GUIDANCE, params_b=LTX2_PARAMS, quantizable=LTX2_QUANTIZABLE,
             unquantized_b=LTX2_UNQUANTIZED,
             note="LTX-2 19B full model, 40 guided steps (CFG, STG, modality: 4 passes a step)",
         ),
         ModelSpec(
-            "ltx2.3", "diffusers/LTX-2.3-Distilled-Diffusers", "ltx2", "LTX2ImageToVideoPipeline",
+            "ltx2.3", "diffusers/LTX-2.3-Distilled-Diffusers", "LTX2ImageToVideoPipeline",
             distilled=True, steps=8, guidance=1.0, max_frames=481,
             stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2,
             upsampler="rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers", image_crf=LTX2_IMAGE_CRF,
@@ -257,7 +285,7 @@ MODELS: dict[str, ModelSpec] = {
             note="LTX-2.3 22B distilled, video with sound (48 kHz stereo), upscaler v1.1",
         ),
         ModelSpec(
-            "ltx2.3-dev", "diffusers/LTX-2.3-Diffusers", "ltx2", "LTX2ImageToVideoPipeline",
+            "ltx2.3-dev", "diffusers/LTX-2.3-Diffusers", "LTX2ImageToVideoPipeline",
             steps=30, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
             guidance_extras=dict(LTX2_FULL_GUIDANCE, spatio_temporal_guidance_blocks=[28]), params_b=LTX23_PARAMS,
             quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
@@ -267,22 +295,33 @@ MODELS: dict[str, ModelSpec] = {
 }
 DEFAULT_MODEL_FAST = "ltx-distilled"
 DEFAULT_MODEL_QUALITY = "ltx"
-# Text-to-video or other checkpoints whose weights can serve one of the pipelines this tool runs
-# (FAMILIES, "Model families" below).
-PIPELINE_ALIASES = {"LTXPipeline": "LTXImageToVideoPipeline", "LTX2Pipeline": "LTX2ImageToVideoPipeline"}
-MAX_SEQUENCE_LENGTH = {  # each pipeline's own default: keeps us equal to a direct call
-    "LTXImageToVideoPipeline": 128,
-    "LTXConditionPipeline": 256,
-    "CogVideoXImageToVideoPipeline": 226,
-    "LTX2ImageToVideoPipeline": 1024,
-}
-# Fallback settings for a checkpoint not in MODELS, keyed by pipeline class.
-GENERIC_SPECS = {
-    "LTXImageToVideoPipeline": MODELS["ltx"],
-    "LTXConditionPipeline": MODELS["ltx-distilled"],
-    "CogVideoXImageToVideoPipeline": MODELS["cogvideox1.5"],
-    "LTX2ImageToVideoPipeline": MODELS["ltx2-dev"],
-}
+
+# The family registry: each pipeline class a checkpoint's model_index.json may name -> the Family
+# subclass that runs it (section 9's classes register themselves; so can any module that imports
+# this one). Per-family facts live on those classes and in the MODELS rows, nowhere else.
+FAMILIES: dict[str, type[Family]] = {}
+
+# What a family may support beyond plain image-to-video (Family.supports); the planner refuses an
+# option whose feature the chosen family lacks (REFUSALS).
+FEATURES = ("draft", "lora", "lora_passes", "conditions")
+
+
+def register(*pipeline_classes: str):
+    """Class decorator: the family runs checkpoints whose model_index.json names any of these
+    classes, with the first (a text-to-video class's weights serve its image-to-video sibling)."""
+    def add(cls):
+        unknown = set(cls.supports) - set(FEATURES)
+        if unknown:  # a family author's typo would otherwise refuse the option it meant to allow
+            raise TypeError(f"{cls.__name__}.supports: unknown feature(s) {sorted(unknown)}; known: {FEATURES}")
+        cls.pipeline = pipeline_classes[0]
+        for name in pipeline_classes:
+            FAMILIES[name] = cls
+        return cls
+    return add
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Small helpers: errors, signals, output, numbers, files read, hashed or named
 
 
 class UsageError(Exception):
@@ -322,10 +361,6 @@ def terminate_like_ctrl_c():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-# ----------------------------------------------------------------------------------------------
-# Small helpers.
 
 
 def emit(text: str, stream=None, end: str = "\n") -> None:
@@ -394,6 +429,10 @@ def clock(seconds: float) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def describe_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -431,22 +470,6 @@ def peak_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # macOS: bytes, Linux: KiB
 
 
-def hub_cache_dir() -> Path:
-    from_env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if from_env:
-        return Path(from_env)
-    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(hf_home) / "hub"
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def cached_repo_dir(repo: str) -> Path:
-    return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
-
-
 def read_json(path: Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -468,12 +491,70 @@ def safetensors_params(path: Path) -> int:
     return sum(math.prod(t["shape"]) for k, t in read_safetensors_header(path).items() if k != "__metadata__")
 
 
-def describe_seconds(s: float) -> str:
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read once per version of the file (a draft's image is hashed for its
+    latents and again for its sidecar; a batch hashes the same image for every job)."""
+    st = os.stat(path)
+    return _file_sha256(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dict_sha256(data: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _shell_quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+PARTIAL_STEM_CHARS = 40  # of the target's stem in a temp name: long stems must not overflow NAME_MAX
+
+
+def run_tag() -> str:
+    """<host>-<pid>: which machine and process a temp file belongs to."""
+    import hashlib
+    import socket
+
+    return f"{hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]}-{os.getpid()}"
+
+
+def temp_path(final: Path, ext: str) -> Path:
+    """A new, empty temp file beside `final` (same file system, so renaming it is atomic)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem[:PARTIAL_STEM_CHARS]}.{run_tag()}.",
+                               suffix=f".partial.{ext}", dir=final.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 # ----------------------------------------------------------------------------------------------
-# Settings: strings become real types once, here.
+# 3. Request: what was asked and what it resolves to, as types
+# Strings become real types once, at the boundary (the parser, a jobs file); everything after
+# works on these frozen dataclasses.
 
 
 @dataclass(frozen=True)
@@ -515,6 +596,13 @@ class Request:
     segment_prompt: tuple[str, ...] = ()  # one long clip, a window per prompt
     no_audio: bool = False  # a model with sound: write the video without it
     quantize: str = "auto"  # weights of the big parts: auto (the plan picks), none, int8, int4
+
+    def frames_at(self, fps: int) -> int:
+        """The frames asked for: --num-frames, else --duration (default DEFAULT_DURATION_S) at
+        `fps` plus the first frame, before any model's frame rule rounds it."""
+        if self.num_frames is not None:
+            return self.num_frames
+        return int(round((self.duration or DEFAULT_DURATION_S) * fps)) + 1
 
 
 @dataclass(frozen=True)
@@ -609,6 +697,15 @@ class Job:
     segments: tuple[str, ...] = ()  # a long clip's window prompts (each window num_frames long)
 
     @property
+    def family(self) -> type[Family]:
+        return self.spec.family
+
+    @property
+    def cfg(self) -> bool:
+        """Classifier-free guidance is on: two transformer passes a step, a negative prompt read."""
+        return self.guidance_scale > 1.0
+
+    @property
     def windows(self) -> int:
         return max(1, len(self.segments))
 
@@ -648,8 +745,122 @@ class MemoryPlan:
     conv3d_verdict: dict | None = None
 
 
+@dataclass
+class RunStats:
+    """Measured while a job runs; goes to the sidecar."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    step_seconds: list[float] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    device_peak_bytes: int = 0
+    stage_shapes: dict[str, list[int]] = field(default_factory=dict)
+    cpu_fallback_ops: list[str] = field(default_factory=list)
+    estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
+    estimate_basis: dict | None = None  # the rates it assumed or measured (estimate_basis)
+    extra_files: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final) published with the video
+    latents_sha256: str | None = None  # a draft's saved latents
+    audio: AudioTrack | None = None  # the soundtrack a family with audio made with the frames
+    started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
+
+    def add(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how jobs run, decided once per group of jobs and handed whole to what runs them
+    (instead of device, dtype, log and stats through every signature). Per job: its `stats`, and
+    the Metal attention kernel its plan trusts as (Kernel, module), if any."""
+
+    device: str
+    dtype: Any  # a torch dtype
+    log: Log
+    stats: RunStats = field(default_factory=RunStats)
+    kernel: tuple | None = None
+
+    @property
+    def dtype_name(self) -> str:
+        return dtype_label(self.dtype)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model in memory: its pipeline, latent upscaler (the fast path's), family and weights."""
+
+    pipe: Any
+    upsampler: Any
+    weights: Weights
+    lora_fused: bool = False  # its LoRAs were fused into the weights (apply_loras)
+
+    @property
+    def family(self) -> type[Family]:
+        return self.weights.family
+
+
 # ----------------------------------------------------------------------------------------------
-# Model resolution: aliases, local folders, the Hub cache.
+# 4. Plan, the model: aliases, local folders, the Hub cache, the model's sizes
+# Cheap: reads at most a model_index.json, configs and safetensors headers.
+
+
+def hub_cache_dir() -> Path:
+    from_env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if from_env:
+        return Path(from_env)
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def cached_repo_dir(repo: str) -> Path:
+    return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+
+
+def model_folder(source: str | None) -> Path | None:
+    """The folder of a local model, or of a Hub model's newest cached snapshot, or None."""
+    if source is None:
+        return None
+    path = Path(source)
+    if path.is_dir():
+        return path
+    snapshots = cached_repo_dir(source) / "snapshots"
+    found = sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []
+    return found[-1].parent if found else None
+
+
+def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
+    """Exactly these files of a Hub repo in the local cache (downloaded, or resumed, if missing)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline(),
+                                        cache_dir=hub_cache_dir(), endpoint=hub_endpoint()))
+    except GatedRepoError:
+        raise RunError(f"{repo} is gated: accept its licence at {hub_endpoint()}/{repo} (logged in), then log in "
+                       "here with `hf auth login` (or set HF_TOKEN) and run again") from None
+    except LocalEntryNotFoundError:
+        why = "HF_HUB_OFFLINE=1 is set" if hub_offline() else f"the Hub ({hub_endpoint()}) cannot be reached"
+        raise RunError(f"{repo} is not (completely) in the Hugging Face cache ({hub_cache_dir()}) and {why}; "
+                       "connect and run again (files already downloaded are kept), or pass "
+                       "--model with a local folder") from None
+    except Exception as e:  # huggingface_hub raises many network error types
+        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {first_line(e)}"
+                       "; check the network and the id, then run again (files already downloaded are kept), "
+                       "or pass a local folder") from None
+    return folder, folder.name
+
+
+def hub_cached(repo: str, filename: str = "model_index.json") -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir()), str)
 
 
 def read_model_index(folder: Path, check_folders: bool = True) -> dict:
@@ -684,13 +895,13 @@ def model_family_from_folder(folder: Path, check_folders: bool = False) -> str:
             "pass a folder saved with save_pretrained, a Hub id, or one of: " + ", ".join(MODELS)
         )
     name = read_model_index(folder, check_folders).get("_class_name", "")
-    name = PIPELINE_ALIASES.get(name, name) if isinstance(name, str) else ""
+    name = name if isinstance(name, str) else ""
     if name not in FAMILIES:
         raise UsageError(
             f"{folder} holds a {name or 'unknown'} checkpoint; this tool runs image-to-video "
-            f"checkpoints of: {', '.join(FAMILIES)}"
+            f"checkpoints of: {', '.join(dict.fromkeys(f.pipeline for f in FAMILIES.values()))}"
         )
-    return name
+    return FAMILIES[name].pipeline  # a text-to-video class's weights run in its image-to-video sibling
 
 
 def spec_for_source(source: str, pipeline_class: str | None) -> ModelSpec:
@@ -703,30 +914,7 @@ def spec_for_source(source: str, pipeline_class: str | None) -> ModelSpec:
                 return spec
     if pipeline_class is None:
         raise UsageError(f"unknown model {source!r}")
-    generic = GENERIC_SPECS[pipeline_class]
-    return dataclasses.replace(generic, alias=source, repo=source, single_file=None, config_repo=None,
-                               note="checkpoint not in the model table")
-
-
-def refine_spec(spec: ModelSpec, folder: Path | None) -> ModelSpec:
-    """CogVideoX rules read from the checkpoint's own configs: 1.0 (learned positions) only runs
-    at its sample size and frame count; 1.5 (temporal patches) at sizes in multiples of 16."""
-    if spec.family != "cogvideox" or folder is None:
-        return spec
-    try:
-        cfg = read_json(folder / "transformer" / "config.json")
-        scale = 2 ** (len(read_json(folder / "vae" / "config.json")["block_out_channels"]) - 1)
-    except (OSError, ValueError, KeyError):
-        return spec
-    if cfg.get("use_learned_positional_embeddings"):
-        return dataclasses.replace(spec, native_size=(cfg["sample_width"] * scale, cfg["sample_height"] * scale),
-                                   max_frames=cfg.get("sample_frames", spec.max_frames), fps=8, size_multiple=scale,
-                                   frame_step=8, short_side=None, max_long_side=None)
-    # Latents are decoded in pairs and, with temporal patches, padded to a multiple of patch_size_t:
-    # 8k+1 frames, 16N+1 for 1.5 (patch_size_t 2), as its model card says.
-    patch_t = cfg.get("patch_size_t") or 1
-    return dataclasses.replace(spec, native_size=None, size_multiple=scale * cfg.get("patch_size", 2),
-                               fps=16 if cfg.get("patch_size_t") else 8, frame_step=8 * patch_t)
+    return FAMILIES[pipeline_class].generic_spec(source)
 
 
 def resolve_model_name(name: str) -> tuple[str, ModelSpec]:
@@ -757,7 +945,7 @@ def _cached_pipeline_class(repo: str) -> str | None:
     for index in sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []:
         with contextlib.suppress(UsageError):
             return model_family_from_folder(index.parent)
-    return "LTXImageToVideoPipeline"  # an unknown repo: assume the stock LTX layout until loaded
+    return MODELS[DEFAULT_MODEL_QUALITY].pipeline  # an unknown repo: assume the stock layout until loaded
 
 
 def resolve_upsampler_name(name: str) -> str:
@@ -774,8 +962,309 @@ def resolve_upsampler_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class ModelDims:
+    """Sizes the memory plan needs; read from local configs when present, else the table."""
+
+    params: dict[str, int]  # per component
+    heads: int
+    hidden: int
+    vae_channels: int  # channels of the decoder's full-resolution block
+    spatial: int  # VAE compression
+    temporal: int
+    patch: int  # transformer patch (tokens per latent pixel side)
+    framewise_builtin: bool = False  # the VAE always decodes a few latent frames at a time
+    layers: int = 28  # transformer blocks
+    # LTX-2's audio stream (hidden 2048 beside video's 4096) runs on ~25 tokens a second: its
+    # weights are a share of the transformer's that video tokens never use
+    audio_hidden: int = 0
+    audio_head_dim: int = 0  # LTX-2's audio attention (a Metal kernel is checked at both head sizes)
+
+    @property
+    def head_dims(self) -> tuple[int, ...]:
+        return tuple(sorted({self.hidden // self.heads, *([self.audio_head_dim] if self.audio_head_dim else [])}))
+
+    @property
+    def video_share(self) -> float:
+        """Of the transformer's weights, the share that acts on video tokens."""
+        return self.hidden**2 / (self.hidden**2 + self.audio_hidden**2)
+
+
+def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
+    """The model's sizes: its family's defaults and the table's parameter counts, then, when the
+    checkpoint is on disk, its safetensors headers' counts and its configs' sizes."""
+    family = spec.family
+    dims = dataclasses.replace(family.dims(spec), params={k: int(v * 1e9) for k, v in spec.params_b.items()})
+    if folder is None or not folder.is_dir():
+        return dims
+    folded = family.folded_components
+    counted: dict[str, int] = {}
+    for component in ("transformer", "text_encoder", "vae", "latent_upsampler", *folded):
+        files = list((folder / component).glob("*.safetensors"))
+        if files:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                counted[component] = sum(safetensors_params(f) for f in files)
+    params = dict(dims.params)
+    for component, n in counted.items():
+        if component not in folded:  # each with the parts folded into it
+            params[component] = n + sum(counted.get(c, 0) for c, into in folded.items() if into == component)
+    configs = []
+    for part in ("transformer", "vae"):
+        cfg: Any = {}
+        with contextlib.suppress(OSError, ValueError):
+            cfg = read_json(folder / part / "config.json")
+        configs.append(cfg if isinstance(cfg, dict) else {})
+    return family.dims_from_configs(dataclasses.replace(dims, params=params), *configs)
+
+
 # ----------------------------------------------------------------------------------------------
-# Planning: sizes, frames, stages. Pure functions, no torch.
+# 5. Plan, the job: checks, model, refusals, size, frames, stages, keyframes, windows, LoRAs, drafts
+# plan_job and its steps. No model is loaded; a LoRA given as a Hub id is fetched (its header is
+# checked against the model) and an --extend video is probed with ffmpeg.
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a request resolves to before its length is planned: the model and its source, the
+    preset, the exact output size and the size of the picture it starts from."""
+
+    source: str
+    spec: ModelSpec
+    preset: str  # "fast" (multi-scale distilled) or "quality" (single pass)
+    width: int
+    height: int
+
+    @property
+    def family(self) -> type[Family]:
+        return self.spec.family
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An option the chosen model or path cannot use: refused by name, never silently dropped."""
+
+    asked: Callable[[Request], Any]  # the option was given
+    usable: Callable[[Choice], bool]  # and the chosen model and path can use it
+    why: str  # the message: str.format'ed with r (the request) and c (the choice)
+
+
+# Every option a model or path may be unable to use, in the order they are checked (plan_job's
+# step 4). Features are the families' `supports` (FEATURES).
+REFUSALS = (
+    Refusal(lambda r: r.draft or r.from_draft, lambda c: "draft" in c.family.supports,
+            "--draft/--from-draft is not available for {c.spec.alias} ({c.spec.pipeline}) yet; leave it out, "
+            "or use an LTX-Video model such as " + DEFAULT_MODEL_FAST),
+    Refusal(lambda r: r.lora, lambda c: "lora" in c.family.supports,
+            "--lora is not available for {c.spec.alias} ({c.spec.pipeline}) yet; leave it out, "
+            "or use an LTX-Video model such as " + DEFAULT_MODEL_FAST),
+    Refusal(lambda r: r.quantize in ("int8", "int4"), lambda c: bool(c.spec.quantizable),
+            "--quantize {r.quantize}: {c.spec.alias} runs unquantized (it fits where it runs); quantized "
+            "weights are offered for LTX-2's Gemma and transformer"),
+    Refusal(lambda r: r.no_audio, lambda c: c.family.audio,
+            "--no-audio: {c.spec.alias} makes no sound (its videos are silent already)"),
+    Refusal(lambda r: r.attention_slicing not in ("auto", "off"), lambda c: c.family.own_attention,
+            "--attention: {c.family.label} runs its pipeline's own attention here (no chunked or Metal "
+            "processor for it); leave out --attention"),
+    Refusal(lambda r: r.upsampler, lambda c: c.preset == "fast",
+            "--upsampler is only used by --preset fast (the multi-scale path)"),
+    Refusal(lambda r: r.guidance_scale not in (None, 1.0), lambda c: not c.spec.distilled,
+            "--guidance-scale: {c.spec.alias} is guidance-distilled and runs at 1.0"),
+    Refusal(lambda r: r.steps is not None, lambda c: c.preset != "fast",
+            "--steps: the fast preset uses the distilled timestep schedule of its checkpoint; use --preset "
+            "quality to choose the step count"),
+    Refusal(lambda r: r.extend is not None, lambda c: "conditions" in c.family.supports,
+            "--extend needs LTX's condition pipeline (a distilled model such as " + DEFAULT_MODEL_FAST
+            + "); {c.spec.alias} is an {c.spec.pipeline}"),
+)
+
+
+def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
+    """Validate everything cheap and resolve the job. Loads no model."""
+    check_request(request)  # 1. numbers and text on their own
+    extension, image_size, ext_fps = plan_input(request, decode_image)  # 2. the picture it starts from
+    choice = choose_model(request, image_size, extension is not None, log)  # 3. model, preset, size
+    refuse_unusable(request, choice)  # 4. options this model or path cannot use
+    check_size(request, choice, log)
+    frames, fps = plan_length(request, choice, extension, ext_fps, log)  # 5. frames and fps
+    job = build_job(request, choice, frames, fps, extension, log)  # 6. stages, output, seed, LoRAs, keyframes
+    return job if request.from_draft is None else attach_draft(job)
+
+
+def check_request(request: Request) -> None:
+    """Step 1: a request's numbers and text, each on its own (no file, no model yet)."""
+    for what, text in (("--prompt", request.prompt), ("--negative-prompt", request.negative_prompt),
+                       ("--image path", str(request.image)), ("--output path", request.output and str(request.output))):
+        check_text(what, text)
+    if not 1 <= request.variations <= MAX_VARIATIONS:
+        raise UsageError(f"--variations must be between 1 and {MAX_VARIATIONS}, got {request.variations}")
+    if request.from_draft is not None and (request.draft or request.variations > 1):
+        raise UsageError("--from-draft renders that one draft in full; it takes neither --draft nor --variations")
+    for name, most in (("fps", MAX_FPS), ("steps", MAX_STEPS)):
+        value = getattr(request, name)
+        if value is not None and value > most:
+            raise UsageError(f"--{name} {value}: at most {most} ({BOUND_REASONS[name]})")
+    for name in ("width", "height", "num_frames", "fps", "steps"):
+        value = getattr(request, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if request.duration is not None and request.duration <= 0:
+        raise UsageError(f"--duration must be positive, got {request.duration}")
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if value is not None and (value % 2 or value > MAX_SIDE):
+            raise UsageError(f"--{name} {value}: must be even (H.264 yuv420p) and at most {MAX_SIDE}")
+    if not request.prompt.strip() and not request.segment_prompt:
+        raise UsageError("--prompt is empty; describe the motion you want")
+    if request.memory_budget_gb is not None and request.memory_budget_gb <= 0:
+        raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
+
+
+def plan_input(request: Request, decode_image: bool) -> tuple[Extension | None, tuple[int, int], int | None]:
+    """Step 2: (extension, size, its fps): the video --extend continues, or --image's size."""
+    if request.extend is not None:
+        extension, width, height, fps = plan_extension(request, request.fps)
+        return extension, (width, height), fps
+    return None, check_image(request.image, decode=decode_image), None
+
+
+def choose_model(request: Request, image_size: tuple[int, int], extending: bool, log: Log) -> Choice:
+    """Step 3: the model and preset (the default model follows the preset, which follows the
+    size) and the exact output size (an extension keeps the original's)."""
+    if request.model:
+        source, spec = resolve_model_name(request.model)
+        spec = spec.family.refine(spec, Path(source)) if Path(source).is_dir() else spec
+    else:
+        source, spec = None, MODELS[DEFAULT_MODEL_FAST]
+    width, height = image_size if extending else plan_size(image_size, request, spec)
+    upscale = max(width / image_size[0], height / image_size[1])  # after the center crop
+    if upscale > MAX_UPSCALE:
+        log.warn(f"the {image_size[0]}x{image_size[1]} image is enlarged {upscale:.1f}x to fill {width}x{height}: "
+                 "detail will be soft; use a larger image or a lower --resolution")
+    # auto: the distilled multi-scale path at every size (a 50-step guided pass costs ~7x more at
+    # 720p too); a checkpoint that cannot run it falls back to one pass below, with a notice.
+    preset = "fast" if request.preset == "auto" else request.preset
+    if request.model is None:
+        spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
+        source = spec.repo
+    elif request.preset == "quality" and spec.quality_alias and request.model == spec.alias:
+        spec = MODELS[spec.quality_alias]  # a distilled family name: its full, guided model
+        source = spec.repo
+        log.info(f"note: --preset quality runs {spec.alias} ({spec.repo}), the full model of {request.model}")
+    if preset == "fast" and not (spec.upsampler is not None and spec.stage1_timesteps is not None):
+        if request.preset == "fast":
+            raise UsageError(f"--preset fast needs a distilled checkpoint with a latent upscaler "
+                             f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
+        log.info(f"note: {spec.alias} is an {spec.pipeline} checkpoint, so it runs as a single pass "
+                 "(the fast multi-scale path needs a distilled checkpoint with a latent upscaler)")
+        preset = "quality"
+    return Choice(source, spec, preset, width, height)
+
+
+def refuse_unusable(request: Request, choice: Choice) -> None:
+    """Step 4: honesty. An option the chosen model or path cannot use is refused (REFUSALS)."""
+    for rule in REFUSALS:
+        if rule.asked(request) and not rule.usable(choice):
+            raise UsageError(rule.why.format(r=request, c=choice))
+
+
+def check_size(request: Request, choice: Choice, log: Log) -> None:
+    """The output size against the model's rules: refused where H.264 or this tool cannot, warned
+    where the model was trained otherwise."""
+    spec, width, height = choice.spec, choice.width, choice.height
+    if spec.short_side and (min(width, height) != spec.short_side or max(width, height) > (spec.max_long_side or MAX_SIDE)):
+        log.warn(f"{spec.alias} was trained with a short side of {spec.short_side} px and a long side of at most "
+                 f"{spec.max_long_side} px; {width}x{height} is outside that and may look worse "
+                 "(leave out --resolution/--width/--height for its size)")
+    if spec.native_size and (request.width or request.height or request.resolution):
+        log.warn(f"{spec.alias} only generates at {spec.native_size[0]}x{spec.native_size[1]}; "
+                 f"frames are resized to {width}x{height}")
+    if spec.native_size is None and (width % 2 or height % 2):
+        raise UsageError(f"size {width}x{height} must be even for H.264 yuv420p")
+    if max(width, height) > MAX_SIDE:
+        raise UsageError(f"size {width}x{height} is larger than {MAX_SIDE} px; lower --resolution")
+
+
+def plan_length(request: Request, choice: Choice, extension: Extension | None, ext_fps: int | None,
+                log: Log) -> tuple[int, int]:
+    """Step 5: (frames generated, fps): a long clip's windows, an extension's new part after its
+    context frames, or --num-frames / --duration, each rounded to the model's frame rule."""
+    spec = choice.spec
+    fps = request.fps or ext_fps or spec.fps
+    if not choice.family.fps_input and request.fps and request.fps != spec.fps:
+        log.warn(f"{choice.family.label} has no frame-rate input: it moves as if at {spec.fps} fps; "
+                 f"--fps {request.fps} only changes playback speed")
+    if request.segment_prompt:
+        frames, notice = plan_windows(request, spec, fps)
+    elif extension is None:
+        frames, notice = plan_frames(request, fps, spec)
+    else:  # the new frames asked, after the context frames: the whole generation is 8k+1
+        wanted = request.num_frames or request.frames_at(fps) - 1
+        frames, notice = plan_frames(dataclasses.replace(request, num_frames=extension.context + wanted, duration=None),
+                                     fps, spec)
+        notice = notice and f"{frames - extension.context} new frames (the generation must be 8k+1 with the " \
+                            f"{extension.context} context frames)"
+    if notice:
+        log.info(f"note: {notice}")
+    return frames, fps
+
+
+def build_job(request: Request, choice: Choice, frames: int, fps: int, extension: Extension | None,
+              log: Log) -> Job:
+    """Step 6: the stages (cut to stage 1 for a draft), upscaler, output name, seed, LoRAs and
+    keyframes, as one Job."""
+    import random
+
+    spec, preset = choice.spec, choice.preset
+    guidance = spec.guidance if request.guidance_scale is None else request.guidance_scale
+    if request.negative_prompt is not None and guidance <= 1.0:
+        log.warn("--negative-prompt has no effect at guidance scale <= 1 (no classifier-free guidance)")
+    gen_w, gen_h = plan_generation_size(choice.width, choice.height, spec)
+    # TFLOP (and later the memory plan) from the checkpoint's own configs when it is at hand
+    dims = model_dims(model_folder(choice.source), spec)
+    stages = plan_stages(preset, spec, gen_w, gen_h, frames, request.steps or spec.steps, guidance, dims)
+    upsampler = plan_upsampler(request, choice)
+    sizes = plan_draft(request, choice, stages)
+    output = request.output or unique_output_path(request.image, Path.cwd(), "-draft" if request.draft else "")
+    check_output(output, request.overwrite, request.draft)
+    seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+    return Job(
+        request=request, spec=spec, model_source=choice.source, upsampler_source=upsampler,
+        preset=preset, **sizes, num_frames=frames, fps=fps, seed=seed, guidance_scale=guidance,
+        negative_prompt=spec.family.negative_prompt if request.negative_prompt is None else request.negative_prompt,
+        stages=stages if not request.draft else stages[:1], output=output, sidecar=output.with_suffix(".json"),
+        dims=dims, draft=request.draft, loras=resolve_loras(request, spec, dims, preset, log),
+        conditions=plan_conditions(request, spec, frames, fps), extend=extension,
+        segments=tuple(f"{request.prompt} {p}".strip() for p in request.segment_prompt),
+    )
+
+
+def plan_upsampler(request: Request, choice: Choice) -> str | None:
+    """The fast path's 2x latent upscaler: --upsampler, else the model's own."""
+    if choice.preset != "fast":
+        return None
+    upsampler = resolve_upsampler_name(request.upsampler) if request.upsampler else choice.spec.upsampler
+    if upsampler is None:
+        raise UsageError("the fast preset needs a spatial upscaler: pass --upsampler ID_OR_DIR")
+    return upsampler
+
+
+def plan_draft(request: Request, choice: Choice, stages: tuple[Stage, ...]) -> dict:
+    """The sizes of a job: output, generation, and for a draft (the fast path's stage 1 alone, at
+    half size) the size its final will have and the size its image is prepared at."""
+    width, height = choice.width, choice.height
+    gen_w, gen_h = stages[-1].width, stages[-1].height
+    if not request.draft:
+        return dict(width=width, height=height, gen_width=gen_w, gen_height=gen_h)
+    if choice.preset != "fast":
+        raise UsageError(f"--draft is the fast preset's first stage; {choice.spec.alias} runs a single pass "
+                         f"(use a distilled model such as {DEFAULT_MODEL_FAST}, or leave out --draft)")
+    first = stages[0]
+    # The image is prepared at the full size, as the whole fast path prepares it: the pipeline then
+    # resizes it for stage 1 the same way, so the draft's latents are a final's.
+    return dict(width=min(first.width, even(width / 2)), height=min(first.height, even(height / 2)),
+                gen_width=first.width, gen_height=first.height, final_size=(width, height), image_size=(gen_w, gen_h))
 
 
 def plan_size(image_size: tuple[int, int], request: Request, spec: ModelSpec) -> tuple[int, int]:
@@ -808,10 +1297,7 @@ def plan_generation_size(width: int, height: int, spec: ModelSpec) -> tuple[int,
 
 def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str | None]:
     """(frame count, notice) from --num-frames or --duration at fps, rounded up to step*k+1."""
-    if request.num_frames is not None:
-        wanted = request.num_frames
-    else:
-        wanted = int(round((request.duration or DEFAULT_DURATION_S) * fps)) + 1
+    wanted = request.frames_at(fps)
     frames = valid_frame_count(wanted, spec.frame_step)
     notice = None
     if frames != wanted:
@@ -825,6 +1311,12 @@ def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str |
     return frames, notice
 
 
+def latent_tokens(width: int, height: int, frames: int, dims: ModelDims) -> int:
+    """Transformer tokens of a video: latent frames x latent rows x latent columns, per patch."""
+    side = dims.spatial * dims.patch
+    return ((frames - 1) // dims.temporal + 1) * (height // side) * (width // side)
+
+
 def transformer_flops(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
                       dims: ModelDims | None = None) -> tuple[float, float]:
     """Forward-pass TFLOP of the denoiser at a size, as (dense, attention): dense 2 x params x
@@ -832,8 +1324,7 @@ def transformer_flops(width: int, height: int, frames: int, spec: ModelSpec, cfg
     hand (`dims`), else the table's (LTX: 32x32 px x 8 frames a token; CogVideoX: 8x8 px x 4
     frames, 2x2 patches)."""
     d = dims or model_dims(None, spec)
-    side = d.spatial * d.patch
-    tokens = ((frames - 1) // d.temporal + 1) * (height // side) * (width // side)
+    tokens = latent_tokens(width, height, frames, d)
     dense = 2 * d.params.get("transformer", 2e9) * d.video_share * tokens
     attention = 4 * tokens * tokens * d.hidden * d.layers  # QK^T and PV, 2 FLOP per multiply-add
     passes = guidance_passes(spec, cfg)
@@ -962,7 +1453,7 @@ def check_text(what: str, text: str | None) -> None:
 
 def need_condition_pipeline(what: str, spec: ModelSpec, verb: str = "needs") -> None:
     """Keyframes, extensions and segment windows are conditions of LTX's condition pipeline."""
-    if spec.pipeline != "LTXConditionPipeline":
+    if "conditions" not in spec.family.supports:
         raise UsageError(f"{what} {verb} LTX's condition pipeline (a distilled model such as {DEFAULT_MODEL_FAST}); "
                          f"{spec.alias} is an {spec.pipeline}")
 
@@ -1054,7 +1545,7 @@ def plan_windows(request: Request, spec: ModelSpec, fps: int) -> tuple[int, str]
                              f"--{what.replace('_', '-')}")
     if request.keyframe:
         raise UsageError("--segment-prompt does not take --keyframe (each window starts from the last)")
-    total = request.num_frames or int(round((request.duration or DEFAULT_DURATION_S) * fps)) + 1
+    total = request.frames_at(fps)
     window = EXTEND_CONTEXT + spec.frame_step  # each later window adds at least one latent frame
     while n * window - EXTEND_CONTEXT * (n - 1) < total:
         window += spec.frame_step
@@ -1091,173 +1582,205 @@ def check_output(path: Path, overwrite: bool, draft: bool = False) -> None:
                              "or choose another --output name")
 
 
-def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
-    """Validate everything cheap and resolve the job. Loads no model."""
-    import random
+# LoRA: --lora PATH_OR_HUB_ID[:SCALE][@half|@full]. Safetensors only; checked against the model
+# from its header before anything loads; loaded through diffusers' LoRA loaders (peft) later.
+LORA_PASSES = ("all", "half", "full")
 
-    for what, text in (("--prompt", request.prompt), ("--negative-prompt", request.negative_prompt),
-                       ("--image path", str(request.image)), ("--output path", request.output and str(request.output))):
-        check_text(what, text)
-    if not 1 <= request.variations <= MAX_VARIATIONS:
-        raise UsageError(f"--variations must be between 1 and {MAX_VARIATIONS}, got {request.variations}")
-    if request.from_draft is not None and (request.draft or request.variations > 1):
-        raise UsageError("--from-draft renders that one draft in full; it takes neither --draft nor --variations")
-    for name, most in (("fps", MAX_FPS), ("steps", MAX_STEPS)):
-        value = getattr(request, name)
-        if value is not None and value > most:
-            raise UsageError(f"--{name} {value}: at most {most} ({BOUND_REASONS[name]})")
+# (hidden size, blocks) of the bases a LoRA may have been trained on, to name them when refusing.
+LORA_BASES = {(2048, 28): "LTX-Video 2B", (4096, 48): "LTX-Video 13B (or LTX-2's video stream)",
+              (3072, 42): "CogVideoX 5B", (1920, 30): "CogVideoX 2B"}
+LORA_KEY_PREFIXES = ("transformer.", "diffusion_model.")  # diffusers' layout; ComfyUI/original (converted)
 
-    for name in ("width", "height", "num_frames", "fps", "steps"):
-        value = getattr(request, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if request.duration is not None and request.duration <= 0:
-        raise UsageError(f"--duration must be positive, got {request.duration}")
-    for name in ("width", "height"):
-        value = getattr(request, name)
-        if value is not None and (value % 2 or value > MAX_SIDE):
-            raise UsageError(f"--{name} {value}: must be even (H.264 yuv420p) and at most {MAX_SIDE}")
-    if not request.prompt.strip() and not request.segment_prompt:
-        raise UsageError("--prompt is empty; describe the motion you want")
-    if request.memory_budget_gb is not None and request.memory_budget_gb <= 0:
-        raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
-    extension = None
-    if request.extend is not None:
-        extension, ext_w, ext_h, ext_fps = plan_extension(request, request.fps)
-        image_size = (ext_w, ext_h)
-    else:
-        image_size = check_image(request.image, decode=decode_image)
 
-    # Model and preset: the default model follows the preset, which follows the target size.
-    probe_spec = MODELS[DEFAULT_MODEL_FAST]
-    if request.model:
-        source, spec = resolve_model_name(request.model)
-        spec = refine_spec(spec, Path(source) if Path(source).is_dir() else None)
-    else:
-        source, spec = None, probe_spec
-    width, height = plan_size(image_size, request, spec) if extension is None else image_size
-    upscale = max(width / image_size[0], height / image_size[1])  # after the center crop
-    if upscale > MAX_UPSCALE:
-        log.warn(f"the {image_size[0]}x{image_size[1]} image is enlarged {upscale:.1f}x to fill {width}x{height}: "
-                 "detail will be soft; use a larger image or a lower --resolution")
-    # auto: the distilled multi-scale path at every size (a 50-step guided pass costs ~7x more at
-    # 720p too); a checkpoint that cannot run it falls back to one pass below, with a notice.
-    preset = "fast" if request.preset == "auto" else request.preset
-    if request.model is None:
-        spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
-        source = spec.repo
-    elif request.preset == "quality" and spec.quality_alias and request.model == spec.alias:
-        spec = MODELS[spec.quality_alias]  # a distilled family name: its full, guided model
-        source = spec.repo
-        log.info(f"note: --preset quality runs {spec.alias} ({spec.repo}), the full model of {request.model}")
-    can_fast = spec.upsampler is not None and spec.stage1_timesteps is not None
-    if preset == "fast" and not can_fast:
-        if request.preset == "fast":
-            raise UsageError(f"--preset fast needs a distilled checkpoint with a latent upscaler "
-                             f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
-        log.info(f"note: {spec.alias} is an {spec.pipeline} checkpoint, so it runs as a single pass "
-                 "(the fast multi-scale path needs a distilled checkpoint with a latent upscaler)")
-        preset = "quality"
-    family = family_of(spec)
-    for asked, feature, option in ((request.draft or request.from_draft, "draft", "--draft/--from-draft"),
-                                   (request.lora, "lora", "--lora")):
-        if asked and feature not in family.supports:
-            raise UsageError(f"{option} is not available for {spec.alias} ({spec.pipeline}) yet; "
-                             f"leave it out, or use an LTX-Video model such as {DEFAULT_MODEL_FAST}")
-    if request.quantize in ("int8", "int4") and not spec.quantizable:
-        raise UsageError(f"--quantize {request.quantize}: {spec.alias} runs unquantized (it fits where it runs); "
-                         "quantized weights are offered for LTX-2's Gemma and transformer")
-    if request.no_audio and not family.audio:
-        raise UsageError(f"--no-audio: {spec.alias} makes no sound (its videos are silent already)")
-    if spec.short_side and (min(width, height) != spec.short_side or max(width, height) > (spec.max_long_side or MAX_SIDE)):
-        log.warn(f"{spec.alias} was trained with a short side of {spec.short_side} px and a long side of at most "
-                 f"{spec.max_long_side} px; {width}x{height} is outside that and may look worse "
-                 "(leave out --resolution/--width/--height for its size)")
-    if spec.native_size and (request.width or request.height or request.resolution):
-        log.warn(f"{spec.alias} only generates at {spec.native_size[0]}x{spec.native_size[1]}; "
-                 f"frames are resized to {width}x{height}")
-    # Honesty: options that the chosen path cannot use are refused, not silently dropped.
-    if request.upsampler and preset != "fast":
-        raise UsageError("--upsampler is only used by --preset fast (the multi-scale path)")
-    if spec.distilled and request.guidance_scale not in (None, 1.0):
-        raise UsageError(f"--guidance-scale: {spec.alias} is guidance-distilled and runs at 1.0")
-    if preset == "fast" and request.steps is not None:
-        raise UsageError("--steps: the fast preset uses the distilled timestep schedule of its "
-                         "checkpoint; use --preset quality to choose the step count")
-    if spec.native_size is None:
-        if width % 2 or height % 2:
-            raise UsageError(f"size {width}x{height} must be even for H.264 yuv420p")
-    for side in (width, height):
-        if side > MAX_SIDE:
-            raise UsageError(f"size {width}x{height} is larger than {MAX_SIDE} px; lower --resolution")
+def parse_lora(text: str) -> tuple[str, float, str]:
+    """'SOURCE[:SCALE][@PASSES]' -> (source, scale, passes)."""
+    source, passes = text, "all"
+    head, _, tail = text.rpartition("@")
+    if head and tail in LORA_PASSES:
+        source, passes = head, tail
+    scale = 1.0
+    head, _, tail = source.rpartition(":")
+    if head:
+        try:
+            scale = float(tail)
+        except ValueError:
+            pass
+        else:
+            source = head
+    if not source or not math.isfinite(scale):
+        raise UsageError(f"--lora {text}: use PATH_OR_HUB_ID[:SCALE][@half|@full], e.g. style.safetensors:0.8")
+    return source, scale, passes
 
-    if extension is not None:  # the model is final here (the preset can change the default one)
-        need_condition_pipeline("--extend", spec)
-    fps = request.fps or (ext_fps if extension else spec.fps)
-    if spec.family == "cogvideox" and request.fps and request.fps != spec.fps:
-        log.warn(f"CogVideoX has no frame-rate input: it moves as if at {spec.fps} fps; --fps {request.fps} "
-                 "only changes playback speed")
-    if request.segment_prompt:
-        frames, notice = plan_windows(request, spec, fps)
-    elif extension is None:
-        frames, notice = plan_frames(request, fps, spec)
-    else:  # the new frames asked, after the context frames: the whole generation is 8k+1
-        wanted = request.num_frames or int(round((request.duration or DEFAULT_DURATION_S) * fps))
-        frames, notice = plan_frames(dataclasses.replace(request, num_frames=extension.context + wanted, duration=None),
-                                     fps, spec)
-        notice = notice and f"{frames - extension.context} new frames (the generation must be 8k+1 with the " \
-                            f"{extension.context} context frames)"
-    if notice:
-        log.info(f"note: {notice}")
-    guidance = spec.guidance if request.guidance_scale is None else request.guidance_scale
-    if request.negative_prompt is not None and guidance <= 1.0:
-        log.warn("--negative-prompt has no effect at guidance scale <= 1 (no classifier-free guidance)")
-    steps = request.steps or spec.steps
-    gen_w, gen_h = plan_generation_size(width, height, spec)
-    # TFLOP (and later the memory plan) from the checkpoint's own configs when it is at hand
-    dims = model_dims(model_folder(source), spec)
-    stages = plan_stages(preset, spec, gen_w, gen_h, frames, steps, guidance, dims)
-    if preset == "fast":
-        gen_w, gen_h = stages[-1].width, stages[-1].height
-    upsampler = None
-    if preset == "fast":
-        upsampler = resolve_upsampler_name(request.upsampler) if request.upsampler else spec.upsampler
-        if upsampler is None:
-            raise UsageError("the fast preset needs a spatial upscaler: pass --upsampler ID_OR_DIR")
-    final_size = cond_size = None
-    if request.draft:  # the fast path's stage 1 alone, at half size: its final continues from it
-        if preset != "fast":
-            raise UsageError(f"--draft is the fast preset's first stage; {spec.alias} runs a single pass "
-                             f"(use a distilled model such as {DEFAULT_MODEL_FAST}, or leave out --draft)")
-        final_size, first = (width, height), stages[0]
-        width, height = min(first.width, even(width / 2)), min(first.height, even(height / 2))
-        # The image is prepared at the full size, as the whole fast path prepares it: the
-        # pipeline then resizes it for stage 1 the same way, so the draft's latents are a final's.
-        cond_size = (gen_w, gen_h)
-        stages, gen_w, gen_h = stages[:1], first.width, first.height
 
-    output = request.output or unique_output_path(request.image, Path.cwd(), "-draft" if request.draft else "")
-    check_output(output, request.overwrite, request.draft)
-    seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
-    if not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
-    loras = resolve_loras(request, spec, dims, preset, log)
-    conditions = plan_conditions(request, spec, frames, fps)
-    job = Job(
-        request=request, spec=spec, model_source=source, upsampler_source=upsampler, preset=preset,
-        width=width, height=height, gen_width=gen_w, gen_height=gen_h, num_frames=frames, fps=fps,
-        seed=seed, guidance_scale=guidance,
-        negative_prompt=DEFAULT_PROMPT_NEGATIVE if request.negative_prompt is None else request.negative_prompt,
-        stages=stages, output=output, sidecar=output.with_suffix(".json"), dims=dims,
-        draft=request.draft, final_size=final_size, image_size=cond_size, loras=loras, conditions=conditions,
-        extend=extension,
-        segments=tuple(f"{request.prompt} {p}".strip() for p in request.segment_prompt),
-    )
-    return job if request.from_draft is None else attach_draft(job)
+def lora_file(source: str, log: Log) -> Path:
+    """The LoRA's .safetensors: a local file or folder, or from the Hub (`org/name` holding one
+    .safetensors, or `org/name/file.safetensors`). Never a pickle."""
+    path = Path(source).expanduser()
+    if path.exists():
+        found = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+        if path.is_file() and path.suffix != ".safetensors":
+            raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
+        if len(found) != 1:
+            raise UsageError(f"--lora {source}: the folder holds {len(found)} .safetensors files; name one")
+        return found[0]
+    parts = source.split("/")
+    if len(parts) < 2 or source.startswith((".", "/", "~")):
+        raise UsageError(f"--lora {source}: no such file, and not a Hub id (org/name)")
+    repo, name = "/".join(parts[:2]), "/".join(parts[2:])
+    if name and not name.endswith(".safetensors"):
+        raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
+    log.info(f"fetching LoRA {source}")
+    try:
+        folder, _ = _snapshot(repo, [name] if name else ["*.safetensors", "README.md"])
+    except RunError as e:
+        raise UsageError(f"--lora {source}: {e}") from None
+    found = [folder / name] if name else sorted(folder.glob("*.safetensors"))
+    if len(found) != 1 or not found[0].is_file():
+        names = ", ".join(p.name for p in found) or "none"
+        raise UsageError(f"--lora {source}: the repo holds {len(found)} .safetensors files ({names}); "
+                         f"name one as {repo}/FILE.safetensors")
+    return found[0]
+
+
+def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims, warnings_out: list | None = None) -> int:
+    """Refuse a LoRA made for another model, naming both, from the file's header alone; returns
+    its parameter count (for the memory plan). Doubts that are no proof go to `warnings_out`."""
+    import struct
+
+    warnings_out = [] if warnings_out is None else warnings_out
+    try:
+        header = read_safetensors_header(file)
+    except (OSError, ValueError, struct.error):
+        raise UsageError(f"{file}: not a readable .safetensors file") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    keys = [k for k in tensors if k.startswith(LORA_KEY_PREFIXES) and (".lora_A." in k or ".lora_B." in k)]
+    if not keys:
+        raise UsageError(f"--lora {source}: no LoRA weights in a layout diffusers loads (expected keys like "
+                         "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight, or ComfyUI's diffusion_model.…)")
+    adapts_audio = any(k.split(".", 1)[1].startswith(("audio", "av_")) or ".audio_" in k for k in keys)
+    if adapts_audio and not spec.family.audio:
+        raise UsageError(f"--lora {source}: made for LTX-2 (it adapts audio layers); {spec.alias} is "
+                         f"{spec.family.label}, which makes no sound")
+    blocks = {int(m.group(1)) for k in keys if (m := re.search(r"transformer_blocks\.(\d+)\.", k))}
+    widths = {tensors[k]["shape"][1] for k in keys if ".attn1.to_q.lora_A." in k and len(tensors[k]["shape"]) == 2}
+    width = widths.pop() if len(widths) == 1 else None
+    if (width and width != dims.hidden) or (blocks and max(blocks) >= dims.layers):
+        def base(h, n):
+            return LORA_BASES.get((h, n), f"a model with hidden size {h} and {n} blocks")
+        made_for = base(width or dims.hidden, max(blocks) + 1 if blocks else dims.layers)
+        raise UsageError(f"--lora {source}: made for {made_for}; {spec.alias} is {base(dims.hidden, dims.layers)}. "
+                         "Use a LoRA trained on this model")
+    if spec.family.audio and not adapts_audio:
+        warnings_out.append(f"--lora {source} adapts no audio layer: if it was made for LTX-Video 13B (the same width "
+                            "and depth as LTX-2's video stream) it loads, but it was not trained on this model")
+    return sum(math.prod(t.get("shape", [0])) for t in tensors.values())
+
+
+def resolve_loras(request: Request, spec: ModelSpec, dims: ModelDims, preset: str, log: Log) -> tuple[Lora, ...]:
+    loras = []
+    for text in request.lora:
+        source, scale, passes = parse_lora(text)
+        if "lora_passes" not in spec.family.supports and passes != "all":
+            raise UsageError(f"--lora {text}: {spec.family.label} runs one pass; leave out @{passes}")
+        if preset != "fast" and passes == "half":
+            raise UsageError(f"--lora {text}: @half is the fast preset's first stage; this run has one full pass")
+        file = lora_file(source, log)
+        doubts: list[str] = []
+        params = check_lora(file, source, spec, dims, doubts)
+        for doubt in doubts:
+            log.warn(doubt)
+        loras.append(Lora(source, file.resolve(), scale, passes, params, file_sha256(file)))
+        if re.search(r"ic[-_]?lora", source, re.I):
+            log.warn(f"--lora {text}: an IC-LoRA expects a reference video as conditioning (depth, pose, the "
+                     "low-res pass), which this tool does not feed; expect a result unlike its card's")
+        if request.draft and passes == "full":
+            log.warn(f"--lora {text} does nothing for a draft (stage 1 only); its final will use it")
+    return tuple(loras)
+
+
+def draft_shaping(job: Job) -> dict:
+    """Everything that decides a fast job's stage-1 latents. A final reuses a draft's latents only
+    when these are equal, so its composition is the draft's and nothing else changed."""
+    first = job.stages[0]
+    return {"model": job.model_source, "image_sha256": file_sha256(job.request.image),
+            "prompt": job.request.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
+            "stage1_size": [first.width, first.height], "num_frames": job.num_frames, "fps": job.fps,
+            "guidance_scale": job.guidance_scale, "timesteps": list(first.timesteps or ()),
+            "image_cond_noise_scale": job.spec.image_cond_noise_scale,
+            "image_blur_sigma": job.spec.image_blur_sigma, "image_crf": job.spec.image_crf,
+            "stage1_loras": [[lora.sha256, lora.scale] for lora in job.loras if lora.applies("stage1")],
+            "conditions": [[c.sha256, c.frame, c.strength] for c in job.conditions]}
+
+
+def read_draft(path: Path) -> dict:
+    """A draft's sidecar, checked to be one."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--from-draft {path}: cannot read it ({e.__class__.__name__}); give the .json "
+                         "a --draft run wrote") from None
+    if not isinstance(data, dict) or not isinstance(data.get("draft"), dict):
+        raise UsageError(f"--from-draft {path}: not the sidecar of a draft (made with --draft)")
+    return data
+
+
+def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--from-draft: every setting the draft was made with, unless given here (then it must
+    match, checked by attach_draft once planned)."""
+    data = read_draft(Path(ns.from_draft).expanduser())
+    info = data["draft"]
+    defaults = {a.dest: a.default for a in parser._actions}
+    negative = data.get("negative_prompt")
+    given = {"image": [data.get("image")], "prompt": data.get("prompt"),
+             "negative_prompt": None if negative == DEFAULT_PROMPT_NEGATIVE else negative,
+             "seed": data.get("seed"), "model": data.get("model"), "upsampler": info.get("final_upsampler"),
+             "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
+             "num_frames": data.get("num_frames"), "fps": data.get("fps"), "preset": "fast",
+             "lora": [lora_arg(x["source"], x["scale"], x["passes"]) for x in data.get("loras") or []] or None,
+             "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None}
+    for key, value in given.items():
+        if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
+            setattr(ns, key, value)
+
+
+def attach_draft(job: Job) -> Job:
+    """A final: check the draft's latents belong to exactly this job's stage 1, then plan to
+    start from them (stage 1 costs nothing)."""
+    sidecar = Path(job.request.from_draft).expanduser()
+    info = read_draft(sidecar)["draft"]
+    latents = sidecar.parent / str(info.get("latents"))
+    if not latents.is_file():
+        raise UsageError(f"--from-draft: {latents} is missing (a draft keeps its latents beside its video); "
+                         "make the draft again")
+    if file_sha256(latents) != info.get("latents_sha256"):
+        raise UsageError(f"--from-draft: {latents} changed since the draft was made; make the draft again")
+    mine, theirs = draft_shaping(job), info.get("shaping") or {}
+    for key in sorted(set(mine) | set(theirs)):
+        if mine.get(key) != theirs.get(key):
+            def short(v):
+                return json.dumps(v)[:60]
+            raise UsageError(f"--from-draft: {key.replace('_', ' ')} differs from the draft's ({short(mine.get(key))} "
+                             f"here, {short(theirs.get(key))} in the draft); a final keeps everything that shaped "
+                             "its draft (leave the option out, or make a new draft)")
+    first = dataclasses.replace(job.stages[0], tflop=0.0, reused=str(latents))
+    return dataclasses.replace(job, stages=(first, *job.stages[1:]), reuse=latents)
+
+
+def expand_variations(job: Job) -> list[Job]:
+    """--variations N: N jobs with consecutive seeds, named <output>-s<seed>.mp4."""
+    r = job.request
+    if r.variations == 1:
+        return [job]
+    jobs = []
+    for k in range(r.variations):
+        seed = (job.seed + k) % (MAX_SEED + 1)
+        output = job.output.with_name(f"{job.output.stem}-s{seed}.mp4")
+        jobs.append(plan_job(dataclasses.replace(r, seed=seed, output=output, variations=1), Log(LOG_QUIET)))
+    return jobs
 
 
 # ----------------------------------------------------------------------------------------------
-# Memory plan (which savings to switch on, decided before anything is loaded) and time estimate.
+# 6. Memory and time: which savings to switch on, decided before anything loads; the time estimate
 
 # Measured at real sizes (tests/benchmarks/real_size.py: LTX 2B blocks at full width, bf16, CPU):
 # a transformer forward holds ~24.4 x elem bytes per token and hidden unit besides attention
@@ -1276,91 +1799,32 @@ DECODE_FIXED = 0.1 * 2**30  # bytes a VAE decode holds whatever the tile
 
 
 @dataclass(frozen=True)
-class ModelDims:
-    """Sizes the memory plan needs; read from local configs when present, else the table."""
+class Savings:
+    """One setting of the memory options the plan tries (cheapest first)."""
 
-    params: dict[str, int]  # per component
-    heads: int
-    hidden: int
-    vae_channels: int  # channels of the decoder's full-resolution block
-    spatial: int  # VAE compression
-    temporal: int
-    patch: int  # transformer patch (tokens per latent pixel side)
-    framewise_builtin: bool = False  # the VAE always decodes a few latent frames at a time
-    layers: int = 28  # transformer blocks
-    video_share: float = 1.0  # of the transformer's weights, the share that acts on video tokens
-    # (LTX-2's audio stream, hidden 2048 beside video's 4096, runs on ~25 tokens a second: ~0)
-    audio_head_dim: int = 0  # LTX-2's audio attention (a Metal kernel is checked at both head sizes)
-
-    @property
-    def head_dims(self) -> tuple[int, ...]:
-        return tuple(sorted({self.hidden // self.heads, *([self.audio_head_dim] if self.audio_head_dim else [])}))
+    chunk: int | None = None  # query rows per attention chunk; None: the whole matrix at once
+    spatial_tiling: bool = False  # VAE decode in 512 px tiles
+    temporal_tiling: bool = False  # and in 17-frame tiles
+    offload: str = "none"  # none / model / sequential
+    quantize: str = "none"  # the spec's quantizable parts: none / int8 / int4
+    conv3d: str = "stock"  # the decoder's conv3d path (already chosen: pick_conv3d)
 
 
-# Each family's sizes before its configs are at hand: heads, hidden, decoder channels, blocks,
-# VAE compression (space, time), patch. LTX 13B: 48 blocks of 32 x 128; 2B: 28 of 32 x 64.
-FAMILY_DIMS = {"ltx": (32, 2048, 128, 28, 32, 8, 1), "ltx-13b": (32, 4096, 128, 48, 32, 8, 1),
-               "cogvideox": (48, 3072, 128, 42, 8, 4, 2), "ltx2": (32, 4096, 256, 48, 32, 8, 1)}
-# Parts counted with another in the memory plan: LTX-2's text connectors run with the transformer,
-# its audio VAE and vocoder decode with the video VAE.
-FOLDED_COMPONENTS = {"connectors": "transformer", "audio_vae": "vae", "vocoder": "vae"}
-
-
-def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
-    params = {k: int(v * 1e9) for k, v in spec.params_b.items()}
-    big = spec.family == "ltx" and params.get("transformer", 0) > 5e9
-    heads, hidden, vae_channels, layers, spatial, temporal, patch = FAMILY_DIMS["ltx-13b" if big else spec.family]
-    audio_hidden, audio_head_dim = (2048, 64) if spec.family == "ltx2" else (0, 0)
-    if folder is not None and folder.is_dir():
-        counted: dict[str, int] = {}
-        for component in ("transformer", "text_encoder", "vae", "latent_upsampler", *FOLDED_COMPONENTS):
-            files = list((folder / component).glob("*.safetensors"))
-            if files:
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    counted[component] = sum(safetensors_params(f) for f in files)
-        for component, n in counted.items():
-            if component in ("transformer", "vae"):  # each with the parts folded into it
-                n += sum(counted.get(c, 0) for c, into in FOLDED_COMPONENTS.items() if into == component)
-            if component not in FOLDED_COMPONENTS:
-                params[component] = n
-        with contextlib.suppress(OSError, ValueError):
-            cfg = read_json(folder / "transformer" / "config.json")
-            heads = cfg.get("num_attention_heads", heads)
-            hidden = heads * cfg.get("attention_head_dim", hidden // heads)
-            layers = cfg.get("num_layers", layers)
-            patch = cfg.get("patch_size", patch)
-            if audio_hidden:
-                audio_head_dim = cfg.get("audio_attention_head_dim", audio_head_dim)
-                audio_hidden = cfg.get("audio_num_attention_heads", 32) * audio_head_dim
-        with contextlib.suppress(OSError, ValueError):
-            cfg = read_json(folder / "vae" / "config.json")
-            channels = cfg.get("decoder_block_out_channels") or cfg.get("block_out_channels")
-            vae_channels = channels[0] if channels else vae_channels
-            if spec.family in ("ltx", "ltx2"):
-                # diffusers' own rule: the declared ratios win. The 0.9.5+ VAE declares 32x/8x while
-                # its four scaling flags would say 64x/16x (its "temporal" block keeps space).
-                scaled = sum(cfg.get("spatio_temporal_scaling", [1, 1, 1]))
-                spatial = cfg.get("spatial_compression_ratio") or cfg.get("patch_size", 4) * 2 ** scaled
-                temporal = cfg.get("temporal_compression_ratio") or cfg.get("patch_size_t", 1) * 2 ** scaled
-    return ModelDims(params, heads, hidden, vae_channels, spatial, temporal, patch,
-                     framewise_builtin=spec.family == "cogvideox", layers=layers,
-                     video_share=hidden**2 / (hidden**2 + audio_hidden**2), audio_head_dim=audio_head_dim)
-
-
-def estimate_memory(job: Job, dims: ModelDims, elem: int, chunk: int | None, spatial_tiling: bool,
-                    temporal_tiling: bool, offload: str, unified: bool,
-                    quantize: str = "none", conv3d: str = "stock") -> tuple[dict[str, float], float, float]:
-    """(GiB by part, peak GiB, largest single array GiB) for one setting of the options."""
+def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
+                    unified: bool) -> tuple[dict[str, float], float, float]:
+    """(GiB by part, peak GiB, largest single array GiB) for one setting of the options; `unified`:
+    host and device share one memory (a Mac, the CPU)."""
+    chunk, spatial_tiling, temporal_tiling = savings.chunk, savings.spatial_tiling, savings.temporal_tiling
+    offload, quantize, conv3d = savings.offload, savings.quantize, savings.conv3d
     w, h = max((s.width, s.height) for s in job.stages)
-    latent_frames = (job.num_frames - 1) // dims.temporal + 1
-    tokens = latent_frames * (h // dims.spatial // dims.patch) * (w // dims.spatial // dims.patch)
-    batch = 2 if job.guidance_scale > 1.0 else 1
+    tokens = latent_tokens(w, h, job.num_frames, dims)
+    batch = 2 if job.cfg else 1
     weights = {k: v * elem for k, v in dims.params.items()}
     if quantize != "none":
         for k in job.spec.quantizable:
             kept = min(job.spec.unquantized_b.get(k, 0.0) * 1e9, dims.params.get(k, 0))
             weights[k] = (dims.params.get(k, 0) - kept) * QUANT_BYTES[quantize] + kept * elem
-    text_len = MAX_SEQUENCE_LENGTH.get(job.spec.pipeline, 256)  # prompts are padded to it
+    text_len = job.family.max_sequence_length  # prompts are padded to it
     t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + T5_HEADS * text_len * 6)
     rows = chunk if chunk else tokens
     attention = (1 if chunk else batch) * dims.heads * rows * tokens * (SCORE_BYTES if chunk else elem)
@@ -1415,18 +1879,30 @@ def attention_chunk_rows(tokens: int, heads: int, budget_bytes: int) -> int:
     return rows // 256 * 256 if rows >= 512 else rows
 
 
+def memory_budget(request: Request, device: str) -> int:
+    if request.memory_budget_gb is not None:
+        return int(request.memory_budget_gb * 2**30)
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.get_device_properties(0).total_memory * 0.95)
+    share = MPS_WORKING_SET if device == "mps" else 0.85
+    return int(total_memory_bytes() * share)
+
+
 def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes: int,
                 attention_budget: int, request: Request, conv3d: str = "stock") -> MemoryPlan:
     """Cheapest settings that fit the budget: chunked attention, then tiling, then offload
     (`conv3d`: the decoder's conv3d path, already chosen: pick_conv3d)."""
     unified = device in ("mps", "cpu")
     w, h = max((s.width, s.height) for s in job.stages)
-    tokens = ((job.num_frames - 1) // dims.temporal + 1) * (h // dims.spatial // dims.patch) * (
-        w // dims.spatial // dims.patch)
-    batch = 2 if job.guidance_scale > 1.0 else 1
+    tokens = latent_tokens(w, h, job.num_frames, dims)
+    batch = 2 if job.cfg else 1
     full_matrix = batch * dims.heads * tokens * tokens * elem
     chunk_opts: list[int | None]
-    if request.attention_slicing == "on":
+    if not job.family.own_attention:  # its pipeline's own attention: the whole matrix
+        chunk_opts = [None]
+    elif request.attention_slicing == "on":
         chunk_opts = [attention_chunk_rows(tokens, dims.heads, attention_budget)]
     elif request.attention_slicing == "off":
         chunk_opts = [None]
@@ -1470,8 +1946,8 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
                 if temporal and not spatial and request.vae_tiling == "auto":
                     continue
                 for chunk in chunk_opts:
-                    parts, peak, largest = estimate_memory(job, dims, elem, chunk, spatial, temporal,
-                                                           offload, unified, quant, conv3d)
+                    parts, peak, largest = estimate_memory(
+                        job, dims, elem, Savings(chunk, spatial, temporal, offload, quant, conv3d), unified)
                     limit_ok = device != "mps" or largest * 2**30 <= MPS_MAX_ARRAY / 2
                     tried.append((peak, offload, spatial, temporal, chunk, parts))
                     if peak * 2**30 <= budget_bytes and limit_ok:
@@ -1623,7 +2099,8 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
 
 
 # ----------------------------------------------------------------------------------------------
-# Device, dtype and loading.
+# 7. Weights and loading: device, dtype, downloads, the two-phase load, LoRAs, placement
+# Weights are read from safetensors only and no remote code is ever run.
 
 
 def macos_version() -> tuple[int, ...] | None:
@@ -1690,32 +2167,9 @@ class Weights:
     transformer_config: Path | None = None  # folder with transformer/config.json for it
     upsampler_folder: Path | None = None
 
-
-def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
-    """Exactly these files of a Hub repo in the local cache (downloaded, or resumed, if missing)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
-
-    try:
-        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline(),
-                                        cache_dir=hub_cache_dir(), endpoint=hub_endpoint()))
-    except GatedRepoError:
-        raise RunError(f"{repo} is gated: accept its licence at {hub_endpoint()}/{repo} (logged in), then log in "
-                       "here with `hf auth login` (or set HF_TOKEN) and run again") from None
-    except LocalEntryNotFoundError:
-        why = "HF_HUB_OFFLINE=1 is set" if hub_offline() else f"the Hub ({hub_endpoint()}) cannot be reached"
-        raise RunError(f"{repo} is not (completely) in the Hugging Face cache ({hub_cache_dir()}) and {why}; "
-                       "connect and run again (files already downloaded are kept), or pass "
-                       "--model with a local folder") from None
-    except Exception as e:  # huggingface_hub raises many network error types
-        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {first_line(e)}"
-                       "; check the network and the id, then run again (files already downloaded are kept), "
-                       "or pass a local folder") from None
-    return folder, folder.name
-
-
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    @property
+    def family(self) -> type[Family]:
+        return FAMILIES[self.pipeline_class]
 
 
 def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Path, str]:
@@ -1744,12 +2198,6 @@ def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequ
         if not shards:
             weights += [f"{n}/{w}" for w in HUB_WEIGHT_FILES]
     return _snapshot(repo, small + weights)
-
-
-def hub_cached(repo: str, filename: str = "model_index.json") -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir()), str)
 
 
 def check_model_available(job: Job) -> None:
@@ -1783,11 +2231,10 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     else:
         log.info(f"fetching {source} (only what model_index.json names; cached after the first run)")
         # Single file: the big transformer comes from it (the repo's own may even be another size).
-        unused = family_of(spec).unused_components  # prompt enhancers and such: never run here
+        unused = spec.family.unused_components  # prompt enhancers and such: never run here
         folder, revision = snapshot_components(source, skip=unused + (("transformer",) if single else ()))
     pipeline_class = model_family_from_folder(folder)
-    if pipeline_class != spec.pipeline and not (spec.pipeline == "LTXImageToVideoPipeline" and
-                                                pipeline_class == "LTXConditionPipeline"):
+    if FAMILIES[pipeline_class] is not spec.family:
         # An unknown Hub repo was planned as stock LTX before its model_index.json was cached.
         raise RunError(f"{source} turned out to be a {pipeline_class} checkpoint; it is cached now, "
                        "so run the same command again to plan for it")
@@ -1828,99 +2275,6 @@ def require_safetensors(folder: Path, components: Sequence[str] | None = None) -
                              "save_pretrained(..., safe_serialization=True)")
 
 
-TEXT_ENCODERS = ("T5EncoderModel", "Gemma3ForConditionalGeneration")  # classes model_index.json may name
-
-
-def load_text_encoder(weights: Weights, dtype, log: Log, quantize: str = "none"):
-    """Only the tokenizer and the text encoder (T5, Gemma: the class model_index.json names), in a
-    pipeline object of the model's class (so its own encode_prompt runs): phase one of loading, so
-    the text encoder and the denoiser never share memory."""
-    import diffusers
-    import transformers
-    from transformers import AutoTokenizer
-
-    index = read_model_index(weights.folder, check_folders=False)
-    name = (index.get("text_encoder") or [None, "T5EncoderModel"])[1]
-    if name not in TEXT_ENCODERS:
-        raise RunError(f"{weights.folder}: text encoder {name} is not one this tool runs ({', '.join(TEXT_ENCODERS)})")
-    try:
-        with quiet_libraries(log):
-            tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
-            extra = {} if quantize == "none" else {"quantization_config": transformers.QuantoConfig(weights=quantize)}
-            if extra:
-                return_freed_memory()
-            text_encoder = getattr(transformers, name).from_pretrained(
-                str(weights.folder / "text_encoder"), dtype=text_encoder_dtype(dtype), use_safetensors=True,
-                local_files_only=True, **extra)
-    except (OSError, ValueError) as e:
-        raise RunError(f"could not load the text encoder from {weights.folder}: {first_line(e)}") from None
-    contiguous_quantized_inputs(text_encoder)
-    others = [k for k, v in index.items() if isinstance(v, list) and k not in ("tokenizer", "text_encoder")]
-    return getattr(diffusers, weights.pipeline_class)(tokenizer=tokenizer, text_encoder=text_encoder.eval(),
-                                                      **dict.fromkeys(others))
-
-
-def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, quantize: str = "none"):
-    """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU;
-    without T5 when `text_encoder` is False (phase two, after the prompts are encoded)."""
-    import diffusers
-
-    cls = getattr(diffusers, weights.pipeline_class)
-    torch_dtype = {"default": dtype, "text_encoder": text_encoder_dtype(dtype)}
-    kwargs: dict[str, Any] = dict.fromkeys(FAMILIES[weights.pipeline_class].unused_components)
-    if not text_encoder:
-        kwargs["text_encoder"] = None
-    if quantize != "none":  # the transformer's linear layers, quantized as they load (optimum-quanto)
-        return_freed_memory()
-        with quiet_libraries(log):  # diffusers marks its quanto backend for removal in 1.0 (README)
-            kwargs["quantization_config"] = diffusers.PipelineQuantizationConfig(
-                quant_mapping={"transformer": diffusers.QuantoConfig(weights_dtype=quantize)})
-    if weights.transformer_file is not None:
-        kwargs["transformer"] = diffusers.LTXVideoTransformer3DModel.from_single_file(
-            str(weights.transformer_file), config=str(weights.transformer_config),
-            subfolder="transformer", dtype=dtype, local_files_only=True)
-    try:
-        with quiet_libraries(log):
-            pipe = cls.from_pretrained(str(weights.folder), dtype=torch_dtype, use_safetensors=True,
-                                       local_files_only=True, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as e:
-        raise RunError(f"could not load the model from {weights.folder}: {e}") from None
-    if getattr(pipe, "transformer", None) is not None:
-        contiguous_quantized_inputs(pipe.transformer)
-    upsampler = None
-    if weights.upsampler_folder is not None:
-        import importlib
-
-        module, name = FAMILIES[weights.pipeline_class].upsampler_class
-        upsampler = getattr(importlib.import_module(module), name).from_pretrained(
-            str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
-            use_safetensors=True, local_files_only=True)
-    return pipe, upsampler
-
-
-def return_freed_memory() -> None:
-    """Quantizing as weights load frees each bf16 tensor once it is quantized. glibc keeps freed
-    blocks of up to 32 MB for reuse (its mmap threshold rises as blocks are freed), which doubled
-    the load's peak (tests/benchmarks/quantize_load.py); a fixed threshold hands them back at once,
-    as macOS's allocator does for large blocks anyway."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD, bytes
-
-
-def contiguous_quantized_inputs(model) -> None:
-    """Quantized linear layers get contiguous inputs: torch's int8 matmul (CPU and MPS) refuses a
-    strided view, which LTX-2's packed latents are."""
-    def hook(module, args):
-        return (args[0].contiguous(), *args[1:])
-
-    for module in model.modules():
-        if type(module).__name__ == "QLinear":
-            module.register_forward_pre_hook(hook)
-
-
 @contextlib.contextmanager
 def quiet_libraries(log: Log, bars: bool = False):
     """Library warnings (and loading bars) only with -v; `bars` keeps the denoising bars."""
@@ -1949,120 +2303,92 @@ def quiet_libraries(log: Log, bars: bool = False):
         dlog.enable_progress_bar()
 
 
-# ----------------------------------------------------------------------------------------------
-# LoRA: --lora PATH_OR_HUB_ID[:SCALE][@half|@full]. Safetensors only; checked against the model
-# from its header before anything loads; loaded through diffusers' LoRA loaders (peft).
+def return_freed_memory() -> None:
+    """Quantizing as weights load frees each bf16 tensor once it is quantized. glibc keeps freed
+    blocks of up to 32 MB for reuse (its mmap threshold rises as blocks are freed), which doubled
+    the load's peak (tests/benchmarks/quantize_load.py); a fixed threshold hands them back at once,
+    as macOS's allocator does for large blocks anyway."""
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-LORA_PASSES = ("all", "half", "full")
-# (hidden size, blocks) of the bases a LoRA may have been trained on, to name them when refusing.
-LORA_BASES = {(2048, 28): "LTX-Video 2B", (4096, 48): "LTX-Video 13B (or LTX-2's video stream)",
-              (3072, 42): "CogVideoX 5B", (1920, 30): "CogVideoX 2B"}
-LORA_KEY_PREFIXES = ("transformer.", "diffusion_model.")  # diffusers' layout; ComfyUI/original (converted)
-
-
-def parse_lora(text: str) -> tuple[str, float, str]:
-    """'SOURCE[:SCALE][@PASSES]' -> (source, scale, passes)."""
-    source, passes = text, "all"
-    head, _, tail = text.rpartition("@")
-    if head and tail in LORA_PASSES:
-        source, passes = head, tail
-    scale = 1.0
-    head, _, tail = source.rpartition(":")
-    if head:
-        try:
-            scale = float(tail)
-        except ValueError:
-            pass
-        else:
-            source = head
-    if not source or not math.isfinite(scale):
-        raise UsageError(f"--lora {text}: use PATH_OR_HUB_ID[:SCALE][@half|@full], e.g. style.safetensors:0.8")
-    return source, scale, passes
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD, bytes
 
 
-def lora_file(source: str, log: Log) -> Path:
-    """The LoRA's .safetensors: a local file or folder, or from the Hub (`org/name` holding one
-    .safetensors, or `org/name/file.safetensors`). Never a pickle."""
-    path = Path(source).expanduser()
-    if path.exists():
-        found = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
-        if path.is_file() and path.suffix != ".safetensors":
-            raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
-        if len(found) != 1:
-            raise UsageError(f"--lora {source}: the folder holds {len(found)} .safetensors files; name one")
-        return found[0]
-    parts = source.split("/")
-    if len(parts) < 2 or source.startswith((".", "/", "~")):
-        raise UsageError(f"--lora {source}: no such file, and not a Hub id (org/name)")
-    repo, name = "/".join(parts[:2]), "/".join(parts[2:])
-    if name and not name.endswith(".safetensors"):
-        raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
-    log.info(f"fetching LoRA {source}")
+def contiguous_quantized_inputs(model) -> None:
+    """Quantized linear layers get contiguous inputs: torch's int8 matmul (CPU and MPS) refuses a
+    strided view, which LTX-2's packed latents are."""
+    def hook(module, args):
+        return (args[0].contiguous(), *args[1:])
+
+    for module in model.modules():
+        if type(module).__name__ == "QLinear":
+            module.register_forward_pre_hook(hook)
+
+
+def load_text_encoder(weights: Weights, dtype, log: Log, quantize: str = "none"):
+    """Only the tokenizer and the text encoder (T5, Gemma: the class model_index.json names), in a
+    pipeline object of the model's class (so its own encode_prompt runs): phase one of loading, so
+    the text encoder and the denoiser never share memory."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    family = weights.family
+    index = read_model_index(weights.folder, check_folders=False)
+    name = (index.get("text_encoder") or [None, family.text_encoders[0]])[1]
+    if name not in family.text_encoders:
+        raise RunError(f"{weights.folder}: text encoder {name} is not one this tool runs for {family.label} "
+                       f"({', '.join(family.text_encoders)})")
     try:
-        folder, _ = _snapshot(repo, [name] if name else ["*.safetensors", "README.md"])
-    except RunError as e:
-        raise UsageError(f"--lora {source}: {e}") from None
-    found = [folder / name] if name else sorted(folder.glob("*.safetensors"))
-    if len(found) != 1 or not found[0].is_file():
-        names = ", ".join(p.name for p in found) or "none"
-        raise UsageError(f"--lora {source}: the repo holds {len(found)} .safetensors files ({names}); "
-                         f"name one as {repo}/FILE.safetensors")
-    return found[0]
+        with quiet_libraries(log):
+            tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
+            extra = {} if quantize == "none" else {"quantization_config": transformers.QuantoConfig(weights=quantize)}
+            if extra:
+                return_freed_memory()
+            text_encoder = getattr(transformers, name).from_pretrained(
+                str(weights.folder / "text_encoder"), dtype=text_encoder_dtype(dtype), use_safetensors=True,
+                local_files_only=True, **extra)
+    except (OSError, ValueError) as e:
+        raise RunError(f"could not load the text encoder from {weights.folder}: {first_line(e)}") from None
+    contiguous_quantized_inputs(text_encoder)
+    others = [k for k, v in index.items() if isinstance(v, list) and k not in ("tokenizer", "text_encoder")]
+    return family.pipeline_class()(tokenizer=tokenizer, text_encoder=text_encoder.eval(), **dict.fromkeys(others))
 
 
-def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims, warnings_out: list | None = None) -> int:
-    """Refuse a LoRA made for another model, naming both, from the file's header alone; returns
-    its parameter count (for the memory plan). Doubts that are no proof go to `warnings_out`."""
-    import struct
+def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, quantize: str = "none"):
+    """The diffusers pipeline (and latent upsampler, if any) for these weights, on the CPU;
+    without T5 when `text_encoder` is False (phase two, after the prompts are encoded)."""
+    import diffusers
 
-    warnings_out = [] if warnings_out is None else warnings_out
+    family = weights.family
+    torch_dtype = {"default": dtype, "text_encoder": text_encoder_dtype(dtype)}
+    kwargs: dict[str, Any] = dict.fromkeys(family.unused_components)
+    if not text_encoder:
+        kwargs["text_encoder"] = None
+    if quantize != "none":  # the transformer's linear layers, quantized as they load (optimum-quanto)
+        return_freed_memory()
+        with quiet_libraries(log):  # diffusers marks its quanto backend for removal in 1.0 (README)
+            kwargs["quantization_config"] = diffusers.PipelineQuantizationConfig(
+                quant_mapping={"transformer": diffusers.QuantoConfig(weights_dtype=quantize)})
+    if weights.transformer_file is not None:
+        kwargs["transformer"] = family.load_single_file(weights, dtype)
     try:
-        header = read_safetensors_header(file)
-    except (OSError, ValueError, struct.error):
-        raise UsageError(f"{file}: not a readable .safetensors file") from None
-    tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
-    keys = [k for k in tensors if k.startswith(LORA_KEY_PREFIXES) and (".lora_A." in k or ".lora_B." in k)]
-    if not keys:
-        raise UsageError(f"--lora {source}: no LoRA weights in a layout diffusers loads (expected keys like "
-                         "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight, or ComfyUI's diffusion_model.…)")
-    adapts_audio = any(k.split(".", 1)[1].startswith(("audio", "av_")) or ".audio_" in k for k in keys)
-    if adapts_audio and spec.family != "ltx2":
-        raise UsageError(f"--lora {source}: made for LTX-2 (it adapts audio layers); {spec.alias} is LTX-Video")
-    blocks = {int(m.group(1)) for k in keys if (m := re.search(r"transformer_blocks\.(\d+)\.", k))}
-    widths = {tensors[k]["shape"][1] for k in keys if ".attn1.to_q.lora_A." in k and len(tensors[k]["shape"]) == 2}
-    width = widths.pop() if len(widths) == 1 else None
-    if (width and width != dims.hidden) or (blocks and max(blocks) >= dims.layers):
-        def base(h, n):
-            return LORA_BASES.get((h, n), f"a model with hidden size {h} and {n} blocks")
-        made_for = base(width or dims.hidden, max(blocks) + 1 if blocks else dims.layers)
-        raise UsageError(f"--lora {source}: made for {made_for}; {spec.alias} is {base(dims.hidden, dims.layers)}. "
-                         "Use a LoRA trained on this model")
-    if spec.family == "ltx2" and not adapts_audio:
-        warnings_out.append(f"--lora {source} adapts no audio layer: if it was made for LTX-Video 13B (the same width "
-                            "and depth as LTX-2's video stream) it loads, but it was not trained on this model")
-    return sum(math.prod(t.get("shape", [0])) for t in tensors.values())
+        with quiet_libraries(log):
+            pipe = family.pipeline_class().from_pretrained(str(weights.folder), dtype=torch_dtype, use_safetensors=True,
+                                       local_files_only=True, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise RunError(f"could not load the model from {weights.folder}: {e}") from None
+    if getattr(pipe, "transformer", None) is not None:
+        contiguous_quantized_inputs(pipe.transformer)
+    upsampler = None
+    if weights.upsampler_folder is not None:
+        import importlib
 
-
-def resolve_loras(request: Request, spec: ModelSpec, dims: ModelDims, preset: str, log: Log) -> tuple[Lora, ...]:
-    loras = []
-    for text in request.lora:
-        source, scale, passes = parse_lora(text)
-        if spec.family == "cogvideox" and passes != "all":
-            raise UsageError(f"--lora {text}: CogVideoX runs one pass; leave out @{passes}")
-        if preset != "fast" and passes == "half":
-            raise UsageError(f"--lora {text}: @half is the fast preset's first stage; this run has one full pass")
-        file = lora_file(source, log)
-        doubts: list[str] = []
-        params = check_lora(file, source, spec, dims, doubts)
-        for doubt in doubts:
-            log.warn(doubt)
-        loras.append(Lora(source, file.resolve(), scale, passes, params, file_sha256(file)))
-        if re.search(r"ic[-_]?lora", source, re.I):
-            log.warn(f"--lora {text}: an IC-LoRA expects a reference video as conditioning (depth, pose, the "
-                     "low-res pass), which this tool does not feed; expect a result unlike its card's")
-        if request.draft and passes == "full":
-            log.warn(f"--lora {text} does nothing for a draft (stage 1 only); its final will use it")
-    return tuple(loras)
+        module, name = family.upsampler_class
+        upsampler = getattr(importlib.import_module(module), name).from_pretrained(
+            str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
+            use_safetensors=True, local_files_only=True)
+    return pipe, upsampler
 
 
 def apply_loras(pipe, loras: Sequence[Lora], log: Log) -> bool:
@@ -2105,12 +2431,78 @@ def set_lora_pass(pipe, job: Job, stage: str) -> None:
                           [lora.scale if lora.applies(stage) else 0.0 for lora in job.loras])
 
 
+def place_pipeline(pipe, upsampler, offload: str, device: str, family: type[Family]) -> None:
+    """Once per loaded model: onto the device, or offloaded onto it."""
+    family.prepare_loaded(pipe, device)
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if upsampler is not None:
+        # LTXLatentUpsamplePipeline has no offload sequence: the upsampler moves by hand.
+        upsampler.to(device if offload == "none" else "cpu")
+
+
+def release_text_encoder(pipe, device: str) -> None:
+    """The T5 encoder (~9 GiB in bf16) is useless once the prompts are encoded: free it before
+    the denoiser moves in, whatever the offload mode (it is never part of an offload chain)."""
+    import gc
+
+    if getattr(pipe, "text_encoder", None) is None:
+        return
+    with contextlib.suppress(Exception):  # accelerate hooks from sequential offload, if any
+        from accelerate.hooks import remove_hook_from_module
+
+        remove_hook_from_module(pipe.text_encoder, recurse=True)
+    pipe.text_encoder.to("meta")  # drops the storage; the module object may still be referenced
+    pipe.register_modules(text_encoder=None)
+    gc.collect()
+    empty_device_cache(device)
+
+
+def empty_device_cache(device: str) -> None:
+    import torch
+
+    if device == "mps":
+        torch.mps.empty_cache()
+    elif device == "cuda":
+        torch.cuda.empty_cache()
+
+
 # ----------------------------------------------------------------------------------------------
-# Kernels, trusted only after they prove themselves here: Metal attention (Macs only, optional
-# packages) and the VAE's conv3d as conv2d (built in). Each is used by auto only after it matched
-# the reference (our chunked attention; PyTorch's conv3d) on random inputs of the model's shapes,
-# in the job's dtype, on this machine, and was faster; the verdict is cached per (package or tool
-# version, torch, macOS, chip, dtype, shapes).
+# 8. Kernels, trusted only once proven here: Metal attention, chunked attention, conv3d as conv2d
+# Each is used by auto only after it matched the reference (our chunked attention; PyTorch's
+# conv3d) on random inputs of the model's shapes, in the job's dtype, on this machine, and was
+# faster; the verdict is cached per (package or tool version, torch, macOS, chip, dtype, shapes).
+
+
+def chunked_attention(query, key, value, mask, rows: int):
+    """softmax(q k^T / sqrt(d) + mask) v for q, k, v of shape [B, H, L, D], `rows` queries at a
+    time, softmax in float32: never more than H x rows x S scores live (MPS materialises the
+    whole [B, H, L, S] matrix otherwise, and crashes past 4 GiB per array)."""
+    import torch
+
+    out = torch.empty_like(query)
+    scale = query.shape[-1] ** -0.5
+    for b in range(query.shape[0]):
+        k_t = key[b].float().transpose(-1, -2)
+        v_b = value[b]
+        m_b = None if mask is None else mask[b if mask.shape[0] > 1 else 0]
+        for start in range(0, query.shape[2], rows):
+            scores = torch.matmul(query[b, :, start:start + rows].float(), k_t).mul_(scale)
+            if m_b is not None:
+                m = m_b[..., start:start + rows, :] if m_b.shape[-2] > 1 else m_b
+                if m.dtype == torch.bool:
+                    scores.masked_fill_(~m, float("-inf"))
+                else:
+                    scores.add_(m.float())
+            probs = torch.softmax(scores, dim=-1)
+            del scores
+            out[b, :, start:start + rows] = torch.matmul(probs.to(v_b.dtype), v_b)
+    return out
+
 
 @dataclass(frozen=True)
 class Kernel:
@@ -2155,7 +2547,6 @@ def _mps_flash_attn(module, q, k, v, mask):
     return module.flash_attention(q, k, v, attn_mask=None if mask is None else ~mask)  # its True: masked out
 
 
-ACTIVE_KERNELS: dict[str, tuple] = {}  # name -> (Kernel, module), filled by settle_job
 # In order of preference (README: why).
 ATTENTION_KERNELS = (Kernel("mps-sdpa", "mps_sdpa", _mps_sdpa, _mps_sdpa_unready),
                      Kernel("mps-flash-attn", "mps_flash_attn", _mps_flash_attn))
@@ -2163,6 +2554,7 @@ KERNEL_TOLERANCE = {"float32": 2e-3, "float16": 2e-2, "bfloat16": 5e-2}  # max |
 KERNEL_CHECK_SHAPE = (32, 64)  # heads x head dim of LTX's attention
 KERNEL_CHECK_TOKENS = (1024, 4096)  # and the job's own length, capped at KERNEL_CHECK_MAX
 KERNEL_CHECK_TEXT = (128, 1024)  # key lengths of cross-attention: LTX's prompt (128), LTX-2's (1024)
+
 # A 1080p x 121-frame stage has 32,640 tokens: checked at the job's own length up to that, since
 # a kernel's size-dependent bugs (Apple's past ~15k rows on Ultras; 32-bit indices past 2^31
 # scores) show only at the real size. At 32k tokens x 64 dims a reference call is 8.8 TFLOP (~1 s on
@@ -2184,6 +2576,16 @@ def chip_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine_identity(dtype_name: str, device: str = "mps") -> str:
+    """The part of every verdict's key that is this machine's: torch, macOS, chip, device, dtype,
+    and which revision of the self-checks judged (a stricter check does not reuse older verdicts)."""
+    import torch
+
+    mac = macos_version()
+    return f"torch {torch.__version__}|macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|" \
+           f"{device}|{dtype_name}|check {CHECK_REVISION}"
+
+
 def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[int, ...] = (),
                     device: str = "mps") -> str:
     """What a verdict holds for: a new package, torch, macOS or chip checks again."""
@@ -2197,20 +2599,60 @@ def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[in
     return f"{kernel.package} {version or '?'}|{machine_identity(dtype_name, device)}{dims}"
 
 
-def machine_identity(dtype_name: str, device: str = "mps") -> str:
-    """The part of every verdict's key that is this machine's: torch, macOS, chip, device, dtype,
-    and which revision of the self-checks judged (a stricter check does not reuse older verdicts)."""
-    import torch
-
-    mac = macos_version()
-    return f"torch {torch.__version__}|macOS {'.'.join(map(str, mac)) if mac else 'none'}|{chip_name()}|" \
-           f"{device}|{dtype_name}|check {CHECK_REVISION}"
-
-
 def verdict_cache_path() -> Path:
     root = os.environ.get("GENERATE_VIDEO_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
                                                                    os.path.expanduser("~/.cache"), "generate_video")
     return Path(root) / "kernel_verdicts.json"
+
+
+def timed_call(fn: Callable, device: str):
+    """(fn(), seconds of its second call): the first warms up (kernels compile, caches fill)."""
+    sync = device_sync(device)
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t0
+
+
+def judged(verdict: dict, dtype_name: str, reference: str, truth: str | None = None) -> dict:
+    """A self-check's measurements with its verdict: `correct` (no NaN was seen before this, and
+    the max error is within KERNEL_TOLERANCE) and `ok` (correct and faster: what auto uses)."""
+    worst, speedup = verdict["max_error"], verdict["speedup"]
+    tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
+    verdict = dict(verdict, tolerance=tolerance)
+    if worst > tolerance:
+        where = f" ({verdict['worst_at']})" if verdict.get("worst_at") else ""
+        return dict(verdict, ok=False, correct=False,
+                    reason=f"max error {worst:.3g} > {tolerance:g} against {truth or reference}{where}")
+    if speedup < 1.0:
+        return dict(verdict, ok=False, correct=True, reason=f"slower than {reference} here ({speedup:.2f}x)")
+    return dict(verdict, ok=True, correct=True, reason=f"max error {worst:.3g}, {speedup:.2f}x {reference}'s speed")
+
+
+def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Log | None = None) -> dict:
+    """The verdict cached under `key` if it covered at least `extent` (tokens checked), else
+    check() now, said aloud (seconds, once), and cached (written atomically: two runs at once
+    never leave half a file)."""
+    path = verdict_cache_path()
+    cache: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        cache = read_json(path)
+    entry = cache.get(key) if isinstance(cache, dict) else None
+    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent and not entry.get("retry"):
+        return entry
+    if log is not None:
+        log.info(f"checking {key.split('|')[0]} on this machine (once for this torch, macOS, chip and dtype)")
+    verdict = dict(check(), checked_tokens=extent, identity=key)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cache = cache if isinstance(cache, dict) else {}
+        cache[key] = verdict
+        tmp = temp_path(path.with_suffix(".json"), "json")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    return verdict
 
 
 def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = ()) -> dict:
@@ -2280,56 +2722,6 @@ def check_kernel(kernel: Kernel, module, device: str, dtype, tokens: int, head_d
     return judged(verdict, dtype_name, "chunked attention")
 
 
-def judged(verdict: dict, dtype_name: str, reference: str, truth: str | None = None) -> dict:
-    """A self-check's measurements with its verdict: `correct` (no NaN was seen before this, and
-    the max error is within KERNEL_TOLERANCE) and `ok` (correct and faster: what auto uses)."""
-    worst, speedup = verdict["max_error"], verdict["speedup"]
-    tolerance = KERNEL_TOLERANCE.get(dtype_name, 2e-3)
-    verdict = dict(verdict, tolerance=tolerance)
-    if worst > tolerance:
-        where = f" ({verdict['worst_at']})" if verdict.get("worst_at") else ""
-        return dict(verdict, ok=False, correct=False,
-                    reason=f"max error {worst:.3g} > {tolerance:g} against {truth or reference}{where}")
-    if speedup < 1.0:
-        return dict(verdict, ok=False, correct=True, reason=f"slower than {reference} here ({speedup:.2f}x)")
-    return dict(verdict, ok=True, correct=True, reason=f"max error {worst:.3g}, {speedup:.2f}x {reference}'s speed")
-
-
-def timed_call(fn: Callable, device: str):
-    """(fn(), seconds of its second call): the first warms up (kernels compile, caches fill)."""
-    sync = device_sync(device)
-    fn()
-    sync()
-    t0 = time.perf_counter()
-    out = fn()
-    sync()
-    return out, time.perf_counter() - t0
-
-
-def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Log | None = None) -> dict:
-    """The verdict cached under `key` if it covered at least `extent` (tokens checked), else
-    check() now, said aloud (seconds, once), and cached (written atomically: two runs at once
-    never leave half a file)."""
-    path = verdict_cache_path()
-    cache: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        cache = read_json(path)
-    entry = cache.get(key) if isinstance(cache, dict) else None
-    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent and not entry.get("retry"):
-        return entry
-    if log is not None:
-        log.info(f"checking {key.split('|')[0]} on this machine (once for this torch, macOS, chip and dtype)")
-    verdict = dict(check(), checked_tokens=extent, identity=key)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache = cache if isinstance(cache, dict) else {}
-        cache[key] = verdict
-        tmp = temp_path(path.with_suffix(".json"), "json")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
-    return verdict
-
-
 def kernel_verdict(kernel: Kernel, module, device: str, dtype, tokens: int, head_dims: tuple[int, ...] = (),
                    log: Log | None = None) -> dict:
     """The cached verdict for this kernel here, or a new self-check (then cached)."""
@@ -2375,14 +2767,6 @@ def pick_attention_kernel(mode: str, device: str, dtype, tokens: int, log: Log,
     return None
 
 
-# The VAE's conv3d. Before PyTorch moved it onto Metal kernels, MPS ran conv3d at ~6-7% of its
-# matmul rate (pytorch#192213: 3.6-4.1 of 61 TFLOPS on torch 2.12) while conv2d ran at par; the
-# same convolution as one conv2d per temporal tap, summed, rides the tuned 2-D path (MLX now does
-# this itself, ml-explore/mlx#3785). Where conv3d is fast (newer torch), the native op wins and
-# auto keeps it: the choice is measured on the machine, never assumed.
-
-CONV3D_MODES = ("auto", "conv2d", "stock")
-CONV3D_NAME = "conv3d as conv2d"  # the built-in path's name in plans, verdicts and sidecars
 # The LTX decoders' weight shapes (out, in, t, h, w) and how many layers have each: what the check
 # runs when the VAE's own header is not at hand yet (a model not downloaded).
 CONV3D_CHECK_SHAPES = (((1024, 1024, 3, 3, 3), 10), ((512, 512, 3, 3, 3), 10), ((256, 256, 3, 3, 3), 10),
@@ -2543,47 +2927,456 @@ def pick_conv3d(mode: str, device: str, dtype, shapes, log: Log, on_mac: bool | 
     return "stock", verdict
 
 
-# ----------------------------------------------------------------------------------------------
-# Memory savings that are real (enable_attention_slicing is a no-op for these models).
+def apply_savings(pipe, plan: MemoryPlan, family: type[Family], kernel: tuple | None = None) -> None:
+    """Per job: the attention the plan chose (a trusted Metal kernel: `kernel`, (Kernel, module),
+    with chunked attention for the calls it declines; chunks of rows; or stock), through the
+    family's processors, and the VAE's tiling and conv3d path."""
+    attend = None
+    if kernel is not None:
+        impl, module = kernel
 
-
-def chunked_attention(query, key, value, mask, rows: int):
-    """softmax(q k^T / sqrt(d) + mask) v for q, k, v of shape [B, H, L, D], `rows` queries at a
-    time, softmax in float32: never more than H x rows x S scores live (MPS materialises the
-    whole [B, H, L, S] matrix otherwise, and crashes past 4 GiB per array)."""
-    import torch
-
-    out = torch.empty_like(query)
-    scale = query.shape[-1] ** -0.5
-    for b in range(query.shape[0]):
-        k_t = key[b].float().transpose(-1, -2)
-        v_b = value[b]
-        m_b = None if mask is None else mask[b if mask.shape[0] > 1 else 0]
-        for start in range(0, query.shape[2], rows):
-            scores = torch.matmul(query[b, :, start:start + rows].float(), k_t).mul_(scale)
-            if m_b is not None:
-                m = m_b[..., start:start + rows, :] if m_b.shape[-2] > 1 else m_b
-                if m.dtype == torch.bool:
-                    scores.masked_fill_(~m, float("-inf"))
-                else:
-                    scores.add_(m.float())
-            probs = torch.softmax(scores, dim=-1)
-            del scores
-            out[b, :, start:start + rows] = torch.matmul(probs.to(v_b.dtype), v_b)
-    return out
-
-
-def make_chunked_processors(rows: int, attend: Callable | None = None):
-    """Processor classes for LTX and CogVideoX attention that use chunked_attention, or `attend`
-    (q, k, v, mask -> out, [B, H, L, D]: a Metal kernel)."""
-    if attend is None:
         def attend(q, k, v, mask):
-            return chunked_attention(q, k, v, mask, rows)
+            try:
+                return impl.call(module, q, k, v, mask)
+            except NotImplementedError:  # a call the kernel does not take (a float mask): ours
+                return chunked_attention(q, k, v, mask, plan.attention_chunk)
 
-    import torch
-    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
-    from diffusers.models.embeddings import apply_rotary_emb as cog_rotary
+    # a kernel's plan always has rows too: its fallback
+    processors = family.attention_processors(pipe, attend, plan.attention_chunk)
+    if processors is not None:
+        pipe.transformer.set_attn_processor(processors)
+    vae = pipe.vae
+    use_conv3d(vae.decoder, plan.conv3d)  # what the check checked (the encoder runs once, on one image)
+    if plan.vae_spatial_tiling:
+        vae.enable_tiling()
+    else:
+        vae.use_tiling = False
+    if hasattr(vae, "use_framewise_decoding"):
+        vae.use_framewise_decoding = plan.vae_temporal_tiling
+
+
+# ----------------------------------------------------------------------------------------------
+# 9. Families: one class of facts and hooks per family of pipelines, registered by pipeline class
+# The core calls these hooks and never names a family; the hooks' bodies use the stage and
+# decode helpers below.
+
+
+class Family:
+    """A family's facts and hooks. The defaults fit a plain diffusers image-to-video pipeline
+    (a T5 prompt, one pass of `steps`, latents out, its VAE's decode); each family overrides what
+    differs. Hooks are class methods: a family holds no state."""
+
+    pipeline = ""  # the diffusers class that runs it (set by register)
+    label = "this model"  # how messages name the family
+    generic_alias: str | None = None  # the MODELS row that plans a checkpoint of it not in the table
+    text_encoders = ("T5EncoderModel",)  # classes model_index.json may name for its text_encoder
+    text_encoder_label = "T5"
+    max_sequence_length = 226  # prompt tokens: the pipeline's own default, so we equal a direct call
+    embed_names = ("prompt_embeds", "negative_prompt_embeds")  # what encode_prompt returns, in order
+    negative_prompt = DEFAULT_PROMPT_NEGATIVE  # used when --negative-prompt is not given
+    supports: frozenset[str] = frozenset()  # of FEATURES
+    audio = False  # makes a soundtrack with the frames
+    fps_input = True  # the pipeline takes the frame rate (else --fps only changes playback)
+    own_attention = False  # attention_processors gives ours (chunked, a Metal kernel); else stock only
+    image_noise_input = False  # takes image_cond_noise_scale (recorded in the sidecar)
+    # Sizes before the configs are read: heads, hidden, decoder channels, blocks, VAE compression
+    # (space, time), patch. The default: a transformer of LTX-Video 2B's shape.
+    default_dims = (32, 2048, 128, 28, 32, 8, 1)
+    framewise_vae = False  # the VAE always decodes a few latent frames at a time
+    folded_components: dict[str, str] = {}  # parts the memory plan counts with another
+    upsampler_class: tuple[str, str] | None = None  # (module, class) of the 2x latent upscaler
+    upsample_pipeline: tuple[str, dict] | None = None  # (diffusers class, its options) that runs it
+    unused_components: tuple[str, ...] = ()  # optional pipeline parts this tool never runs: not fetched
+    stage_note = ""  # after each stage's log line
+    fallback_alias: str | None = None  # a model to suggest when this one fails on a Mac
+
+    @classmethod
+    def generic_spec(cls, source: str) -> ModelSpec:
+        """Settings for a checkpoint of this family that MODELS does not list."""
+        base = MODELS[cls.generic_alias] if cls.generic_alias else ModelSpec(source, source, cls.pipeline)
+        return dataclasses.replace(base, alias=source, repo=source, single_file=None, config_repo=None,
+                                   note="checkpoint not in the model table")
+
+    @classmethod
+    def refine(cls, spec: ModelSpec, folder: Path) -> ModelSpec:
+        """The spec adjusted to a checkpoint on disk (rules its configs state)."""
+        return spec
+
+    @classmethod
+    def dims(cls, spec: ModelSpec) -> ModelDims:
+        heads, hidden, vae_channels, layers, spatial, temporal, patch = cls.default_dims
+        return ModelDims({}, heads, hidden, vae_channels, spatial, temporal, patch,
+                         framewise_builtin=cls.framewise_vae, layers=layers)
+
+    @classmethod
+    def dims_from_configs(cls, dims: ModelDims, transformer: dict, vae: dict) -> ModelDims:
+        """`dims` with what the transformer's and VAE's config.json say ({} when unreadable)."""
+        heads = transformer.get("num_attention_heads", dims.heads)
+        channels = vae.get("decoder_block_out_channels") or vae.get("block_out_channels")
+        return dataclasses.replace(
+            dims, heads=heads, hidden=heads * transformer.get("attention_head_dim", dims.hidden // heads),
+            layers=transformer.get("num_layers", dims.layers), patch=transformer.get("patch_size", dims.patch),
+            vae_channels=channels[0] if channels else dims.vae_channels)
+
+    @classmethod
+    def pipeline_class(cls) -> type:
+        import diffusers
+
+        return getattr(diffusers, cls.pipeline)
+
+    @classmethod
+    def load_single_file(cls, weights: Weights, dtype):
+        raise RunError(f"{cls.label} has no single-file transformer format here")
+
+    @staticmethod
+    def prepare_loaded(pipe, device: str) -> None:
+        """Adjust a freshly loaded pipeline for the device."""
+
+    @classmethod
+    def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
+        """The transformer's attention processor(s): ours (`attend`, or chunks of `rows`) or the
+        stock ones. Only for a family with `own_attention`; None leaves the pipeline's own."""
+        return None
+
+    @classmethod
+    def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
+        """The pipeline's keyword arguments for one stage (latents out, not decoded)."""
+        return dict(embeds, image=image, width=stage.width, height=stage.height, num_frames=job.num_frames,
+                    guidance_scale=job.guidance_scale, generator=generator, num_inference_steps=stage.steps,
+                    output_type="latent", return_dict=False)
+
+    @classmethod
+    def continue_from(cls, kwargs: dict, stage: Stage, carried: dict) -> None:
+        """A later stage starts from the (upscaled) latents of the one before."""
+        kwargs["latents"] = carried["latents"]
+
+    @classmethod
+    def stage_result(cls, pipe, out, job: Job, stage: Stage) -> dict:
+        """What a stage hands on, from the pipeline's output: {"latents": ...} at least."""
+        return {"latents": out[0]}
+
+    @classmethod
+    def finish(cls, pipe, carried: dict, job: Job, rt: Runtime):
+        """The last stage's latents, ready for decode (rt.stats.audio: a soundtrack, if any)."""
+        return carried["latents"]
+
+    @classmethod
+    def decode(cls, pipe, latents, job: Job, generator, rt: Runtime, progress) -> Iterator:
+        """uint8 [f, H, W, 3] chunks of the decoded video at generation size, in order."""
+        video = pipe.vae.decode(latents.to(rt.device, rt.dtype), return_dict=False)[0]
+        progress(1.0, "")
+        yield from uint8_chunks(video[0])
+
+
+@register("LTXImageToVideoPipeline", "LTXPipeline")
+class LTX(Family):
+    """LTX-Video's image-to-video pipeline (0.9.0, 0.9.1): T5, packed latents, the LTX VAE
+    (timestep-conditioned from 0.9.1), decoded as diffusers does but streamed (decode_ltx)."""
+
+    label = "LTX-Video"
+    generic_alias = "ltx"
+    own_attention = True
+    max_sequence_length = 128
+    embed_names = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                   "negative_prompt_attention_mask")
+    supports = frozenset({"draft", "lora", "lora_passes"})
+    large_dims = (32, 4096, 128, 48, 32, 8, 1)  # 13B: 48 blocks of 32 x 128 (2B: 28 of 32 x 64)
+    upsampler_class = ("diffusers.pipelines.ltx.modeling_latent_upsampler", "LTXLatentUpsamplerModel")
+    # The 2x upscale between the stages. No tone mapping here: Lightricks applies it (13B only)
+    # just before decoding.
+    upsample_pipeline = ("LTXLatentUpsamplePipeline", {"adain_factor": 1.0, "tone_map_compression_ratio": 0.0})
+    fallback_alias = "cogvideox"
+
+    @classmethod
+    def dims(cls, spec: ModelSpec) -> ModelDims:
+        dims = super().dims(spec)
+        if cls.large_dims and spec.params_b.get("transformer", 0) > 5:  # billions
+            heads, hidden, vae_channels, layers, spatial, temporal, patch = cls.large_dims
+            dims = dataclasses.replace(dims, heads=heads, hidden=hidden, vae_channels=vae_channels, layers=layers)
+        return dims
+
+    @classmethod
+    def dims_from_configs(cls, dims: ModelDims, transformer: dict, vae: dict) -> ModelDims:
+        dims = super().dims_from_configs(dims, transformer, vae)
+        if not vae:
+            return dims
+        # diffusers' own rule: the declared ratios win. The 0.9.5+ VAE declares 32x/8x while its
+        # four scaling flags would say 64x/16x (its "temporal" block keeps space).
+        scaled = sum(vae.get("spatio_temporal_scaling", [1, 1, 1]))
+        return dataclasses.replace(
+            dims, spatial=vae.get("spatial_compression_ratio") or vae.get("patch_size", 4) * 2 ** scaled,
+            temporal=vae.get("temporal_compression_ratio") or vae.get("patch_size_t", 1) * 2 ** scaled)
+
+    @classmethod
+    def load_single_file(cls, weights: Weights, dtype):
+        """Lightricks' original-format transformer file, with a diffusers config beside it."""
+        import diffusers
+
+        return diffusers.LTXVideoTransformer3DModel.from_single_file(
+            str(weights.transformer_file), config=str(weights.transformer_config), subfolder="transformer",
+            dtype=dtype, local_files_only=True)
+
+    @classmethod
+    def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
+        if rows:
+            return ltx_chunked_processor(rows, attend)()
+        from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
+
+        return LTXVideoAttnProcessor()
+
+    @classmethod
+    def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
+        kwargs = dict(super().stage_call(pipe, job, stage, embeds, image, generator), frame_rate=job.fps)
+        if stage.timesteps:
+            del kwargs["num_inference_steps"]
+            kwargs["timesteps"] = list(stage.timesteps)
+            if stage.denoise_strength < 1:  # see plan_stages: the skipped head of the schedule
+                kwargs["timesteps"] = [1000.0] + kwargs["timesteps"]
+            use_fixed_schedule(pipe)
+        return kwargs
+
+    @classmethod
+    def stage_result(cls, pipe, out, job: Job, stage: Stage) -> dict:
+        """The image-to-video pipeline returns packed [B, tokens, C] latents: unpacked here."""
+        return {"latents": pipe._unpack_latents(
+            out[0], (job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1,
+            stage.height // pipe.vae_spatial_compression_ratio, stage.width // pipe.vae_spatial_compression_ratio,
+            pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size)}
+
+    @classmethod
+    def decode(cls, pipe, latents, job: Job, generator, rt: Runtime, progress) -> Iterator:
+        yield from decode_ltx(pipe, latents, job, generator, rt, progress)
+
+
+@register("LTXConditionPipeline")
+class LTXCondition(LTX):
+    """LTX-Video's condition pipeline (0.9.5+, the distilled fast path): images or video at any
+    frame (keyframes, an end image, --extend, long clips' windows), a later stage denoising given
+    latents from part way."""
+
+    generic_alias = "ltx-distilled"
+    max_sequence_length = 256
+    supports = LTX.supports | {"conditions"}
+    image_noise_input = True
+
+    @classmethod
+    def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
+        kwargs = super().stage_call(pipe, job, stage, embeds, image, generator)
+        kwargs["image_cond_noise_scale"] = job.spec.image_cond_noise_scale
+        if isinstance(image, list):  # frame 0's image (or video), then each pinned image
+            # As LTXVideoCondition items: diffusers 0.42.1's list form (image=[...],
+            # frame_index=[...]) zips the images with video=[None] and keeps only the first.
+            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+            frames_at = [(0, 1.0)] + [(c.frame, c.strength) for c in job.conditions]
+            kwargs["conditions"] = [
+                LTXVideoCondition(video=item, frame_index=f, strength=st) if isinstance(item, list) else
+                LTXVideoCondition(image=item, frame_index=f, strength=st)
+                for item, (f, st) in zip(kwargs.pop("image"), frames_at)]
+        return kwargs
+
+    @classmethod
+    def continue_from(cls, kwargs: dict, stage: Stage, carried: dict) -> None:
+        kwargs.update(latents=carried["latents"], denoise_strength=stage.denoise_strength)
+
+    @classmethod
+    def stage_result(cls, pipe, out, job: Job, stage: Stage) -> dict:
+        return {"latents": out[0]}  # unpacked already
+
+
+@register("CogVideoXImageToVideoPipeline")
+class CogVideoX(Family):
+    """CogVideoX image-to-video, the fallback: T5, THUDM's DPM scheduler with cosine-ramped
+    guidance, a VAE that decodes two latent frames at a time; 1.0 at its learned size only."""
+
+    label = "CogVideoX"
+    generic_alias = "cogvideox1.5"
+    own_attention = True
+    supports = frozenset({"draft", "lora"})
+    fps_input = False
+    default_dims = (48, 3072, 128, 42, 8, 4, 2)
+    framewise_vae = True
+
+    @classmethod
+    def refine(cls, spec: ModelSpec, folder: Path) -> ModelSpec:
+        """Rules read from the checkpoint's own configs: 1.0 (learned positions) only runs at its
+        sample size and frame count; 1.5 (temporal patches) at sizes in multiples of 16."""
+        try:
+            cfg = read_json(folder / "transformer" / "config.json")
+            scale = 2 ** (len(read_json(folder / "vae" / "config.json")["block_out_channels"]) - 1)
+        except (OSError, ValueError, KeyError):
+            return spec
+        if cfg.get("use_learned_positional_embeddings"):
+            return dataclasses.replace(spec, native_size=(cfg["sample_width"] * scale, cfg["sample_height"] * scale),
+                                       max_frames=cfg.get("sample_frames", spec.max_frames), fps=8,
+                                       size_multiple=scale, frame_step=8, short_side=None, max_long_side=None)
+        # Latents are decoded in pairs and, with temporal patches, padded to a multiple of
+        # patch_size_t: 8k+1 frames, 16N+1 for 1.5 (patch_size_t 2), as its model card says.
+        patch_t = cfg.get("patch_size_t") or 1
+        return dataclasses.replace(spec, native_size=None, size_multiple=scale * cfg.get("patch_size", 2),
+                                   fps=16 if cfg.get("patch_size_t") else 8, frame_step=8 * patch_t)
+
+    @classmethod
+    def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
+        if rows:
+            return cogvideox_chunked_processor(rows, attend)()
+        from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+
+        return CogVideoXAttnProcessor2_0()
+
+    @classmethod
+    def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
+        use_scheduler(pipe, job.spec.scheduler)
+        return dict(super().stage_call(pipe, job, stage, embeds, image, generator),
+                    use_dynamic_cfg=job.spec.dynamic_cfg)
+
+    @classmethod
+    def decode(cls, pipe, latents, job: Job, generator, rt: Runtime, progress) -> Iterator:
+        padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
+        video = pipe.decode_latents(latents[:, padding:].to(rt.device))[0]
+        progress(1.0, "")
+        yield from uint8_chunks(video)
+
+
+@register("LTX2ImageToVideoPipeline", "LTX2Pipeline")
+class LTX2(LTX):
+    """LTX-2: one transformer denoises video and audio latents together (Gemma 3 reads the
+    prompt); the audio VAE and vocoder turn the audio latents into a waveform."""
+
+    label = "LTX-2"
+    generic_alias = "ltx2-dev"
+    text_encoders = ("Gemma3ForConditionalGeneration",)
+    text_encoder_label = "Gemma"
+    max_sequence_length = 1024
+    supports = frozenset({"lora", "lora_passes"})
+    audio = True
+    default_dims = (32, 4096, 256, 48, 32, 8, 1)
+    large_dims = None
+    # Its text connectors run with the transformer, its audio VAE and vocoder decode with the video VAE.
+    folded_components = {"connectors": "transformer", "audio_vae": "vae", "vocoder": "vae"}
+    upsampler_class = ("diffusers.pipelines.ltx2", "LTX2LatentUpsamplerModel")
+    upsample_pipeline = ("LTX2LatentUpsamplePipeline", {})  # on the denormalized latents stage 1 returns
+    unused_components = ("processor", "prompt_enhancer", "duration_head")
+    stage_note = " (video and audio)"
+    fallback_alias = None
+
+    @classmethod
+    def dims(cls, spec: ModelSpec) -> ModelDims:
+        return dataclasses.replace(super().dims(spec), audio_hidden=2048, audio_head_dim=64)
+
+    @classmethod
+    def dims_from_configs(cls, dims: ModelDims, transformer: dict, vae: dict) -> ModelDims:
+        dims = super().dims_from_configs(dims, transformer, vae)
+        if not transformer:
+            return dims
+        head_dim = transformer.get("audio_attention_head_dim", dims.audio_head_dim)
+        return dataclasses.replace(dims, audio_head_dim=head_dim,
+                                   audio_hidden=transformer.get("audio_num_attention_heads", 32) * head_dim)
+
+    @classmethod
+    def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
+        kwargs = dict(embeds, image=image, width=stage.width, height=stage.height, num_frames=job.num_frames,
+                      frame_rate=job.fps, guidance_scale=job.guidance_scale, generator=generator,
+                      image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
+                      output_type="latent", return_dict=False, **job.spec.guidance_extras)
+        if stage.timesteps:
+            kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
+            use_fixed_schedule(pipe)
+        else:
+            kwargs["num_inference_steps"] = stage.steps
+        return kwargs
+
+    @classmethod
+    def continue_from(cls, kwargs: dict, stage: Stage, carried: dict) -> None:
+        # Lightricks' distilled.py: the upscaled latents renoised to the schedule's first sigma
+        kwargs.update(latents=carried["latents"], audio_latents=carried["audio"], noise_scale=kwargs["sigmas"][0])
+
+    @classmethod
+    def stage_result(cls, pipe, out, job: Job, stage: Stage) -> dict:
+        latents, audio = out  # both denormalized; audio [B, C, frames, mel bins]
+        return {"latents": latents, "audio": audio}
+
+    @classmethod
+    def finish(cls, pipe, carried: dict, job: Job, rt: Runtime):
+        if not job.request.no_audio:
+            rt.stats.audio = cls.soundtrack(pipe, carried["audio"], rt.stats)
+        vae = pipe.vae
+        return pipe._normalize_latents(carried["latents"], vae.latents_mean, vae.latents_std,
+                                       vae.config.scaling_factor)
+
+    @staticmethod
+    def soundtrack(pipe, audio_latents, stats: RunStats) -> AudioTrack:
+        """Audio latents -> mel spectrogram (audio VAE) -> waveform (vocoder, in float32: Lightricks
+        keeps it so on MPS, which has no float32 autocast)."""
+        import torch
+
+        t0 = time.perf_counter()
+        vae, vocoder = pipe.audio_vae, pipe.vocoder
+        with torch.inference_mode():
+            for module in (vae, vocoder):  # model offload: bring each in
+                if getattr(module, "_hf_hook", None) is not None:
+                    module._hf_hook.pre_forward(module)
+            mel = vae.decode(audio_latents.to(next(vae.parameters()).device, vae.dtype), return_dict=False)[0]
+            wave = vocoder.float()(mel.float().to(next(vocoder.parameters()).device))
+        stats.add("decode_audio", time.perf_counter() - t0)
+        return AudioTrack(wave[0].float().cpu().numpy(), int(vocoder.config.output_sampling_rate))
+
+    @staticmethod
+    def prepare_loaded(pipe, device: str) -> None:
+        # MPS has no float64: diffusers builds LTX-2's RoPE tables in float64 by default
+        # (rope_double_precision), which fails there. Lightricks builds them in float64 on the
+        # host and casts to float32; float32 throughout is the nearest diffusers allows.
+        if device == "mps":
+            for part in (pipe.transformer, pipe.connectors):
+                for module in part.modules():
+                    if getattr(module, "double_precision", False):
+                        module.double_precision = False
+
+    @classmethod
+    def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
+        """Per attention module: its own processor class (plain or perturbed, for STG), run with
+        our attention in place of diffusers' dispatcher when chunking or a kernel is planned."""
+        procs = {}
+        for name, proc in pipe.transformer.attn_processors.items():
+            stock = getattr(type(proc), "stock", type(proc))
+            procs[name] = ltx2_processor(stock, rows, attend)() if rows else stock()
+        return procs
+
+
+# The families' attention processors and schedulers.
+
+
+def use_scheduler(pipe, name: str | None) -> None:
+    """The scheduler the model's authors run it with (THUDM's demo: DPM, trailing spacing)."""
+    if name and type(pipe.scheduler).__name__ != name:
+        import diffusers
+
+        pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, timestep_spacing="trailing")
+
+
+def use_fixed_schedule(pipe) -> None:
+    """Custom (distilled) timesteps are the sigmas themselves: no dynamic shift (diffusers would
+    demand `mu`), no static shift, no stretch to a terminal value (0.9.0/0.9.1 configs say 0.1)."""
+    cfg = pipe.scheduler.config
+    if cfg.get("use_dynamic_shifting") or cfg.get("shift", 1.0) != 1.0 or cfg.get("shift_terminal"):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            cfg, use_dynamic_shifting=False, shift=1.0, shift_terminal=None)
+
+
+def attention_fn(rows: int, attend: Callable | None) -> Callable:
+    """q, k, v, mask -> out ([B, H, L, D]): `attend` (a Metal kernel), else chunks of `rows`."""
+    if attend is not None:
+        return attend
+    return lambda q, k, v, mask: chunked_attention(q, k, v, mask, rows)
+
+
+def ltx_chunked_processor(rows: int, attend: Callable | None = None) -> type:
+    """LTX-Video's attention processor with chunked_attention (or `attend`) in place of SDPA."""
     from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor, apply_rotary_emb
+
+    attend = attention_fn(rows, attend)
 
     class ChunkedLTXAttnProcessor(LTXVideoAttnProcessor):
         chunk_rows = rows
@@ -2608,6 +3401,17 @@ def make_chunked_processors(rows: int, attend: Callable | None = None):
             hidden_states = attend(query, key, value, attention_mask)
             hidden_states = hidden_states.transpose(1, 2).flatten(2, 3).to(query.dtype)
             return attn.to_out[1](attn.to_out[0](hidden_states))
+
+    return ChunkedLTXAttnProcessor
+
+
+def cogvideox_chunked_processor(rows: int, attend: Callable | None = None) -> type:
+    """CogVideoX's attention processor with chunked_attention (or `attend`) in place of SDPA."""
+    import torch
+    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+    from diffusers.models.embeddings import apply_rotary_emb as cog_rotary
+
+    attend = attention_fn(rows, attend)
 
     class ChunkedCogVideoXAttnProcessor(CogVideoXAttnProcessor2_0):
         chunk_rows = rows
@@ -2638,211 +3442,7 @@ def make_chunked_processors(rows: int, attend: Callable | None = None):
             encoder_out, video_out = hidden_states.split([text_len, hidden_states.size(1) - text_len], dim=1)
             return video_out, encoder_out
 
-    return ChunkedLTXAttnProcessor, ChunkedCogVideoXAttnProcessor
-
-
-def apply_savings(pipe, plan: MemoryPlan) -> None:
-    """Per job: the attention processor and VAE tiling the plan chose."""
-    attend = None
-    if plan.attention_kernel:
-        kernel, module = ACTIVE_KERNELS[plan.attention_kernel]
-
-        def attend(q, k, v, mask):
-            try:
-                return kernel.call(module, q, k, v, mask)
-            except NotImplementedError:  # a call the kernel does not take (a float mask): ours
-                return chunked_attention(q, k, v, mask, plan.attention_chunk)
-
-    # a kernel's plan always has rows too: its fallback
-    family = FAMILIES[type(pipe).__name__]
-    pipe.transformer.set_attn_processor(family.attention_processors(pipe, attend, plan.attention_chunk))
-    vae = pipe.vae
-    use_conv3d(vae.decoder, plan.conv3d)  # what the check checked (the encoder runs once, on one image)
-    if plan.vae_spatial_tiling:
-        vae.enable_tiling()
-    else:
-        vae.use_tiling = False
-    if hasattr(vae, "use_framewise_decoding"):
-        vae.use_framewise_decoding = plan.vae_temporal_tiling
-
-
-def _stock_processor(pipe):
-    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
-    from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
-
-    return CogVideoXAttnProcessor2_0() if type(pipe).__name__.startswith("CogVideoX") else LTXVideoAttnProcessor()
-
-
-def place_pipeline(pipe, upsampler, offload: str, device: str) -> None:
-    """Once per loaded model: onto the device, or offloaded onto it."""
-    FAMILIES[type(pipe).__name__].prepare_loaded(pipe, device)
-    if offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
-    elif offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    if upsampler is not None:
-        # LTXLatentUpsamplePipeline has no offload sequence: the upsampler moves by hand.
-        upsampler.to(device if offload == "none" else "cpu")
-
-
-def release_text_encoder(pipe, device: str) -> None:
-    """The T5 encoder (~9 GiB in bf16) is useless once the prompts are encoded: free it before
-    the denoiser moves in, whatever the offload mode (it is never part of an offload chain)."""
-    import gc
-
-    if getattr(pipe, "text_encoder", None) is None:
-        return
-    with contextlib.suppress(Exception):  # accelerate hooks from sequential offload, if any
-        from accelerate.hooks import remove_hook_from_module
-
-        remove_hook_from_module(pipe.text_encoder, recurse=True)
-    pipe.text_encoder.to("meta")  # drops the storage; the module object may still be referenced
-    pipe.register_modules(text_encoder=None)
-    gc.collect()
-    empty_device_cache(device)
-
-
-def empty_device_cache(device: str) -> None:
-    import torch
-
-    if device == "mps":
-        torch.mps.empty_cache()
-    elif device == "cuda":
-        torch.cuda.empty_cache()
-
-
-# ----------------------------------------------------------------------------------------------
-# Model families: one class per family of pipelines, registered by the pipeline class names its
-# checkpoints' model_index.json carry (as llama.cpp's converters register architectures). The core
-# calls these hooks; a family is a class here plus its rows in MODELS. Family is LTX-Video's and
-# CogVideoX's behaviour (the core's own functions); LTX2 overrides what differs.
-
-FAMILIES: dict[str, type[Family]] = {}
-
-
-def register(*pipeline_classes: str):
-    def add(cls):
-        for name in pipeline_classes:
-            FAMILIES[name] = cls
-        return cls
-    return add
-
-
-def family_of(spec: ModelSpec) -> type[Family]:
-    return FAMILIES[spec.pipeline]
-
-
-@register("LTXImageToVideoPipeline", "LTXConditionPipeline", "CogVideoXImageToVideoPipeline")
-class Family:
-    text_encoder_label = "T5"
-    audio = False  # makes a soundtrack
-    supports = frozenset({"draft", "lora"})  # features beyond plain image-to-video
-    upsampler_class = ("diffusers.pipelines.ltx.modeling_latent_upsampler", "LTXLatentUpsamplerModel")
-    # The 2x upscale between the stages. No tone mapping here: Lightricks applies it (13B only)
-    # just before decoding.
-    upsample_pipeline = ("LTXLatentUpsamplePipeline", {"adain_factor": 1.0, "tone_map_compression_ratio": 0.0})
-    unused_components: tuple[str, ...] = ()  # optional pipeline parts this tool never runs: not fetched
-
-    @staticmethod
-    def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: str, stats: RunStats,
-                log: Log):
-        """All stages; returns normalized, unpacked video latents (stats.audio: its soundtrack)."""
-        return denoise(pipe, upsampler, job, embeds, image, generator, device, stats, log)
-
-    @staticmethod
-    def prepare_loaded(pipe, device: str) -> None:
-        """Adjust a freshly loaded pipeline for the device."""
-
-    @staticmethod
-    def attention_processors(pipe, attend: Callable | None, rows: int | None) -> Any:
-        """The transformer's attention processor(s): ours (`attend`, or chunks of `rows`) or stock."""
-        cog = type(pipe).__name__.startswith("CogVideoX")
-        if rows:
-            ltx_cls, cog_cls = make_chunked_processors(rows, attend)
-            return (cog_cls if cog else ltx_cls)()
-        return _stock_processor(pipe)
-
-
-@register("LTX2ImageToVideoPipeline")
-class LTX2(Family):
-    """LTX-2: one transformer denoises video and audio latents together (Gemma 3 reads the
-    prompt); the audio VAE and vocoder turn the audio latents into a waveform."""
-
-    text_encoder_label = "Gemma"
-    audio = True
-    supports = frozenset({"lora"})
-    upsampler_class = ("diffusers.pipelines.ltx2", "LTX2LatentUpsamplerModel")
-    upsample_pipeline = ("LTX2LatentUpsamplePipeline", {})  # on the denormalized latents stage 1 returns
-    unused_components = ("processor", "prompt_enhancer", "duration_head")
-
-    @classmethod
-    def denoise(cls, pipe, upsampler, job: Job, embeds: dict, image, generator, device: str, stats: RunStats,
-                log: Log):
-        pipe.set_progress_bar_config(disable=True)
-        latents = audio = None
-        for index, stage in enumerate(job.stages):
-            reseed_stage(generator, job, index)
-            kwargs = dict(embeds, image=image, width=stage.width, height=stage.height, num_frames=job.num_frames,
-                          frame_rate=job.fps, guidance_scale=job.guidance_scale, generator=generator,
-                          image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
-                          output_type="latent", return_dict=False, **job.spec.guidance_extras)
-            set_lora_pass(pipe, job, stage.name)
-            if stage.timesteps:
-                kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
-                use_fixed_schedule(pipe)
-            else:
-                kwargs["num_inference_steps"] = stage.steps
-            log.info(stage_line(stage, " (video and audio)"))
-            if index > 0:  # Lightricks' distilled.py: upscale, renoise to the schedule's first sigma
-                latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
-                kwargs.update(latents=latents, audio_latents=audio, noise_scale=kwargs["sigmas"][0])
-            # both denormalized; audio [B, C, frames, mel bins]
-            latents, audio = run_stage(pipe, kwargs, stage, stats, device, log)
-            stats.stage_shapes[stage.name] = list(latents.shape)
-        if not job.request.no_audio:
-            stats.audio = cls.soundtrack(pipe, audio, device, stats)
-        vae = pipe.vae
-        return pipe._normalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-
-    @staticmethod
-    def soundtrack(pipe, audio_latents, device: str, stats: RunStats) -> AudioTrack:
-        """Audio latents -> mel spectrogram (audio VAE) -> waveform (vocoder, in float32: Lightricks
-        keeps it so on MPS, which has no float32 autocast)."""
-        import torch
-
-        t0 = time.perf_counter()
-        vae, vocoder = pipe.audio_vae, pipe.vocoder
-        with torch.inference_mode():
-            for module in (vae, vocoder):  # model offload: bring each in
-                if getattr(module, "_hf_hook", None) is not None:
-                    module._hf_hook.pre_forward(module)
-            mel = vae.decode(audio_latents.to(next(vae.parameters()).device, vae.dtype), return_dict=False)[0]
-            wave = vocoder.float()(mel.float().to(next(vocoder.parameters()).device))
-        stats.add("decode_audio", time.perf_counter() - t0)
-        return AudioTrack(wave[0].float().cpu().numpy(), int(vocoder.config.output_sampling_rate))
-
-    @staticmethod
-    def prepare_loaded(pipe, device: str) -> None:
-        # MPS has no float64: diffusers builds LTX-2's RoPE tables in float64 by default
-        # (rope_double_precision), which fails there. Lightricks builds them in float64 on the
-        # host and casts to float32; float32 throughout is the nearest diffusers allows.
-        if device == "mps":
-            for part in (pipe.transformer, pipe.connectors):
-                for module in part.modules():
-                    if getattr(module, "double_precision", False):
-                        module.double_precision = False
-
-    @staticmethod
-    def attention_processors(pipe, attend: Callable | None, rows: int | None) -> Any:
-        """Per attention module: its own processor class (plain or perturbed, for STG), run with
-        our attention in place of diffusers' dispatcher when chunking or a kernel is planned."""
-        procs = {}
-        for name, proc in pipe.transformer.attn_processors.items():
-            stock = getattr(type(proc), "stock", type(proc))
-            procs[name] = ltx2_processor(stock, rows, attend)() if rows else stock()
-        return procs
+    return ChunkedCogVideoXAttnProcessor
 
 
 def ltx2_processor(stock: type, rows: int, attend: Callable | None) -> type:
@@ -2850,9 +3450,11 @@ def ltx2_processor(stock: type, rows: int, attend: Callable | None) -> type:
     chunked_attention or a kernel: no copy of diffusers' processor code to drift from it."""
     import types
 
+    attend = attention_fn(rows, attend)
+
     def dispatch(query, key, value, attn_mask=None, **_):
         q, k, v = (t.transpose(1, 2) for t in (query, key, value))
-        out = attend(q, k, v, attn_mask) if attend is not None else chunked_attention(q, k, v, attn_mask, rows)
+        out = attend(q, k, v, attn_mask)
         return out.transpose(1, 2)
 
     call = stock.__call__
@@ -2862,7 +3464,7 @@ def ltx2_processor(stock: type, rows: int, attend: Callable | None) -> type:
 
 
 # ----------------------------------------------------------------------------------------------
-# The Python-callable core: prepare_image, encode_prompts, generate, write_video.
+# 10. Stages: the image, the prompts, the denoising stages through the family's hooks
 
 
 def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, crf: int = 0):
@@ -2965,6 +3567,15 @@ def h264_roundtrip(pixels, crf: int):
     return frame
 
 
+def video_condition(frames, size: tuple[int, int]) -> list:
+    """uint8 [H, W, 3] frames as a video condition: each center-cropped to the aspect, then
+    resized (Lanczos) to the generation size."""
+    from PIL import Image
+
+    return [crop_to_aspect(Image.fromarray(f), size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
+            for f in frames]
+
+
 def make_generator(device: str, seed: int):
     """A generator on the execution device. On CPU this is torch.Generator("cpu"), so frames equal
     a direct diffusers call; on MPS a CPU generator would break LTX's decode noise, which is drawn
@@ -2985,19 +3596,17 @@ def warn_long_prompts(pipe, jobs: Sequence[Job], limit: int, log: Log) -> None:
                      f"everything after \"...{kept[-40:]}\" is ignored")
 
 
-def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str = "none",
-                   log: Log | None = None) -> dict[tuple, dict]:
-    """Every distinct (prompt, negative, cfg) once, with T5 on the device (layer by layer under
-    sequential offload); then T5 is freed."""
+def encode_prompts(rt: Runtime, pipe, jobs: Sequence[Job], offload: str = "none") -> dict[tuple, dict]:
+    """Every distinct (prompt, negative, cfg) once, with the text encoder on the device (layer by
+    layer under sequential offload); then it is freed. Returns {(prompt, negative, cfg): embeds}."""
     import torch
     from diffusers.utils import logging as dlog
 
-    name = type(pipe).__name__
-    log = log or Log(LOG_QUIET)
-    warn_long_prompts(pipe, jobs, MAX_SEQUENCE_LENGTH[name], log)
+    family, device = jobs[0].family, rt.device
+    warn_long_prompts(pipe, jobs, family.max_sequence_length, rt.log)
     cache: dict[tuple, dict] = {}
     verbosity = dlog.get_verbosity()
-    if log.level < LOG_VERBOSE:
+    if rt.log.level < LOG_VERBOSE:
         dlog.set_verbosity_error()  # the truncation warning is ours, above
     try:
         if offload == "sequential" and device != "cpu":
@@ -3008,45 +3617,23 @@ def encode_prompts(pipe, jobs: Sequence[Job], device: str, dtype, offload: str =
             pipe.text_encoder.to(device)
         with torch.no_grad():  # not inference_mode: quanto's int4 weights fail under it
             for job, prompt in ((j, p) for j in jobs for p in (j.segments or (j.request.prompt,))):
-                cfg = job.guidance_scale > 1.0
-                key = (prompt, job.negative_prompt, cfg)
+                key = (prompt, job.negative_prompt, job.cfg)
                 if key in cache:
                     continue
                 out = pipe.encode_prompt(prompt=prompt, negative_prompt=job.negative_prompt,
-                                         do_classifier_free_guidance=cfg, device=torch.device(device),
-                                         max_sequence_length=MAX_SEQUENCE_LENGTH[name])
-                if name.startswith("CogVideoX"):
-                    embeds = {"prompt_embeds": out[0], "negative_prompt_embeds": out[1]}
-                else:
-                    embeds = dict(zip(("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
-                                       "negative_prompt_attention_mask"), out))
-                cache[key] = {k: (v.to(dtype) if v is not None and v.is_floating_point() else v)
-                              for k, v in embeds.items() if v is not None}
+                                         do_classifier_free_guidance=job.cfg, device=torch.device(device),
+                                         max_sequence_length=family.max_sequence_length)
+                cache[key] = {k: (v.to(rt.dtype) if v.is_floating_point() else v)
+                              for k, v in zip(family.embed_names, out) if v is not None}
     finally:
         dlog.set_verbosity(verbosity)
     release_text_encoder(pipe, device)
     return cache
 
 
-@dataclass
-class RunStats:
-    """Measured while a job runs; goes to the sidecar."""
-
-    timings: dict[str, float] = field(default_factory=dict)
-    step_seconds: list[float] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    device_peak_bytes: int = 0
-    stage_shapes: dict[str, list[int]] = field(default_factory=dict)
-    cpu_fallback_ops: list[str] = field(default_factory=list)
-    estimated_seconds: float | None = None  # the plan's time estimate, kept beside the actual
-    estimate_basis: dict | None = None  # the rates it assumed or measured (estimate_basis)
-    extra_files: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final) published with the video
-    latents_sha256: str | None = None  # a draft's saved latents
-    audio: AudioTrack | None = None  # the soundtrack a family with audio made with the frames
-    started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
-
-    def add(self, name: str, seconds: float) -> None:
-        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+class NonFiniteError(RuntimeError):
+    def __init__(self, stage: str, step: int):
+        super().__init__(f"NaN/inf latents in {stage} at step {step + 1}")
 
 
 def device_memory_bytes(device: str) -> int:
@@ -3112,91 +3699,30 @@ def record_cpu_fallbacks(log: Log):
                 log.warn(f"ran on the CPU (no MPS kernel, slower): {', '.join(ops)}")
 
 
-class NonFiniteError(RuntimeError):
-    def __init__(self, stage: str, step: int):
-        super().__init__(f"NaN/inf latents in {stage} at step {step + 1}")
-
-
-def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | None = None, conv3d: bool = False) -> str:
-    import torch
-
-    advice = []
-    suspects = ([f"the Metal attention kernel {kernel}"] if kernel else []) + \
-        ([f"the VAE's {CONV3D_NAME}"] if conv3d else [])
-    if suspects:  # first: the same video again, without them
-        flags = (["--attention=chunked"] if kernel else []) + (["--conv3d=stock"] if conv3d else [])
-        advice.append(f"{' and '.join(suspects)} {'is a suspect' if len(suspects) == 1 else 'are suspects'}: "
-                      f"run again without {'it' if len(suspects) == 1 else 'them'} "
-                      f"({' '.join(flags)}): {command_for(job)} {' '.join(flags)}")
-    if torch.__version__.startswith("2.5."):
-        advice.append(f"torch {torch.__version__} renders LTX as noise on MPS: pip install -U torch")
-    if dtype_name != "float32":
-        advice.append("try --dtype float32")
-    if job.spec.family == "ltx" and device == "mps":
-        advice.append(f"or fall back to CogVideoX: python generate_video.py --image {job.request.image} "
-                      f"--prompt {json.dumps(job.request.prompt)} --model cogvideox")
-    return "; ".join(advice) or "try another --seed or --dtype float32"
-
-
-def denoise(pipe, upsampler, job: Job, embeds: dict, image, generator, device: str,
-            stats: RunStats, log: Log):
-    """All denoising stages; returns latents ready for decoding (normalized, unpacked)."""
-    import torch
-
-    name = type(pipe).__name__
-    spec = job.spec
+def denoise(rt: Runtime, model: Loaded, job: Job, embeds: dict, image, generator):
+    """Every stage of the job, through its family's hooks: the stage's call, the upscale and
+    hand-over between stages, what a stage returns. Returns latents ready for decoding
+    (normalized, unpacked); a family with sound leaves its soundtrack in rt.stats.audio."""
+    family, pipe = job.family, model.pipe
     pipe.set_progress_bar_config(disable=True)  # our own display covers every stage (Progress)
-    common = dict(embeds, num_frames=job.num_frames, guidance_scale=job.guidance_scale,
-                  generator=generator, output_type="latent", return_dict=False)
-    latents = None
+    carried: dict = {}
     for index, stage in enumerate(job.stages):
         reseed_stage(generator, job, index)
         if stage.reused:
-            latents = load_draft_latents(Path(stage.reused), device)
-            log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
-            stats.stage_shapes[stage.name] = list(latents.shape)
+            carried = {"latents": load_draft_latents(Path(stage.reused), rt.device)}
+            rt.log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
+            rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
             continue
-        kwargs = dict(common, height=stage.height, width=stage.width)
         set_lora_pass(pipe, job, stage.name)
-        if name.startswith("CogVideoX"):
-            use_scheduler(pipe, spec.scheduler)
-            kwargs.update(image=image, num_inference_steps=stage.steps, use_dynamic_cfg=spec.dynamic_cfg)
-        else:
-            kwargs.update(image=image, frame_rate=job.fps)
-            if stage.timesteps:
-                kwargs["timesteps"] = list(stage.timesteps)
-                if stage.denoise_strength < 1:  # see plan_stages: the skipped head of the schedule
-                    kwargs["timesteps"] = [1000.0] + kwargs["timesteps"]
-                use_fixed_schedule(pipe)
-            else:
-                kwargs["num_inference_steps"] = stage.steps
-            if name == "LTXConditionPipeline":
-                kwargs["image_cond_noise_scale"] = spec.image_cond_noise_scale
-                if isinstance(kwargs["image"], list):  # frame 0's image (or video), then each pinned image
-                    # As LTXVideoCondition items: diffusers 0.42.1's list form (image=[...],
-                    # frame_index=[...]) zips the images with video=[None] and keeps only the first.
-                    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
-
-                    frames_at = [(0, 1.0)] + [(c.frame, c.strength) for c in job.conditions]
-                    kwargs["conditions"] = [
-                        LTXVideoCondition(video=item, frame_index=f, strength=st) if isinstance(item, list) else
-                        LTXVideoCondition(image=item, frame_index=f, strength=st)
-                        for item, (f, st) in zip(kwargs.pop("image"), frames_at)]
-                if index > 0:
-                    kwargs.update(latents=latents, denoise_strength=stage.denoise_strength)
-        log.info(stage_line(stage))
-        if index > 0 and upsampler is not None:
-            latents = upsample_latents(pipe, upsampler, latents, device, stats, log)
-            kwargs["latents"] = latents
-        latents = run_stage(pipe, kwargs, stage, stats, device, log)[0]
-        if name == "LTXImageToVideoPipeline":  # returns packed [B, tokens, C]: unpack
-            latents = pipe._unpack_latents(latents, (job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1,
-                                           stage.height // pipe.vae_spatial_compression_ratio,
-                                           stage.width // pipe.vae_spatial_compression_ratio,
-                                           pipe.transformer_spatial_patch_size,
-                                           pipe.transformer_temporal_patch_size)
-        stats.stage_shapes[stage.name] = list(latents.shape)
-    return latents
+        kwargs = family.stage_call(pipe, job, stage, embeds, image, generator)
+        rt.log.info(stage_line(stage, family.stage_note))
+        if index > 0:
+            if model.upsampler is not None:
+                carried["latents"] = upsample_latents(rt, model, carried["latents"])
+            family.continue_from(kwargs, stage, carried)
+        carried = family.stage_result(pipe, run_stage(rt, pipe, kwargs, stage), job, stage)
+        rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
+    return family.finish(pipe, carried, job, rt)
 
 
 def reseed_stage(generator, job: Job, index: int) -> None:
@@ -3211,17 +3737,42 @@ def stage_line(stage: Stage, note: str = "") -> str:
         f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps") + note
 
 
-def run_stage(pipe, kwargs: dict, stage: Stage, stats: RunStats, device: str, log: Log):
-    """One stage's pipeline call with our progress display and NaN guard, timed into `stats`.
+def run_stage(rt: Runtime, pipe, kwargs: dict, stage: Stage):
+    """One stage's pipeline call with our progress display and NaN guard, timed into rt.stats.
     no_grad, not inference_mode: quanto's int4 weights (LTX-2) fail under inference mode."""
     import torch
 
-    kwargs["callback_on_step_end"] = _step_callback(stats, device, stage.name, stage.steps,
-                                                    Progress(log, stage.name, stats.started))
+    stats = rt.stats
+    kwargs["callback_on_step_end"] = _step_callback(stats, rt.device, stage.name, stage.steps,
+                                                    Progress(rt.log, stage.name, stats.started))
     t0 = time.perf_counter()
-    with torch.no_grad(), quiet_libraries(log, bars=True):
+    with torch.no_grad(), quiet_libraries(rt.log, bars=True):
         out = pipe(**kwargs)
     stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
+    stats.add("denoise", time.perf_counter() - t0)
+    return out
+
+
+def upsample_latents(rt: Runtime, model: Loaded, latents):
+    """2x spatial latent upscale between the stages (the family's upsample pipeline)."""
+    import diffusers
+    import torch
+
+    name, options = model.family.upsample_pipeline
+    device, stats, upsampler = rt.device, rt.stats, model.upsampler
+    t0 = time.perf_counter()
+    rt.log.info(f"upsample: latents {tuple(latents.shape[-2:])} -> 2x")
+    moved = next(upsampler.parameters()).device.type != device
+    if moved:
+        upsampler.to(device)
+    up = getattr(diffusers, name)(vae=model.pipe.vae, latent_upsampler=upsampler)
+    with torch.inference_mode():
+        out = up(latents=latents.to(device), output_type="latent", return_dict=False, **options)[0]
+    if moved:
+        upsampler.to("cpu")
+        empty_device_cache(device)
+    stats.stage_seconds["upsample"] = round(time.perf_counter() - t0, 3)
+    stats.stage_shapes["upsample"] = list(out.shape)
     stats.add("denoise", time.perf_counter() - t0)
     return out
 
@@ -3243,178 +3794,93 @@ def save_draft_latents(latents, job: Job, stats: RunStats) -> None:
     stats.latents_sha256 = file_sha256(tmp)
 
 
-def file_sha256(path: Path) -> str:
-    """A file's SHA-256, read once per version of the file (a draft's image is hashed for its
-    latents and again for its sidecar; a batch hashes the same image for every job)."""
-    st = os.stat(path)
-    return _file_sha256(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+# ----------------------------------------------------------------------------------------------
+# 11. Decode and files: frames out, the MP4 and its sidecar published as one unit
+# Every output is written under a temporary name beside its target, named
+# .<stem>.<host>-<pid>.<random>.partial.<ext> so that a later run can tell a leftover of a killed
+# run of ours (SIGKILL, power loss) from a file of anyone else's, and moved into place only when
+# complete. A video and its sidecar land together or not at all.
 
 
-@functools.lru_cache(maxsize=256)
-def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    import hashlib
+def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
+    """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order. `embeds`:
+    the encoded prompt, or a function from a prompt to it (a long clip has one per window)."""
+    import collections
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def dict_sha256(data: dict) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def draft_shaping(job: Job) -> dict:
-    """Everything that decides a fast job's stage-1 latents. A final reuses a draft's latents only
-    when these are equal, so its composition is the draft's and nothing else changed."""
-    first = job.stages[0]
-    return {"model": job.model_source, "image_sha256": file_sha256(job.request.image),
-            "prompt": job.request.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
-            "stage1_size": [first.width, first.height], "num_frames": job.num_frames, "fps": job.fps,
-            "guidance_scale": job.guidance_scale, "timesteps": list(first.timesteps or ()),
-            "image_cond_noise_scale": job.spec.image_cond_noise_scale,
-            "image_blur_sigma": job.spec.image_blur_sigma, "image_crf": job.spec.image_crf,
-            "stage1_loras": [[lora.sha256, lora.scale] for lora in job.loras if lora.applies("stage1")],
-            "conditions": [[c.sha256, c.frame, c.strength] for c in job.conditions]}
-
-
-def read_draft(path: Path) -> dict:
-    """A draft's sidecar, checked to be one."""
-    try:
-        data = read_json(path)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"--from-draft {path}: cannot read it ({e.__class__.__name__}); give the .json "
-                         "a --draft run wrote") from None
-    if not isinstance(data, dict) or not isinstance(data.get("draft"), dict):
-        raise UsageError(f"--from-draft {path}: not the sidecar of a draft (made with --draft)")
-    return data
-
-
-def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """--from-draft: every setting the draft was made with, unless given here (then it must
-    match, checked by attach_draft once planned)."""
-    data = read_draft(Path(ns.from_draft).expanduser())
-    info = data["draft"]
-    defaults = {a.dest: a.default for a in parser._actions}
-    negative = data.get("negative_prompt")
-    given = {"image": [data.get("image")], "prompt": data.get("prompt"),
-             "negative_prompt": None if negative == DEFAULT_PROMPT_NEGATIVE else negative,
-             "seed": data.get("seed"), "model": data.get("model"), "upsampler": info.get("final_upsampler"),
-             "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
-             "num_frames": data.get("num_frames"), "fps": data.get("fps"), "preset": "fast",
-             "lora": [lora_arg(x["source"], x["scale"], x["passes"]) for x in data.get("loras") or []] or None,
-             "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None}
-    for key, value in given.items():
-        if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
-            setattr(ns, key, value)
+    pick = embeds if callable(embeds) else (lambda prompt: embeds)
+    size = job.image_size or (job.gen_width, job.gen_height)
+    skip = 0
+    if job.extend is not None:  # the original first (its own frames, untouched), then the new part
+        tail = collections.deque(maxlen=job.extend.context)  # one read of the video serves both
+        for chunk in video_chunks(job.extend.video):
+            tail.extend(chunk)
+            if not job.extend.only:
+                yield fit_frames(chunk, job.width, job.height)
+        image = [video_condition(tail, size)]  # frame 0 is the original's last frames
+        skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
+    else:
+        image = prepare_image(job.request.image, *size, job.spec.image_blur_sigma, job.spec.image_crf)
+    if job.conditions:  # every pinned image is prepared as the first one is
+        image = (image if isinstance(image, list) else [image]) + [
+            prepare_image(c.path, *size, job.spec.image_blur_sigma, job.spec.image_crf) for c in job.conditions]
+    context: collections.deque = collections.deque()  # the window before's last frames (generation size)
+    for window, prompt in enumerate(job.segments or (job.request.prompt,)):
+        if window:  # a long clip: this window starts from the last frames of the one before
+            rt.log.info(f"window {window + 1} of {job.windows}: {prompt[:70]}")
+            image, skip = [video_condition(context, size)], EXTEND_CONTEXT
+        elif job.segments:
+            rt.log.info(f"window 1 of {job.windows}: {prompt[:70]}")
+        # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
+        generator = make_generator(rt.device, (job.seed + window) % 2**63)
+        latents = denoise(rt, model, job, pick(prompt), image, generator)
+        if job.draft:
+            save_draft_latents(latents, job, rt.stats)
+        context = collections.deque(maxlen=EXTEND_CONTEXT)
+        for frames in decoded_chunks(rt, model.pipe, latents, job, generator, context if job.segments else None):
+            drop = min(skip, len(frames))
+            skip -= drop
+            if len(frames) > drop:
+                yield frames[drop:]
+        del latents
+        empty_device_cache(rt.device)
 
 
-def attach_draft(job: Job) -> Job:
-    """A final: check the draft's latents belong to exactly this job's stage 1, then plan to
-    start from them (stage 1 costs nothing)."""
-    sidecar = Path(job.request.from_draft).expanduser()
-    info = read_draft(sidecar)["draft"]
-    latents = sidecar.parent / str(info.get("latents"))
-    if not latents.is_file():
-        raise UsageError(f"--from-draft: {latents} is missing (a draft keeps its latents beside its video); "
-                         "make the draft again")
-    if file_sha256(latents) != info.get("latents_sha256"):
-        raise UsageError(f"--from-draft: {latents} changed since the draft was made; make the draft again")
-    mine, theirs = draft_shaping(job), info.get("shaping") or {}
-    for key in sorted(set(mine) | set(theirs)):
-        if mine.get(key) != theirs.get(key):
-            def short(v):
-                return json.dumps(v)[:60]
-            raise UsageError(f"--from-draft: {key.replace('_', ' ')} differs from the draft's ({short(mine.get(key))} "
-                             f"here, {short(theirs.get(key))} in the draft); a final keeps everything that shaped "
-                             "its draft (leave the option out, or make a new draft)")
-    first = dataclasses.replace(job.stages[0], tflop=0.0, reused=str(latents))
-    return dataclasses.replace(job, stages=(first, *job.stages[1:]), reuse=latents)
-
-
-def expand_variations(job: Job) -> list[Job]:
-    """--variations N: N jobs with consecutive seeds, named <output>-s<seed>.mp4."""
-    r = job.request
-    if r.variations == 1:
-        return [job]
-    jobs = []
-    for k in range(r.variations):
-        seed = (job.seed + k) % (MAX_SEED + 1)
-        output = job.output.with_name(f"{job.output.stem}-s{seed}.mp4")
-        jobs.append(plan_job(dataclasses.replace(r, seed=seed, output=output, variations=1), Log(LOG_QUIET)))
-    return jobs
-
-
-def use_scheduler(pipe, name: str | None) -> None:
-    """The scheduler the model's authors run it with (THUDM's demo: DPM, trailing spacing)."""
-    if name and type(pipe.scheduler).__name__ != name:
-        import diffusers
-
-        pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, timestep_spacing="trailing")
-
-
-def use_fixed_schedule(pipe) -> None:
-    """Custom (distilled) timesteps are the sigmas themselves: no dynamic shift (diffusers would
-    demand `mu`), no static shift, no stretch to a terminal value (0.9.0/0.9.1 configs say 0.1)."""
-    cfg = pipe.scheduler.config
-    if cfg.get("use_dynamic_shifting") or cfg.get("shift", 1.0) != 1.0 or cfg.get("shift_terminal"):
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
-        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-            cfg, use_dynamic_shifting=False, shift=1.0, shift_terminal=None)
-
-
-def upsample_latents(pipe, upsampler, latents, device: str, stats: RunStats, log: Log):
-    """2x spatial latent upscale between the stages (the family's upsample pipeline)."""
-    import diffusers
-    import torch
-
-    name, options = FAMILIES[type(pipe).__name__].upsample_pipeline
+def decoded_chunks(rt: Runtime, pipe, latents, job: Job, generator, context=None) -> Iterator:
+    """One window's decoded frames at the output size, timed into rt.stats; `context` (a deque)
+    keeps the generation-size frames the next window starts from."""
+    stats = rt.stats
+    rt.log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
     t0 = time.perf_counter()
-    log.info(f"upsample: latents {tuple(latents.shape[-2:])} -> 2x")
-    moved = next(upsampler.parameters()).device.type != device
-    if moved:
-        upsampler.to(device)
-    up = getattr(diffusers, name)(vae=pipe.vae, latent_upsampler=upsampler)
-    with torch.inference_mode():
-        out = up(latents=latents.to(device), output_type="latent", return_dict=False, **options)[0]
-    if moved:
-        upsampler.to("cpu")
-        empty_device_cache(device)
-    stats.stage_seconds["upsample"] = round(time.perf_counter() - t0, 3)
-    stats.stage_shapes["upsample"] = list(out.shape)
-    stats.add("denoise", time.perf_counter() - t0)
-    return out
+    bar = Progress(rt.log, "decode", stats.started)
+    for chunk in decode_frames(rt, pipe, latents, job, generator, bar.update):
+        if context is not None:
+            context.extend(chunk)
+        frames = fit_frames(chunk, job.width, job.height)
+        stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(rt.device))
+        stats.add("decode", time.perf_counter() - t0)
+        yield frames
+        t0 = time.perf_counter()
 
 
-def decode_frames(pipe, latents, job: Job, generator, device: str, dtype,
+def decode_frames(rt: Runtime, pipe, latents, job: Job, generator,
                   progress: Callable[[float, str], None] = lambda fraction, detail: None) -> Iterator:
-    """The decoded video as uint8 [f, H, W, 3] chunks at generation size, in order.
-
-    LTX: the same arithmetic as diffusers' decode (decode noise, spatial tiles of 512 px with
-    64 px blended, temporal tiles of 16 frames with 8 blended) but each finished piece becomes
-    uint8 at once instead of concatenating a float copy of the whole clip."""
+    """The decoded video as uint8 [f, H, W, 3] chunks at generation size, in order (the
+    family's decode)."""
     import torch
 
     # Inference mode as a decorator: torch enters it around each step of the generator. A `with`
     # around a `yield` would leak the mode into the consumer and, when an abandoned generator is
     # garbage-collected later, flip the grad mode under whatever runs then (seen: T5 init failing).
-    return torch.inference_mode()(_decode_frames)(pipe, latents, job, generator, device, dtype, progress)
+    return torch.inference_mode()(job.family.decode)(pipe, latents, job, generator, rt, progress)
 
 
-def _decode_frames(pipe, latents, job: Job, generator, device: str, dtype, progress) -> Iterator:
+def decode_ltx(pipe, latents, job: Job, generator, rt: Runtime, progress) -> Iterator:
+    """The LTX VAEs' decode: the same arithmetic as diffusers' (decode noise, spatial tiles of
+    512 px with 64 px blended, temporal tiles of 16 frames with 8 blended) but each finished piece
+    becomes uint8 at once instead of concatenating a float copy of the whole clip."""
     import torch
 
-    vae = pipe.vae
-    if type(pipe).__name__.startswith("CogVideoX"):
-        padding = latents.shape[1] - ((job.num_frames - 1) // pipe.vae_scale_factor_temporal + 1)
-        video = pipe.decode_latents(latents[:, padding:].to(device))[0]
-        progress(1.0, "")
-        yield from uint8_chunks(video)
-        return
+    vae, device, dtype = pipe.vae, rt.device, rt.dtype
     if job.spec.tone_map:  # on the normalized latents, as Lightricks' pipeline does
         from diffusers import LTXLatentUpsamplePipeline
 
@@ -3565,94 +4031,7 @@ def video_chunks(path: Path, chunk: int = 8) -> Iterator:
         reader.close()
 
 
-def generate(pipe, upsampler, job: Job, embeds, device: str, dtype, stats: RunStats,
-             log: Log) -> Iterator:
-    """Frames of the finished video as uint8 [f, height, width, 3] chunks, in order. `embeds`:
-    the encoded prompt, or a function from a prompt to it (a long clip has one per window)."""
-    import collections
-
-    pick = embeds if callable(embeds) else (lambda prompt: embeds)
-    size = job.image_size or (job.gen_width, job.gen_height)
-    skip = 0
-    if job.extend is not None:  # the original first (its own frames, untouched), then the new part
-        tail = collections.deque(maxlen=job.extend.context)  # one read of the video serves both
-        for chunk in video_chunks(job.extend.video):
-            tail.extend(chunk)
-            if not job.extend.only:
-                yield fit_frames(chunk, job.width, job.height)
-        image = [video_condition(tail, size)]  # frame 0 is the original's last frames
-        skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
-    else:
-        image = prepare_image(job.request.image, *size, job.spec.image_blur_sigma, job.spec.image_crf)
-    if job.conditions:  # every pinned image is prepared as the first one is
-        image = (image if isinstance(image, list) else [image]) + [
-            prepare_image(c.path, *size, job.spec.image_blur_sigma, job.spec.image_crf) for c in job.conditions]
-    for window, prompt in enumerate(job.segments or (job.request.prompt,)):
-        if window:  # a long clip: this window starts from the last frames of the one before
-            log.info(f"window {window + 1} of {job.windows}: {prompt[:70]}")
-            image, skip = [video_condition(context, size)], EXTEND_CONTEXT
-        elif job.segments:
-            log.info(f"window 1 of {job.windows}: {prompt[:70]}")
-        # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
-        generator = make_generator(device, (job.seed + window) % 2**63)
-        latents = family_of(job.spec).denoise(pipe, upsampler, job, pick(prompt), image, generator, device, stats, log)
-        if job.draft:
-            save_draft_latents(latents, job, stats)
-        log.info(f"decode: {job.num_frames} frames at {job.gen_width}x{job.gen_height}")
-        t0 = time.perf_counter()
-        bar = Progress(log, "decode", stats.started)
-        context = collections.deque(maxlen=EXTEND_CONTEXT)  # generation-size frames for the next window
-        for chunk in decode_frames(pipe, latents, job, generator, device, dtype, bar.update):
-            if job.segments:
-                context.extend(chunk)
-            frames = fit_frames(chunk, job.width, job.height)
-            stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
-            t1 = time.perf_counter()
-            stats.add("decode", t1 - t0)
-            drop = min(skip, len(frames))
-            skip -= drop
-            if len(frames) > drop:
-                yield frames[drop:]
-            t0 = time.perf_counter()
-        del latents
-        empty_device_cache(device)
-
-
-def video_condition(frames, size: tuple[int, int]) -> list:
-    """uint8 [H, W, 3] frames as a video condition: each center-cropped to the aspect, then
-    resized (Lanczos) to the generation size."""
-    from PIL import Image
-
-    return [crop_to_aspect(Image.fromarray(f), size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
-            for f in frames]
-
-
-# ----------------------------------------------------------------------------------------------
-# Files. Every output is written under a temporary name beside its target, named
-# .<stem>.<host>-<pid>.<random>.partial.<ext> so that a later run can tell a leftover of a killed
-# run of ours (SIGKILL, power loss) from a file of anyone else's, and moved into place only when
-# complete. A video and its sidecar land together or not at all.
-
 PARTIAL_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[a-z0-9_]+\.partial\.(?:mp4|json|safetensors|wav)$")
-PARTIAL_STEM_CHARS = 40  # of the target's stem in a temp name: long stems must not overflow NAME_MAX
-
-
-def run_tag() -> str:
-    """<host>-<pid>: which machine and process a temp file belongs to."""
-    import hashlib
-    import socket
-
-    return f"{hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]}-{os.getpid()}"
-
-
-def temp_path(final: Path, ext: str) -> Path:
-    """A new, empty temp file beside `final` (same file system, so renaming it is atomic)."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem[:PARTIAL_STEM_CHARS]}.{run_tag()}.",
-                               suffix=f".partial.{ext}", dir=final.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def process_alive(pid: int) -> bool:
@@ -3836,6 +4215,10 @@ def mp4_complete(path: Path) -> bool:
             seen.add(kind)
             pos += box
     return {b"ftyp", b"moov", b"mdat"} <= seen
+
+
+class BrokenVideoError(RuntimeError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -4042,19 +4425,6 @@ def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, P
     return writer
 
 
-class BrokenVideoError(RuntimeError):
-    pass
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def versions() -> dict[str, str]:
     import platform
 
@@ -4075,10 +4445,10 @@ def versions() -> dict[str, str]:
     }
 
 
-def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: str, dtype_name: str,
-                 stats: RunStats, wall: float, audio: AudioTrack | None = None) -> dict:
+def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: float,
+                 audio: AudioTrack | None = None) -> dict:
     """Everything that made the video; `audio`: the soundtrack as written (cut or padded to fit)."""
-    r = job.request
+    r, stats = job.request, rt.stats
     steps = stats.step_seconds
     return {
         "output": job.output.name,
@@ -4088,7 +4458,7 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "seed": job.seed,
         "model": job.spec.alias if job.model_source == job.spec.repo else job.model_source,
         "model_source": job.model_source,
-        "model_revision": weights.revision if weights else None,
+        "model_revision": model.weights.revision,
         "upsampler": job.upsampler_source,
         "conditions": [{"image": str(c.path), "sha256": c.sha256, "frame_index": c.frame, "seconds": round(c.frame / job.fps, 3),
                         "strength": c.strength} for c in job.conditions],
@@ -4120,14 +4490,14 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "upsample_seconds": stats.stage_seconds.get("upsample"),
         "conditioning_image": {"crop": "center", "blur_sigma": job.spec.image_blur_sigma, "h264_crf": job.spec.image_crf,
                                "resize": "lanczos", "noise_scale": job.spec.image_cond_noise_scale
-                               if job.spec.pipeline == "LTXConditionPipeline" else None},
+                               if job.family.image_noise_input else None},
         "tone_map_compression": job.spec.tone_map,
         "scheduler": job.spec.scheduler or "the checkpoint's",
         "dynamic_cfg": job.spec.dynamic_cfg,
         "decode_timestep": job.spec.decode_timestep,
         "decode_noise_scale": job.spec.decode_noise_scale,
-        "device": device,
-        "dtype": dtype_name,
+        "device": rt.device,
+        "dtype": rt.dtype_name,
         "cpu_fallback_ops": stats.cpu_fallback_ops,
         "memory_plan": {
             "budget_gib": round(gib(plan.budget_bytes), 2), "estimated_peak_gib": plan.peak_gib,
@@ -4147,6 +4517,7 @@ def sidecar_data(job: Job, plan: MemoryPlan, weights: Weights | None, device: st
         "versions": versions(),
         "command": command_for(job, plan.quantize),
         **draft_sidecar(job, stats),
+        "lora_fused": model.lora_fused if job.loras else None,
     }
 
 
@@ -4204,14 +4575,8 @@ def command_for(job: Job, quantize: str | None = None) -> str:
     return " ".join(_shell_quote(p) for p in parts[:2] + joined)
 
 
-def _shell_quote(s: str) -> str:
-    import shlex
-
-    return shlex.quote(s)
-
-
 # ----------------------------------------------------------------------------------------------
-# Running jobs: one model load per model, prompts encoded once, each video written atomically.
+# 12. Running jobs: one model load per group, prompts encoded once, each video written atomically
 
 
 @dataclass
@@ -4221,172 +4586,6 @@ class Outcome:
     seconds: float = 0.0
     detail: str = ""
     job: Job | None = None  # the job it is the outcome of, once one was planned
-
-
-def model_folder(source: str | None) -> Path | None:
-    """The folder of a local model, or of a Hub model's newest cached snapshot, or None."""
-    if source is None:
-        return None
-    path = Path(source)
-    if path.is_dir():
-        return path
-    snapshots = cached_repo_dir(source) / "snapshots"
-    found = sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []
-    return found[-1].parent if found else None
-
-
-def memory_budget(request: Request, device: str) -> int:
-    if request.memory_budget_gb is not None:
-        return int(request.memory_budget_gb * 2**30)
-    if device == "cuda":
-        import torch
-
-        return int(torch.cuda.get_device_properties(0).total_memory * 0.95)
-    share = MPS_WORKING_SET if device == "mps" else 0.85
-    return int(total_memory_bytes() * share)
-
-
-def settle_job(job: Job, device: str, dtype, log: Log) -> MemoryPlan:
-    """The memory plan for a job on this device, printed before anything heavy happens."""
-    import torch
-
-    elem = torch.tensor([], dtype=dtype).element_size()
-    folder = model_folder(job.model_source)  # a glob of the Hub cache: once
-    dims = job.dims or model_dims(folder, job.spec)
-    attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
-    if job.request.attention_slicing not in (*TRISTATE, "metal") and not job.request.attention_slicing.isdigit():
-        attention_budget = float(job.request.attention_slicing) * 2**30
-    if device == "cpu" and job.request.offload not in ("auto", "none"):
-        log.warn(f"--offload {job.request.offload} has no effect on the CPU (the weights are already in RAM)")
-    # The conv3d path first: it is checked on small inputs, and the plan counts what it holds.
-    conv3d, conv3d_verdict = pick_conv3d(job.request.conv3d, device, dtype, vae_conv3d_shapes(folder), log)
-    plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
-                       job.request, conv3d)
-    plan = dataclasses.replace(plan, conv3d_verdict=conv3d_verdict)
-    if job.spec.family == "cogvideox" and job.request.vae_tiling == "on":
-        log.warn("CogVideoX's VAE always decodes 2 latent frames at a time; --vae-tiling on adds spatial tiles only")
-        plan = dataclasses.replace(plan, vae_temporal_tiling=False)
-    if job.request.attention_slicing in ("auto", "metal"):
-        picked = pick_attention_kernel(job.request.attention_slicing, device, dtype, plan.tokens, log,
-                                       head_dims=dims.head_dims)
-        if picked:
-            kernel, module, verdict = picked
-            name = verdict["identity"].split("|")[0]
-            ACTIVE_KERNELS[name] = (kernel, module)
-            plan = dataclasses.replace(plan, attention_kernel=name, kernel_verdict=verdict,
-                                       attention_chunk=plan.attention_chunk or attention_chunk_rows(
-                                           plan.tokens, dims.heads, int(attention_budget)))  # its fallback
-    return plan
-
-
-def run_group(jobs: list[Job], device: str, dtype, dtype_name: str, log: Log,
-              outcomes: list[Outcome], progress: Callable[[int], None], batch: bool = False) -> None:
-    """Jobs that share a model: load once, encode every prompt, free T5, make each video."""
-    check_model_available(jobs[0])
-    plans, fitting = [], []
-    for job in jobs:  # a job the memory plan refuses is that job's failure, not its group's
-        try:
-            plans.append(settle_job(job, device, dtype, log))
-            fitting.append(job)
-        except UsageError as e:
-            if not batch:
-                raise
-            log.info(f"skipping {job.output.name}: {e}")
-            outcomes.append(Outcome(job.output.name, "skipped", 0.0, str(e), job))
-    if not fitting:
-        return
-    jobs = fitting
-    first = jobs[0]
-    tflops = matmul_tflops(device, dtype)
-    for job, plan in zip(jobs, plans):
-        for line in describe_plan(job, plan, device, dtype_name):
-            log.info(line)
-        log.info(f"  time: {describe_estimate(job, device, tflops, plan)}")
-    weights = fetch_weights(first, log)
-    # Two phases, so the ~9 GiB T5 and the denoiser are never in memory together: T5 alone
-    # encodes every prompt of the group and is freed; then the rest of the model loads.
-    t0 = time.perf_counter()
-    log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
-             f"prompt(s) with {family_of(first.spec).text_encoder_label}")
-    order = ("none", "model", "sequential")
-    offload = max((p.offload for p in plans), key=order.index)
-    quantize = max((p.quantize for p in plans), key=QUANTIZE.index)  # one load serves the group: its smallest
-    embeds = encode_prompts(load_text_encoder(weights, dtype, log, quantize), jobs, device, dtype, offload, log)
-    encode_seconds = time.perf_counter() - t0
-    log.info(f"  {family_of(first.spec).text_encoder_label} loaded, encoded and freed in "
-             f"{describe_seconds(encode_seconds)}")
-    log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {device} in {dtype_name}")
-    t_load = time.perf_counter()
-    pipe, upsampler = load_pipeline(weights, dtype, log, text_encoder=False, quantize=quantize)
-    place_pipeline(pipe, upsampler, offload, device)
-    fused = apply_loras(pipe, first.loras, log)
-    load_seconds = time.perf_counter() - t_load
-    log.info(f"  loaded in {describe_seconds(load_seconds)}")
-    for index, (job, plan) in enumerate(zip(jobs, plans)):
-        plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
-        progress(index)
-        t_job = time.perf_counter()
-        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops, plan), estimate_basis=estimate_basis(tflops, plan))
-        if index == 0:
-            stats.add("load", load_seconds)
-            stats.add("encode_prompt", encode_seconds)
-        try:
-            apply_savings(pipe, plan)
-            cfg = job.guidance_scale > 1.0
-            frames = generate(pipe, upsampler, job,
-                              lambda prompt, job=job, cfg=cfg: embeds[(prompt, job.negative_prompt, cfg)],
-                              device, dtype, stats, log)
-            wall = 0.0
-
-            def sidecar(writer: VideoWriter) -> dict:
-                nonlocal wall
-                stats.add("write", writer.seconds)
-                stats.cpu_fallback_ops = fallbacks.ops()
-                wall = time.perf_counter() - t_job + (load_seconds + encode_seconds if index == 0 else 0)
-                return dict(sidecar_data(job, plan, weights, device, dtype_name, stats, wall, writer.audio),
-                            lora_fused=fused if job.loras else None)
-
-            with record_cpu_fallbacks(log) as fallbacks:
-                write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio)
-            used = kernels_used(plan)
-            outcomes.append(Outcome(job.output.name, "done", wall, used, job))
-            emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
-                 f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)}"
-                 + (f"; {used}" if used else "") + ")")
-            if job.draft:
-                log.info(f"  the full video of this draft: {final_command(job)}")
-        except Exception as e:
-            if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
-                raise
-            error = explain_failure(e, job, device, dtype_name, plan.attention_kernel, plan.conv3d == "conv2d")
-            if not batch:
-                raise error from None
-            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - t_job, str(error), job))
-            if isinstance(e, DiskFullError):  # every job after it would fail too: stop here
-                raise
-            log.info(f"error: {job.output.name}: {error}")
-
-
-def kernels_used(plan: MemoryPlan) -> str:
-    """The checked kernels a job ran on, for its summary ("" when only PyTorch's own)."""
-    used = [f"Metal attention {plan.attention_kernel}"] if plan.attention_kernel else []
-    return ", ".join(used + ([f"VAE {CONV3D_NAME}"] if plan.conv3d == "conv2d" else []))
-
-
-def explain_failure(e: Exception, job: Job, device: str, dtype_name: str, kernel: str | None = None,
-                    conv3d: bool = False) -> RunError:
-    """A failure during generation, as a RunError naming the likely cause (the kernels in use
-    first) and the fix."""
-    advice = mps_failure_advice(job, device, dtype_name, kernel, conv3d)
-    if isinstance(e, NonFiniteError):
-        return RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; {advice}")
-    if isinstance(e, BrokenVideoError):
-        return RunError(f"{e} (a broken decode, nothing was written); {advice}")
-    if isinstance(e, NotImplementedError):
-        return RunError(f"an operator is not supported on {device}: {e}; {advice}")
-    if isinstance(e, RunError):
-        return e
-    return RunError(f"{e.__class__.__name__}: {first_line(e)}")
 
 
 def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | None = None) -> list[Outcome]:
@@ -4415,10 +4614,9 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
 
     for group in groups.values():
         device = pick_device(group[0].request.device)
-        dtype = pick_dtype(group[0].request.dtype, device)
-        dtype_name = dtype_label(dtype)
         try:
-            run_group(group, device, dtype, dtype_name, log, outcomes, progress, batch)
+            run_group(Runtime(device, pick_dtype(group[0].request.dtype, device), log), group, outcomes, progress,
+                      batch)
         except (RunError, UsageError) as e:  # the group's model could not be had: its jobs fail
             if not batch or isinstance(e, DiskFullError):
                 raise
@@ -4429,8 +4627,193 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
     return outcomes
 
 
+def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: Callable[[int], None],
+              batch: bool = False) -> None:
+    """Jobs that share a model: plan each, load the model once (the text encoder alone first,
+    every prompt encoded, then freed), and make each video."""
+    check_model_available(jobs[0])
+    settled = settle_group(rt, jobs, outcomes, batch)
+    if not settled:
+        return
+    tflops = matmul_tflops(rt.device, rt.dtype)
+    for job, (plan, _) in settled:
+        for line in describe_plan(job, plan, rt.device, rt.dtype_name):
+            rt.log.info(line)
+        rt.log.info(f"  time: {describe_estimate(job, rt.device, tflops, plan)}")
+    # One load serves the group: its most careful offload and its smallest weights.
+    offload = max((p.offload for _, (p, _) in settled), key=OFFLOADS.index)
+    quantize = max((p.quantize for _, (p, _) in settled), key=QUANTIZE.index)
+    model, embeds, setup_seconds = load_group(rt, [job for job, _ in settled], offload, quantize)
+    for index, (job, (plan, kernel)) in enumerate(settled):
+        plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
+        progress(index)
+        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops, plan),
+                         estimate_basis=estimate_basis(tflops, plan))
+        if index == 0:
+            for name, seconds in setup_seconds.items():
+                stats.add(name, seconds)
+        job_rt = dataclasses.replace(rt, stats=stats, kernel=kernel)
+        try:
+            outcomes.append(make_video(job_rt, model, job, plan, embeds, sum(setup_seconds.values()) if index == 0
+                                       else 0.0))
+        except Exception as e:
+            if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
+                raise
+            error = explain_failure(e, job, rt.device, rt.dtype_name, plan.attention_kernel, plan.conv3d == "conv2d")
+            if not batch:
+                raise error from None
+            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - stats.started, str(error), job))
+            if isinstance(e, DiskFullError):  # every job after it would fail too: stop here
+                raise
+            rt.log.info(f"error: {job.output.name}: {error}")
+
+
+def settle_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], batch: bool) -> list[tuple[Job, tuple]]:
+    """(job, (plan, kernel)) for each job the memory plan admits; in a batch a job it refuses is
+    that job's failure (an outcome), not its group's."""
+    settled = []
+    for job in jobs:
+        try:
+            settled.append((job, settle_job(rt, job)))
+        except UsageError as e:
+            if not batch:
+                raise
+            rt.log.info(f"skipping {job.output.name}: {e}")
+            outcomes.append(Outcome(job.output.name, "skipped", 0.0, str(e), job))
+    return settled
+
+
+def settle_job(rt: Runtime, job: Job) -> tuple[MemoryPlan, tuple | None]:
+    """The memory plan for a job on this device (printed before anything heavy happens), and the
+    Metal attention kernel it trusts as (Kernel, module), if any."""
+    import torch
+
+    device, log = rt.device, rt.log
+    elem = torch.tensor([], dtype=rt.dtype).element_size()
+    folder = model_folder(job.model_source)  # a glob of the Hub cache: once
+    dims = job.dims or model_dims(folder, job.spec)
+    attention_budget = DEFAULT_ATTENTION_BUDGET_GIB * 2**30
+    if job.request.attention_slicing not in (*TRISTATE, "metal") and not job.request.attention_slicing.isdigit():
+        attention_budget = float(job.request.attention_slicing) * 2**30
+    if device == "cpu" and job.request.offload not in ("auto", "none"):
+        log.warn(f"--offload {job.request.offload} has no effect on the CPU (the weights are already in RAM)")
+    # The conv3d path first: it is checked on small inputs, and the plan counts what it holds.
+    conv3d, conv3d_verdict = pick_conv3d(job.request.conv3d, device, rt.dtype, vae_conv3d_shapes(folder), log)
+    plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
+                       job.request, conv3d)
+    plan = dataclasses.replace(plan, conv3d_verdict=conv3d_verdict)
+    if job.family.framewise_vae and job.request.vae_tiling == "on":
+        log.warn(f"{job.family.label}'s VAE always decodes 2 latent frames at a time; --vae-tiling on adds "
+                 "spatial tiles only")
+        plan = dataclasses.replace(plan, vae_temporal_tiling=False)
+    if job.request.attention_slicing not in ("auto", "metal") or not job.family.own_attention:
+        return plan, None
+    picked = pick_attention_kernel(job.request.attention_slicing, device, rt.dtype, plan.tokens, log,
+                                   head_dims=dims.head_dims)
+    if not picked:
+        return plan, None
+    kernel, module, verdict = picked
+    plan = dataclasses.replace(plan, attention_kernel=verdict["identity"].split("|")[0], kernel_verdict=verdict,
+                               attention_chunk=plan.attention_chunk or attention_chunk_rows(
+                                   plan.tokens, dims.heads, int(attention_budget)))  # its fallback
+    return plan, (kernel, module)
+
+
+def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str) -> tuple[Loaded, dict, dict]:
+    """(model, prompt embeddings, seconds spent) for jobs of one model, in two phases so the text
+    encoder (T5 ~9 GiB, Gemma ~24) and the denoiser are never in memory together: the text encoder
+    alone encodes every prompt and is freed; then the rest of the model loads."""
+    first, log = jobs[0], rt.log
+    weights = fetch_weights(first, log)
+    label = first.family.text_encoder_label
+    t0 = time.perf_counter()
+    log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
+             f"prompt(s) with {label}")
+    embeds = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), jobs, offload)
+    encode_seconds = time.perf_counter() - t0
+    log.info(f"  {label} loaded, encoded and freed in {describe_seconds(encode_seconds)}")
+    log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {rt.device} in {rt.dtype_name}")
+    t0 = time.perf_counter()
+    pipe, upsampler = load_pipeline(weights, rt.dtype, log, text_encoder=False, quantize=quantize)
+    place_pipeline(pipe, upsampler, offload, rt.device, weights.family)
+    fused = apply_loras(pipe, first.loras, log)
+    load_seconds = time.perf_counter() - t0
+    log.info(f"  loaded in {describe_seconds(load_seconds)}")
+    return Loaded(pipe, upsampler, weights, fused), embeds, {"load": load_seconds, "encode_prompt": encode_seconds}
+
+
+def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: dict, setup: float) -> Outcome:
+    """One video on a loaded model: frames generated, written, published with its sidecar.
+    `setup`: seconds of loading and encoding this job is charged with (the group's first)."""
+    stats, log = rt.stats, rt.log
+    apply_savings(model.pipe, plan, job.family, rt.kernel)
+    frames = generate(rt, model, job, lambda prompt: embeds[(prompt, job.negative_prompt, job.cfg)])
+    wall = 0.0
+
+    def sidecar(writer: VideoWriter) -> dict:
+        nonlocal wall
+        stats.add("write", writer.seconds)
+        stats.cpu_fallback_ops = fallbacks.ops()
+        wall = time.perf_counter() - stats.started + setup
+        return sidecar_data(rt, job, plan, model, wall, writer.audio)
+
+    with record_cpu_fallbacks(log) as fallbacks:
+        write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio)
+    used = kernels_used(plan)
+    emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
+         f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)}"
+         + (f"; {used}" if used else "") + ")")
+    if job.draft:
+        log.info(f"  the full video of this draft: {final_command(job)}")
+    return Outcome(job.output.name, "done", wall, used, job)
+
+
+def kernels_used(plan: MemoryPlan) -> str:
+    """The checked kernels a job ran on, for its summary ("" when only PyTorch's own)."""
+    used = [f"Metal attention {plan.attention_kernel}"] if plan.attention_kernel else []
+    return ", ".join(used + ([f"VAE {CONV3D_NAME}"] if plan.conv3d == "conv2d" else []))
+
+
+def explain_failure(e: Exception, job: Job, device: str, dtype_name: str, kernel: str | None = None,
+                    conv3d: bool = False) -> RunError:
+    """A failure during generation, as a RunError naming the likely cause (the kernels in use
+    first) and the fix."""
+    advice = mps_failure_advice(job, device, dtype_name, kernel, conv3d)
+    if isinstance(e, NonFiniteError):
+        return RunError(f"{e}: the model produced invalid numbers on {device}/{dtype_name}; {advice}")
+    if isinstance(e, BrokenVideoError):
+        return RunError(f"{e} (a broken decode, nothing was written); {advice}")
+    if isinstance(e, NotImplementedError):
+        return RunError(f"an operator is not supported on {device}: {e}; {advice}")
+    if isinstance(e, RunError):
+        return e
+    return RunError(f"{e.__class__.__name__}: {first_line(e)}")
+
+
+def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | None = None, conv3d: bool = False) -> str:
+    import torch
+
+    advice = []
+    suspects = ([f"the Metal attention kernel {kernel}"] if kernel else []) + \
+        ([f"the VAE's {CONV3D_NAME}"] if conv3d else [])
+    if suspects:  # first: the same video again, without them
+        flags = (["--attention=chunked"] if kernel else []) + (["--conv3d=stock"] if conv3d else [])
+        advice.append(f"{' and '.join(suspects)} {'is a suspect' if len(suspects) == 1 else 'are suspects'}: "
+                      f"run again without {'it' if len(suspects) == 1 else 'them'} "
+                      f"({' '.join(flags)}): {command_for(job)} {' '.join(flags)}")
+    if torch.__version__.startswith("2.5."):
+        advice.append(f"torch {torch.__version__} renders LTX as noise on MPS: pip install -U torch")
+    if dtype_name != "float32":
+        advice.append("try --dtype float32")
+    fallback = job.family.fallback_alias
+    if fallback and device == "mps":
+        advice.append(f"or fall back to {MODELS[fallback].family.label}: python generate_video.py --image "
+                      f"{job.request.image} --prompt {json.dumps(job.request.prompt)} --model {fallback}")
+    return "; ".join(advice) or "try another --seed or --dtype float32"
+
+
 # ----------------------------------------------------------------------------------------------
-# Batch input: --jobs FILE (JSON Lines), several --image, or a folder of images.
+# 13. Batch: --jobs FILE (JSON Lines), several --image, or a folder of images
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 JOB_KEYS = {f.name for f in dataclasses.fields(Request)}  # a job may set any option a Request holds
@@ -4664,6 +5047,32 @@ def matches_sidecar(job: Job) -> bool:
     return all(data.get(k) == v for k, v in mine.items())
 
 
+def check_batch_job(job: Job, name: str, seen: dict[str, str], outcomes: list[Outcome], jobs: list[Job]) -> None:
+    """A planned batch job: to run (appended to `jobs`), already done, or skipped (an outcome)."""
+    item = job.request
+    key = output_key(job.output)
+    if key in seen:
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is also the output of {seen[key]}"))
+        return
+    seen[key] = name
+    if matches_sidecar(job):
+        outcomes.append(Outcome(job.output.name, "resumed", 0.0, "already done"))
+        return
+    if job.output.exists() and not item.overwrite:
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} exists with other settings; "
+                                                      "pass --overwrite to replace it"))
+        return
+    if job.sidecar.exists() and not item.overwrite:  # a file of the user's that the sidecar would replace
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.sidecar} already exists (the video's sidecar "
+                                                      "would replace it); pass --overwrite or another output"))
+        return
+    if job.draft and job.latents_file.exists() and not item.overwrite:
+        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.latents_file} already exists; pass --overwrite "
+                                                      "or another output"))
+        return
+    jobs.append(job)
+
+
 def print_summary(outcomes: list[Outcome]) -> None:
     width = max([len(o.name) for o in outcomes] + [4])
     lines = [f"{'job'.ljust(width)}  status    time  detail"]
@@ -4675,9 +5084,54 @@ def print_summary(outcomes: list[Outcome]) -> None:
     emit("\n".join(lines), sys.stderr)
 
 
+def run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
+    """Validate every job first, skip finished ones, run the rest, print the summary (also
+    when the batch is interrupted)."""
+    outcomes: list[Outcome] = []
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
+    for name, item in batch_requests(args, parser):
+        if isinstance(item, str):
+            outcomes.append(Outcome(name, "skipped", 0.0, item))
+            continue
+        try:
+            request = dataclasses.replace(item, overwrite=True)  # existence is judged below
+            planned = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=item.overwrite))
+                       for j in expand_variations(plan_job(request, Log(LOG_QUIET), decode_image=False))]
+            pick_device(item.device)  # "cuda" on a Mac: this job is refused, not the batch
+        except (UsageError, RunError) as e:
+            outcomes.append(Outcome(name, "skipped", 0.0, str(e)))
+            continue
+        for job in planned:
+            check_batch_job(job, name, seen, outcomes, jobs)
+    for o in outcomes:
+        if o.status == "skipped":
+            log.info(f"skipping {o.name}: {o.detail}")
+    log.info(f"{len(jobs)} job(s) to run, {sum(o.status == 'resumed' for o in outcomes)} already done, "
+             f"{sum(o.status == 'skipped' for o in outcomes)} skipped")
+    if jobs:
+        jobs = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=True))
+                if j.request.overwrite else j for j in jobs]
+        ran: list[Outcome] = []
+        try:
+            run_jobs(jobs, log, batch=True, outcomes=ran)
+        except BaseException as e:  # Ctrl-C, a full disk: say what was made before the error line
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else "the batch stopped"
+            settled = {id(o.job) for o in ran}
+            print_summary(outcomes + ran + [Outcome(j.output.name, "not run", 0.0, why) for j in jobs
+                                            if id(j) not in settled])
+            raise
+        outcomes += ran
+    print_summary(outcomes)
+    if any(o.status == "failed" for o in outcomes):
+        return EXIT_FAILURE
+    return EXIT_USAGE if any(o.status == "skipped" for o in outcomes) else EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------
-# Tiny, randomly initialised pipelines: what --check runs, and what the tests save and load.
-# They keep the real compression (LTX VAE 32x spatial, 8x temporal) so size rules are real.
+# 14. --check: can this machine run the tool? Works offline, on tiny pipelines
+# The tiny, randomly initialised pipelines keep the real compression (LTX VAE 32x spatial, 8x
+# temporal) so size rules are real; the tests save and load them too.
 
 TINY_VOCAB = ["<pad>", "</s>", "<unk>"] + [
     "\u2581" + w for w in "a the boat drifts at sunset cat dog sea sky waves camera slowly moves".split()]
@@ -4756,16 +5210,13 @@ def tiny_latent_upsampler():
     return LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval()
 
 
-# ----------------------------------------------------------------------------------------------
-# --check: can this machine run the tool? Works offline.
-
 PASS, WARN, FAIL = "ok  ", "warn", "FAIL"
 
 
 def run_check(device_name: str, log: Log) -> int:
+    """--check: each line ok, warn or FAIL with its fix; exit 0 when nothing failed."""
     import platform
     import shutil
-    import subprocess
 
     results: list[tuple[str, str, str]] = []
 
@@ -4813,23 +5264,9 @@ def run_check(device_name: str, log: Log) -> int:
                      "PyTorch's conv3d are used here")
     slow = ""
     with contextlib.suppress(UsageError):  # --device names a device this machine lacks: reported below
-        device = pick_device(device_name)
-        job = reference_job()
-        budget = memory_budget(job.request, device)
-        dims = model_dims(model_folder(job.model_source), job.spec)
-        elem = torch.tensor([], dtype=pick_dtype("auto", device)).element_size()
-        try:  # the same plan a run makes: one source for the memory advice
-            plan = plan_memory(job, dims, device, elem, budget, int(DEFAULT_ATTENTION_BUDGET_GIB * 2**30), job.request)
-            report(PASS, f"the default video (5 s of 1080p) fits: planned peak {plan.peak_gib:.1f} of "
-                         f"{gib(budget):.1f} GiB on {device}, offload {plan.offload}")
-        except UsageError as e:
-            report(WARN, f"the default video (5 s of 1080p) does not fit {gib(budget):.1f} GiB on {device}",
-                   str(e).split("; ", 1)[-1])
-        tflops = matmul_tflops(device, pick_dtype("auto", device))
-        seconds = estimate_seconds(job, tflops)
-        if device == "cpu" and seconds > SLOW_SECONDS:
-            slow = f" (but slow: a default video takes {describe_duration(seconds)} on this CPU)"
-        report(WARN if slow else PASS, "the default video would take " + describe_estimate(job, device, tflops))
+        lines, slow = default_video_lines(pick_device(device_name))
+        for line in lines:
+            report(*line)
     cache = hub_cache_dir()
     probe = cache
     while not probe.exists() and probe.parent != probe:
@@ -4861,6 +5298,30 @@ def run_check(device_name: str, log: Log) -> int:
     emit(f"{'ready' + slow if not failed else 'not ready'}: {failed} problem(s), "
          f"{sum(r[0] == WARN for r in results)} warning(s)")
     return EXIT_OK if not failed else EXIT_FAILURE
+
+
+def default_video_lines(device: str) -> tuple[list[tuple[str, str, str]], str]:
+    """--check's lines on the default video (5 s of 1080p) here: whether it fits (the same memory
+    plan a run makes) and how long it would take; and the "but slow" note for the verdict."""
+    import torch
+
+    job, lines, slow = reference_job(), [], ""
+    budget = memory_budget(job.request, device)
+    dims = model_dims(model_folder(job.model_source), job.spec)
+    elem = torch.tensor([], dtype=pick_dtype("auto", device)).element_size()
+    try:  # the same plan a run makes: one source for the memory advice
+        plan = plan_memory(job, dims, device, elem, budget, int(DEFAULT_ATTENTION_BUDGET_GIB * 2**30), job.request)
+        lines.append((PASS, f"the default video (5 s of 1080p) fits: planned peak {plan.peak_gib:.1f} of "
+                            f"{gib(budget):.1f} GiB on {device}, offload {plan.offload}", ""))
+    except UsageError as e:
+        lines.append((WARN, f"the default video (5 s of 1080p) does not fit {gib(budget):.1f} GiB on {device}",
+                      str(e).split("; ", 1)[-1]))
+    tflops = matmul_tflops(device, pick_dtype("auto", device))
+    seconds = estimate_seconds(job, tflops)
+    if device == "cpu" and seconds > SLOW_SECONDS:
+        slow = f" (but slow: a default video takes {describe_duration(seconds)} on this CPU)"
+    lines.append((WARN if slow else PASS, "the default video would take " + describe_estimate(job, device, tflops), ""))
+    return lines, slow
 
 
 def kernel_check_lines(device: str, dtype, kernels: Sequence[Kernel] | None = None, shapes=None,
@@ -4931,8 +5392,7 @@ def check_tiny_run(device: str) -> float:
 
     pipe = tiny_ltx_pipeline("LTXImageToVideoPipeline").to(device)
     pipe.set_progress_bar_config(disable=True)
-    ltx_cls, _ = make_chunked_processors(64)
-    pipe.transformer.set_attn_processor(ltx_cls())
+    pipe.transformer.set_attn_processor(LTX.attention_processors(pipe, None, 64))
     pipe.vae.enable_tiling()
     pipe.vae.use_framewise_decoding = True
     t0 = time.perf_counter()
@@ -4946,7 +5406,7 @@ def check_tiny_run(device: str) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line.
+# 15. Command line: the parser, and main as a numbered recipe
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -5102,7 +5562,37 @@ def list_models() -> str:
         ", ".join(FAMILIES) + "."
 
 
+def is_batch(args: argparse.Namespace) -> bool:
+    """Several videos: --jobs, several --image, or a folder of images (then not --output)."""
+    if args.jobs and args.image:
+        raise UsageError("give either --jobs or --image, not both")
+    batch = bool(args.jobs) or len(args.image or []) > 1 or any(Path(i).is_dir() for i in args.image or [])
+    if batch and args.output:
+        raise UsageError("--output names one video; use --output-dir for a batch")
+    return batch
+
+
+def single_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Request:
+    """One video's Request from the command line (a draft's settings filled in for --from-draft)."""
+    if args.from_draft:
+        fill_from_draft(args, parser)
+    if args.extend and not args.image:  # the video is the picture to continue
+        args.image = [str(args.extend)]
+    if args.extend_only and not args.extend:
+        raise UsageError("--extend-only goes with --extend VIDEO")
+    if not args.image:
+        raise UsageError("--image is required (or --jobs FILE, or --check)")
+    if not args.prompt and not args.segment_prompt:
+        raise UsageError("--prompt is required: describe what should happen")
+    args.prompt = args.prompt or ""
+    if args.output_dir:
+        raise UsageError("--output-dir is for batches; use --output for one video")
+    return request_from_args(args, Path(args.image[0]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line, as a recipe: parse; --check or --list-models; else plan every video
+    before any model loads, then run them (a batch: each job planned, then run)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -5110,39 +5600,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     log = Log(LOG_QUIET if args.quiet else LOG_VERBOSE if args.verbose else LOG_NORMAL)
     try:
-        # 1. What to do: --check, --list-models, one video, or a batch.
+        # 1. What to do: --check, --list-models, a batch, or one video.
         if args.check:
             return run_check(args.device, log)
         if args.list_models:
             emit(list_models())
             return EXIT_OK
-        batch = bool(args.jobs) or len(args.image or []) > 1 or any(Path(i).is_dir() for i in args.image or [])
-        if args.jobs and args.image:
-            raise UsageError("give either --jobs or --image, not both")
-        if not batch:
-            if args.from_draft:
-                fill_from_draft(args, parser)
-            if args.extend and not args.image:  # the video is the picture to continue
-                args.image = [str(args.extend)]
-            if args.extend_only and not args.extend:
-                raise UsageError("--extend-only goes with --extend VIDEO")
-            if not args.image:
-                raise UsageError("--image is required (or --jobs FILE, or --check)")
-            if not args.prompt and not args.segment_prompt:
-                raise UsageError("--prompt is required: describe what should happen")
-            args.prompt = args.prompt or ""
-            if args.output_dir:
-                raise UsageError("--output-dir is for batches; use --output for one video")
-            # 2. Validate everything cheap and plan the job, before any model is loaded.
-            jobs = expand_variations(plan_job(request_from_args(args, Path(args.image[0])), log))
-            # 3. Load once, encode, denoise, decode, write (run_group's recipe).
+        if is_batch(args):
             with terminate_like_ctrl_c():
-                run_jobs(jobs, log, batch=False)
-            return EXIT_OK
-        if args.output:
-            raise UsageError("--output names one video; use --output-dir for a batch")
+                return run_batch(args, parser, log)
+        # 2. Validate everything cheap and plan the job, before any model is loaded.
+        jobs = expand_variations(plan_job(single_request(args, parser), log))
+        # 3. Load once, encode, denoise, decode, write (run_group's recipe).
         with terminate_like_ctrl_c():
-            return run_batch(args, parser, log)
+            run_jobs(jobs, log, batch=False)
+        return EXIT_OK
     except UsageError as e:
         emit(f"error: {e}", sys.stderr)
         return EXIT_USAGE
@@ -5168,76 +5640,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         emit(f"error: {e.__class__.__name__}: {first_line(e)} (run with -v for details)", sys.stderr)
         return EXIT_FAILURE
-
-
-def check_batch_job(job: Job, name: str, seen: dict[str, str], outcomes: list[Outcome], jobs: list[Job]) -> None:
-    """A planned batch job: to run (appended to `jobs`), already done, or skipped (an outcome)."""
-    item = job.request
-    key = output_key(job.output)
-    if key in seen:
-        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is also the output of {seen[key]}"))
-        return
-    seen[key] = name
-    if matches_sidecar(job):
-        outcomes.append(Outcome(job.output.name, "resumed", 0.0, "already done"))
-        return
-    if job.output.exists() and not item.overwrite:
-        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} exists with other settings; "
-                                                      "pass --overwrite to replace it"))
-        return
-    if job.sidecar.exists() and not item.overwrite:  # a file of the user's that the sidecar would replace
-        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.sidecar} already exists (the video's sidecar "
-                                                      "would replace it); pass --overwrite or another output"))
-        return
-    if job.draft and job.latents_file.exists() and not item.overwrite:
-        outcomes.append(Outcome(name, "skipped", 0.0, f"{job.latents_file} already exists; pass --overwrite "
-                                                      "or another output"))
-        return
-    jobs.append(job)
-
-
-def run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
-    """Validate every job first, skip finished ones, run the rest, print the summary (also
-    when the batch is interrupted)."""
-    outcomes: list[Outcome] = []
-    jobs: list[Job] = []
-    seen: dict[str, str] = {}
-    for name, item in batch_requests(args, parser):
-        if isinstance(item, str):
-            outcomes.append(Outcome(name, "skipped", 0.0, item))
-            continue
-        try:
-            request = dataclasses.replace(item, overwrite=True)  # existence is judged below
-            planned = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=item.overwrite))
-                       for j in expand_variations(plan_job(request, Log(LOG_QUIET), decode_image=False))]
-            pick_device(item.device)  # "cuda" on a Mac: this job is refused, not the batch
-        except (UsageError, RunError) as e:
-            outcomes.append(Outcome(name, "skipped", 0.0, str(e)))
-            continue
-        for job in planned:
-            check_batch_job(job, name, seen, outcomes, jobs)
-    for o in outcomes:
-        if o.status == "skipped":
-            log.info(f"skipping {o.name}: {o.detail}")
-    log.info(f"{len(jobs)} job(s) to run, {sum(o.status == 'resumed' for o in outcomes)} already done, "
-             f"{sum(o.status == 'skipped' for o in outcomes)} skipped")
-    if jobs:
-        jobs = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=True))
-                if j.request.overwrite else j for j in jobs]
-        ran: list[Outcome] = []
-        try:
-            run_jobs(jobs, log, batch=True, outcomes=ran)
-        except BaseException as e:  # Ctrl-C, a full disk: say what was made before the error line
-            why = "interrupted" if isinstance(e, KeyboardInterrupt) else "the batch stopped"
-            settled = {id(o.job) for o in ran}
-            print_summary(outcomes + ran + [Outcome(j.output.name, "not run", 0.0, why) for j in jobs
-                                            if id(j) not in settled])
-            raise
-        outcomes += ran
-    print_summary(outcomes)
-    if any(o.status == "failed" for o in outcomes):
-        return EXIT_FAILURE
-    return EXIT_USAGE if any(o.status == "skipped" for o in outcomes) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ def load_order(monkeypatch) -> list[str]:
         events.append(f"load {type(pipe.text_encoder).__name__} (transformer: {pipe.transformer is not None})")
         return pipe
 
-    def encode(pipe, *a, **k):
-        out = real_encode(pipe, *a, **k)
+    def encode(rt, pipe, *a, **k):
+        out = real_encode(rt, pipe, *a, **k)
         events.append("encoded, freed" if pipe.text_encoder is None else "encoded, kept")
         return out
 
@@ -106,11 +106,12 @@ def script_frames(request) -> tuple:
 
     job = gv.plan_job(request, gv.Log(0))
     weights = gv.fetch_weights(job, gv.Log(0))
-    embeds = gv.encode_prompts(gv.load_text_encoder(weights, torch.float32, gv.Log(0)), [job], "cpu", torch.float32)
+    rt = gv.Runtime("cpu", torch.float32, gv.Log(0))
+    embeds = gv.encode_prompts(rt, gv.load_text_encoder(weights, torch.float32, gv.Log(0)), [job])
     pipe, _ = gv.load_pipeline(weights, torch.float32, gv.Log(0), text_encoder=False)
-    gv.apply_savings(pipe, gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0))
-    key = (request.prompt, job.negative_prompt, job.guidance_scale > 1.0)
-    frames = gv.generate(pipe, None, job, embeds[key], "cpu", torch.float32, gv.RunStats(), gv.Log(0))
+    gv.apply_savings(pipe, gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0), job.family)
+    key = (request.prompt, job.negative_prompt, job.cfg)
+    frames = gv.generate(rt, gv.Loaded(pipe, None, weights), job, embeds[key])
     return job, np.concatenate(list(frames))
 
 

@@ -65,7 +65,7 @@ def test_family_comes_from_model_index_not_the_name(models, tmp_path):
     disguised = tmp_path / "ltx-video-looking-name"
     shutil.copytree(models["cog"], disguised)
     source, spec = gv.resolve_model_name(str(disguised))
-    assert spec.family == "cogvideox" and spec.pipeline == "CogVideoXImageToVideoPipeline"
+    assert spec.family is gv.CogVideoX and spec.pipeline == "CogVideoXImageToVideoPipeline"
 
 
 def test_text_to_video_checkpoint_is_refused(models, image, tmp_path, capsys):
@@ -106,5 +106,5 @@ def test_cogvideox_1_5_defaults_to_its_model_card_sizes_and_16n_plus_1_frames(mo
     gv.plan_job(gv.Request(image=tmp_path / "i1600.png", prompt="p", output=tmp_path / "x.mp4",
                            model="cogvideox1.5", resolution="480p"), gv.Log(1))
     assert "short side of 768 px" in capsys.readouterr().err
-    assert gv.refine_spec(gv.MODELS["cogvideox1.5"], models["cog15"]).frame_step == 16
+    assert gv.CogVideoX.refine(gv.MODELS["cogvideox1.5"], models["cog15"]).frame_step == 16
     assert gv.MODELS["cogvideox"].scheduler == gv.MODELS["cogvideox1.5"].scheduler == "CogVideoXDPMScheduler"

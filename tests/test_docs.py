@@ -66,3 +66,10 @@ def test_the_readme_check_command_runs_as_written(tmp_path):
                           env=env, timeout=300)
     last = proc.stdout.strip().splitlines()[-1]
     assert proc.returncode == 0 and last.startswith("ready"), proc.stdout + proc.stderr
+
+
+def test_the_readme_states_the_scripts_size():
+    """The script's size the README gives (KB, 1000 bytes) is today's, to within 5%."""
+    size = (ROOT / "generate_video.py").stat().st_size / 1000
+    stated = [int(n) for n in re.findall(r"(\d+) KB script|script \((\d+) KB", README) for n in n if n]
+    assert stated and all(abs(n - size) <= 0.05 * size for n in stated), (stated, size)

@@ -360,7 +360,7 @@ def test_t5_is_never_float16_and_is_released_after_encoding(models, image):
     job = gv.plan_job(req, gv.Log(0))
     pipe, _ = gv.load_pipeline(gv.fetch_weights(job, gv.Log(0)), torch.float16, gv.Log(0))
     assert pipe.transformer.dtype == torch.float16 and pipe.text_encoder.dtype == torch.bfloat16
-    embeds = gv.encode_prompts(pipe, [job], "cpu", torch.float16)
+    embeds = gv.encode_prompts(gv.Runtime("cpu", torch.float16, gv.Log(0)), pipe, [job])
     assert pipe.text_encoder is None  # freed before the denoiser runs
     assert embeds[("p", job.negative_prompt, True)]["prompt_embeds"].dtype == torch.float16
     assert gv.pick_dtype("auto", "cpu") == torch.float32
@@ -383,14 +383,14 @@ def test_a_folder_of_images_crossed_with_one_prompt(models, tmp_path, capsys):
 def test_a_failing_batch_job_is_recorded_and_the_others_still_run(models, tmp_path, monkeypatch, capsys):
     for name in ("good", "bad", "fine"):
         make_image(tmp_path / f"{name}.png")
-    real = gv.generate
+    real = gv.LTX.stage_call.__func__
 
-    def nan_for_bad(pipe, upsampler, job, *a, **k):
+    def nan_for_bad(cls, pipe, job, *a):  # the family's hook, patched for one job
         if job.output.name == "bad.mp4":
             raise gv.NonFiniteError("denoise", 0)
-        return real(pipe, upsampler, job, *a, **k)
+        return real(cls, pipe, job, *a)
 
-    monkeypatch.setattr(gv, "generate", nan_for_bad)
+    monkeypatch.setattr(gv.LTX, "stage_call", classmethod(nan_for_bad))
     rc, cap = run(["--image", tmp_path / "good.png", "--image", tmp_path / "bad.png", "--image", tmp_path / "fine.png",
                    "--prompt", "waves", "--output-dir", tmp_path, "--model", models["i2v"]] + SMALL, capsys)
     assert rc == 1 and "2 done, 0 resumed, 0 skipped, 1 failed" in cap.err and "NaN/inf latents" in cap.err

@@ -54,7 +54,7 @@ def expected_files(hub, alias):
                 | {(repo, name), (spec.config_repo, "transformer/config.json")}
                 | under(hub, spec.upsampler, "latent_upsampler"))
     parts = ["scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
-    if spec.family == "ltx2":
+    if spec.family.audio:  # LTX-2's sound: its audio VAE, vocoder and text connectors
         parts += ["audio_vae", "connectors", "vocoder"]
     files = under(hub, spec.repo, *parts)
     if spec.upsampler:

@@ -151,14 +151,14 @@ def test_a_full_disk_stops_the_batch_with_its_summary(models, tmp_path, capsys, 
 
 
 def test_an_unexpected_error_in_one_job_is_that_jobs_failure(models, tmp_path, capsys, monkeypatch):
-    real = gv.generate
+    real = gv.LTX.stage_call.__func__
 
-    def boom(pipe, upsampler, job, *a, **k):
+    def boom(cls, pipe, job, *a):  # the family's hook, patched for one job
         if job.output.name == "1.mp4":
             raise RuntimeError("something inside the model\nwith a second line")
-        return real(pipe, upsampler, job, *a, **k)
+        return real(cls, pipe, job, *a)
 
-    monkeypatch.setattr(gv, "generate", boom)
+    monkeypatch.setattr(gv.LTX, "stage_call", classmethod(boom))
     rc, cap, out = batch(models, tmp_path, [{"image": "a.png", "prompt": "p", "output": "1.mp4"}], capsys)
     assert rc == 1 and "1 done, 0 resumed, 0 skipped, 1 failed" in cap.err
     assert "RuntimeError: something inside the model" in cap.err and "second line" not in cap.err
@@ -166,14 +166,14 @@ def test_an_unexpected_error_in_one_job_is_that_jobs_failure(models, tmp_path, c
 
 
 def test_ctrl_c_in_a_batch_still_prints_what_was_made(models, tmp_path, capsys, monkeypatch):
-    real = gv.generate
+    real = gv.LTX.stage_call.__func__
 
-    def interrupt_second(pipe, upsampler, job, *a, **k):
+    def interrupt_second(cls, pipe, job, *a):  # the family's hook, patched for one job
         if job.output.name == "2.mp4":
             raise KeyboardInterrupt
-        return real(pipe, upsampler, job, *a, **k)
+        return real(cls, pipe, job, *a)
 
-    monkeypatch.setattr(gv, "generate", interrupt_second)
+    monkeypatch.setattr(gv.LTX, "stage_call", classmethod(interrupt_second))
     rc, cap, out = batch(models, tmp_path, [{"image": "a.png", "prompt": "p", "output": f"{i}.mp4"} for i in (1, 2)],
                          capsys)
     assert rc == 130 and "1 done, 0 resumed, 0 skipped, 0 failed, 2 not run" in cap.err

@@ -26,8 +26,7 @@ def test_chunked_processor_installed_on_ltx_matches_stock_output():
                   width=4, return_dict=False)
     with torch.no_grad():
         ref = t(**inputs)[0]
-        ltx_cls, _ = gv.make_chunked_processors(5)
-        t.set_attn_processor(ltx_cls())
+        t.set_attn_processor(gv.ltx_chunked_processor(5)())
         out = t(**inputs)[0]
     assert all(type(p).__name__ == "ChunkedLTXAttnProcessor" for p in t.attn_processors.values())
     assert torch.allclose(out, ref, atol=1e-5)
@@ -48,9 +47,9 @@ def test_streamed_decode_equals_diffusers_decode(spatial, temporal):
     z = torch.randn(1, 8, 6, 3, 5, generator=torch.Generator().manual_seed(2))  # 41 frames, 96x160
     with torch.no_grad():
         ref = gv.to_uint8(vae.decode(z, None, return_dict=False)[0][0])
-    job = type("J", (), {"spec": gv.MODELS["ltx-0.9.0"], "num_frames": 41})()
     assert not vae.latents_mean.any() and bool((vae.latents_std == 1).all())  # normalised == raw latents
-    chunks = list(gv.decode_frames(pipe, z, job, None, "cpu", torch.float32))
+    job = type("J", (), {"spec": gv.MODELS["ltx-0.9.0"], "num_frames": 41, "family": gv.LTX})()
+    chunks = list(gv.decode_frames(gv.Runtime("cpu", torch.float32, gv.Log(0)), pipe, z, job, None))
     assert len(chunks) > 1 and all(c.dtype == np.uint8 for c in chunks)  # streamed, already uint8
     ours = np.concatenate(chunks)
     assert ours.shape == ref.shape == (41, 96, 160, 3) and np.array_equal(ours, ref)

@@ -72,7 +72,7 @@ def test_a_long_clip_plans_memory_for_one_window(models, tmp_path, capsys):
                                  num_frames=job.num_frames), gv.Log(0))
     import torch as t
 
-    plans = [gv.settle_job(j, "cpu", t.bfloat16, gv.Log(0)) for j in (job, one)]
+    plans = [gv.settle_job(gv.Runtime("cpu", t.bfloat16, gv.Log(0)), j)[0] for j in (job, one)]
     assert plans[0].peak_gib == plans[1].peak_gib
 
 

@@ -99,8 +99,7 @@ def forward(tokens_per_frame: tuple[int, int, int], layers: int, chunk: int | No
     frames, h, w = tokens_per_frame
     model = transformer(layers)
     if chunk:
-        ltx_cls, _ = gv.make_chunked_processors(chunk)
-        model.set_attn_processor(ltx_cls())
+        model.set_attn_processor(gv.ltx_chunked_processor(chunk)())
     tokens = frames * h * w
     x = torch.randn(1, tokens, 128, dtype=torch.bfloat16)
     text = torch.randn(1, 256, 4096, dtype=torch.bfloat16)
@@ -205,20 +204,20 @@ def estimate(item: str) -> float:
     if kind == "t5_encode":  # two prompts (CFG) padded to `arg` tokens
         job, _ = default_job()
         spec = gv.dataclasses.replace(job.spec, pipeline=f"t5-{arg}", guidance=3.0)
-        gv.MAX_SEQUENCE_LENGTH[spec.pipeline] = int(arg)
+        gv.register(spec.pipeline)(type(f"T5x{arg}", (job.spec.family,), {"max_sequence_length": int(arg)}))
         job = gv.dataclasses.replace(job, spec=spec, guidance_scale=3.0)
-        parts, _, _ = gv.estimate_memory(job, dims, 2, 64, True, False, "none", True)
+        parts, _, _ = gv.estimate_memory(job, dims, 2, gv.Savings(64, True), True)
         return parts["text_encoder"]
     if kind == "forward":
         shape, layers, chunk = arg.split("/")
         frames, h, w = (int(v) for v in shape.split("x"))
         job, _ = default_job(w * 32, h * 32, (frames - 1) * 8 + 1)
         job = gv.dataclasses.replace(job, stages=(gv.dataclasses.replace(job.stages[0], width=w * 32, height=h * 32),))
-        parts, _, _ = gv.estimate_memory(job, dims, 2, int(chunk) or None, False, False, "none", True)
+        parts, _, _ = gv.estimate_memory(job, dims, 2, gv.Savings(int(chunk) or None), True)
         return parts["attention"] + parts["activations"]
     if kind == "decode":
         job, _ = default_job(512, 512, (int(arg) - 1) * 8 + 1)
-        parts, _, _ = gv.estimate_memory(job, dims, 2, None, True, False, "none", True)
+        parts, _, _ = gv.estimate_memory(job, dims, 2, gv.Savings(None, True), True)
         return parts["decode"]
     raise ValueError(item)
 
