@@ -141,6 +141,7 @@ class ModelSpec:
     max_frames: int = 257
     size_multiple: int = 32
     native_size: tuple[int, int] | None = None  # (w, h) a model with learned positions needs
+    native_frames: int | None = None  # the frame count those positions were learned for (the default length)
     short_side: int | None = None  # px: the short side a model card prescribes (default size)
     max_long_side: int | None = None  # px: the card's upper bound for the long side
     scheduler: str | None = None  # diffusers scheduler class the authors' demo swaps in (trailing spacing)
@@ -247,7 +248,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "CogVideoXImageToVideoPipeline",
             steps=50, guidance=6.0, fps=8, frame_step=8, max_frames=49, size_multiple=16,
-            native_size=(720, 480), scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
+            native_size=(720, 480), native_frames=49, scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
             note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
         ),
@@ -1205,6 +1206,10 @@ def plan_length(request: Request, choice: Choice, extension: Extension | None, e
                             f"{extension.context} context frames)"
     if notice:
         log.info(f"note: {notice}")
+    if spec.native_frames and frames != spec.native_frames:  # diffusers' CogVideoXPatchEmbed swaps the table
+        log.warn(f"{spec.alias} learned its positions for {spec.native_frames} frames; at {frames} they are "
+                 "replaced by computed ones and the video may look worse (leave out --duration/--num-frames "
+                 f"for {spec.native_frames} frames, {spec.native_frames / fps:.1f} s)")
     return frames, fps
 
 
@@ -1296,8 +1301,10 @@ def plan_generation_size(width: int, height: int, spec: ModelSpec) -> tuple[int,
 
 
 def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str | None]:
-    """(frame count, notice) from --num-frames or --duration at fps, rounded up to step*k+1."""
-    wanted = request.frames_at(fps)
+    """(frame count, notice) from --num-frames or --duration at fps, rounded up to step*k+1; a
+    model with learned positions (CogVideoX 1.0) defaults to the count they were learned for."""
+    asked = request.num_frames is not None or request.duration is not None
+    wanted = request.frames_at(fps) if asked or not spec.native_frames else spec.native_frames
     frames = valid_frame_count(wanted, spec.frame_step)
     notice = None
     if frames != wanted:
@@ -3192,6 +3199,7 @@ class CogVideoX(Family):
     label = "CogVideoX"
     generic_alias = "cogvideox1.5"
     own_attention = True
+    negative_prompt = ""  # THUDM's inference/cli_demo.py passes none: the pipeline encodes ""
     supports = frozenset({"draft", "lora"})
     fps_input = False
     default_dims = (48, 3072, 128, 42, 8, 4, 2)
@@ -3207,13 +3215,15 @@ class CogVideoX(Family):
         except (OSError, ValueError, KeyError):
             return spec
         if cfg.get("use_learned_positional_embeddings"):
+            frames = cfg.get("sample_frames", spec.max_frames)
             return dataclasses.replace(spec, native_size=(cfg["sample_width"] * scale, cfg["sample_height"] * scale),
-                                       max_frames=cfg.get("sample_frames", spec.max_frames), fps=8,
-                                       size_multiple=scale, frame_step=8, short_side=None, max_long_side=None)
+                                       native_frames=frames, max_frames=frames, fps=8, size_multiple=scale,
+                                       frame_step=8, short_side=None, max_long_side=None)
         # Latents are decoded in pairs and, with temporal patches, padded to a multiple of
         # patch_size_t: 8k+1 frames, 16N+1 for 1.5 (patch_size_t 2), as its model card says.
         patch_t = cfg.get("patch_size_t") or 1
-        return dataclasses.replace(spec, native_size=None, size_multiple=scale * cfg.get("patch_size", 2),
+        return dataclasses.replace(spec, native_size=None, native_frames=None,
+                                   size_multiple=scale * cfg.get("patch_size", 2),
                                    fps=16 if cfg.get("patch_size_t") else 8, frame_step=8 * patch_t)
 
     @classmethod

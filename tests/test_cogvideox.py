@@ -108,3 +108,24 @@ def test_cogvideox_1_5_defaults_to_its_model_card_sizes_and_16n_plus_1_frames(mo
     assert "short side of 768 px" in capsys.readouterr().err
     assert gv.CogVideoX.refine(gv.MODELS["cogvideox1.5"], models["cog15"]).frame_step == 16
     assert gv.MODELS["cogvideox"].scheduler == gv.MODELS["cogvideox1.5"].scheduler == "CogVideoXDPMScheduler"
+
+
+def test_cogvideox_1_0_defaults_to_the_frame_count_its_positions_were_learned_for(models, image, tmp_path, capsys):
+    """CogVideoX-5b-I2V's transformer learned positions for 49 frames at 720x480
+    (use_learned_positional_embeddings, sample_frames 49); for any other count diffusers'
+    CogVideoXPatchEmbed builds a sin-cos table instead. The tiny one learned them for 9."""
+    assert gv.MODELS["cogvideox"].native_frames == 49 and gv.MODELS["cogvideox1.5"].native_frames is None
+    req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", model=str(models["cog"]))
+    job = gv.plan_job(req, gv.Log(1))
+    assert job.num_frames == 9 and job.fps == 8 and "learned its positions" not in capsys.readouterr().err
+    spec = gv.MODELS["cogvideox"]  # the real one: 49 frames (6.1 s at 8 fps), not 5 s's 41
+    assert gv.plan_frames(gv.Request(image=image, prompt="p", output=None), spec.fps, spec)[0] == 49
+    job = gv.plan_job(gv.dataclasses.replace(req, num_frames=1), gv.Log(1))  # another count: said, then made
+    assert job.num_frames == 1 and "learned its positions for 9 frames; at 1" in capsys.readouterr().err
+
+
+def test_cogvideox_gets_no_negative_prompt_as_in_thudms_demo(models, image, tmp_path):
+    """THUDM's inference/cli_demo.py calls the pipeline without negative_prompt (encoded as "")."""
+    req = gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", model=str(models["cog"]))
+    assert gv.plan_job(req, gv.Log(0)).negative_prompt == ""
+    assert gv.plan_job(gv.dataclasses.replace(req, negative_prompt="blur"), gv.Log(0)).negative_prompt == "blur"
