@@ -3490,7 +3490,18 @@ def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, 
             base = Image.new("RGB", im.size, (255, 255, 255))  # flatten transparency onto white
             base.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
             im = base
-        im = crop_to_aspect(to_rgb8(im), width / height)
+        im = to_rgb8(im)
+    return condition_frame(im, width, height, blur_sigma, crf)
+
+
+def condition_frame(im, width: int, height: int, blur_sigma: float = 0.0, crf: int = 0):
+    """One RGB picture prepared for conditioning as Lightricks prepares every conditioning frame
+    (an image, or each frame of a video: ltx_video/inference.py's load_media_file runs every frame
+    through load_image_to_tensor_with_resize_and_crop): center crop to width:height at the source
+    resolution, 3x3 gaussian blur, H.264 round trip at `crf`, then resized to width x height."""
+    from PIL import Image
+
+    im = crop_to_aspect(im, width / height)
     if blur_sigma or crf:
         pixels = gaussian_blur_3x3(im, blur_sigma) if blur_sigma else im
         if crf:
@@ -3577,13 +3588,13 @@ def h264_roundtrip(pixels, crf: int):
     return frame
 
 
-def video_condition(frames, size: tuple[int, int]) -> list:
-    """uint8 [H, W, 3] frames as a video condition: each center-cropped to the aspect, then
-    resized (Lanczos) to the generation size."""
+def video_condition(frames, size: tuple[int, int], spec: ModelSpec) -> list:
+    """uint8 [H, W, 3] frames (the end of a video to continue) as a video condition: each
+    prepared as a conditioning image is (condition_frame: crop, the model's blur and CRF, resize
+    to the generation size)."""
     from PIL import Image
 
-    return [crop_to_aspect(Image.fromarray(f), size[0] / size[1]).resize(size, Image.Resampling.LANCZOS)
-            for f in frames]
+    return [condition_frame(Image.fromarray(f), *size, spec.image_blur_sigma, spec.image_crf) for f in frames]
 
 
 def make_generator(device: str, seed: int):
@@ -3826,7 +3837,7 @@ def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
             tail.extend(chunk)
             if not job.extend.only:
                 yield fit_frames(chunk, job.width, job.height)
-        image = [video_condition(tail, size)]  # frame 0 is the original's last frames
+        image = [video_condition(tail, size, job.spec)]  # frame 0 is the original's last frames
         skip = job.extend.context  # the new part's first frames re-make the original's last: dropped
     else:
         image = prepare_image(job.request.image, *size, job.spec.image_blur_sigma, job.spec.image_crf)
@@ -3837,7 +3848,7 @@ def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
     for window, prompt in enumerate(job.segments or (job.request.prompt,)):
         if window:  # a long clip: this window starts from the last frames of the one before
             rt.log.info(f"window {window + 1} of {job.windows}: {prompt[:70]}")
-            image, skip = [video_condition(context, size)], EXTEND_CONTEXT
+            image, skip = [video_condition(context, size, job.spec)], EXTEND_CONTEXT
         elif job.segments:
             rt.log.info(f"window 1 of {job.windows}: {prompt[:70]}")
         # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
@@ -3891,12 +3902,10 @@ def decode_ltx(pipe, latents, job: Job, generator, rt: Runtime, progress) -> Ite
     import torch
 
     vae, device, dtype = pipe.vae, rt.device, rt.dtype
-    if job.spec.tone_map:  # on the normalized latents, as Lightricks' pipeline does
-        from diffusers import LTXLatentUpsamplePipeline
-
-        latents = LTXLatentUpsamplePipeline.tone_map_latents(None, latents, job.spec.tone_map)
-    z = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std,
-                                  vae.config.scaling_factor).to(dtype)
+    # Lightricks' order (ltx_video/pipelines/pipeline_ltx_video.py): decode noise on the normalized
+    # latents, then the tone map (13B distilled), then un-normalized for the VAE. diffusers adds
+    # the noise after un-normalizing, where the channels' own scale (latents_std) weighs it.
+    z = latents.to(dtype)
     temb = None
     if vae.config.timestep_conditioning:
         dt = job.spec.decode_timestep or 0.0
@@ -3905,6 +3914,11 @@ def decode_ltx(pipe, latents, job: Job, generator, rt: Runtime, progress) -> Ite
         temb = torch.tensor([dt], device=device, dtype=z.dtype)
         scale = torch.tensor([dns], device=device, dtype=z.dtype)[:, None, None, None, None]
         z = (1 - scale) * z + scale * noise
+    if job.spec.tone_map:
+        from diffusers import LTXLatentUpsamplePipeline
+
+        z = LTXLatentUpsamplePipeline.tone_map_latents(None, z, job.spec.tone_map)
+    z = pipe._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor).to(dtype)
     if getattr(vae, "_hf_hook", None) is not None:  # model offload: bring the VAE in
         vae._hf_hook.pre_forward(vae)
     z = z.to(device)

@@ -109,3 +109,29 @@ def test_extend_needs_a_video_and_the_condition_pipeline(models, tmp_path, capsy
     assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err and "loading" not in cap.err
     rc, cap = run(["--image", src, "--prompt", "p", "--extend-only", "-o", tmp_path / "x.mp4"], capsys)
     assert rc == 2 and "--extend-only goes with --extend" in cap.err
+
+
+def test_the_context_frames_are_prepared_as_lightricks_prepares_every_conditioning_frame(models, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """ltx_video/inference.py's load_media_file runs every frame of a conditioning video through
+    load_image_to_tensor_with_resize_and_crop: crop, 3x3 blur (sigma 1), H.264 at CRF 29, resize."""
+    from diffusers import LTXConditionPipeline
+    from PIL import Image
+
+    seen = []
+    real = LTXConditionPipeline.__call__
+
+    def spy(self, *a, **k):
+        seen.append([np.asarray(f) for f in k["conditions"][0].video])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(LTXConditionPipeline, "__call__", spy)
+    src = original(tmp_path / "orig.mp4")
+    rc, cap = run(["--extend", src, "--prompt", "p", "--num-frames", "8", "-o", tmp_path / "x.mp4", "-q"]
+                  + fast(models) + FAST, capsys)
+    assert rc == 0, cap.err
+    tail = probe(src)["frames"][-17:]
+    expected = [np.asarray(gv.condition_frame(Image.fromarray(f), 192, 128, 1.0, 29)) for f in tail]
+    plain = [np.asarray(Image.fromarray(f)) for f in tail]
+    assert len(seen[0]) == 17 and all(np.array_equal(a, b) for a, b in zip(seen[0], expected))
+    assert not any(np.array_equal(a, b) for a, b in zip(seen[0], plain))  # blurred and compressed, each

@@ -84,3 +84,36 @@ def test_what_reaches_the_pipeline_is_the_documented_transform_and_the_sidecar_s
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["conditioning_image"] == {"crop": "center", "blur_sigma": 1.0, "h264_crf": 29, "resize": "lanczos",
                                           "noise_scale": None}
+
+
+def test_decode_noise_goes_on_the_normalized_latents_before_the_tone_map_as_lightricks_does(monkeypatch):
+    """ltx_video/pipelines/pipeline_ltx_video.py: decode noise on the normalized latents
+    (decode_noise_scale 0.025 at decode_timestep 0.05, configs/ltxv-13b-0.9.8-distilled.yaml), then
+    tone_map_latents (0.6, 13B distilled only), then un-normalized inside the VAE decode. With a VAE
+    whose per-channel statistics are not 0 and 1, diffusers' order (noise after) differs."""
+    pipe = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+    vae = pipe.vae
+    vae.latents_mean.copy_(torch.linspace(-0.5, 0.5, vae.latents_mean.numel()))
+    vae.latents_std.copy_(torch.linspace(0.5, 2.0, vae.latents_std.numel()))
+    vae.use_tiling = False
+    vae.use_framewise_decoding = False
+    seen = []
+    monkeypatch.setattr(vae.decoder, "forward",
+                        lambda z, temb: (seen.append((z.clone(), temb)), torch.zeros(1, 3, 9, 64, 96))[1])
+    spec = gv.MODELS["ltx-13b-distilled"]
+    job = type("J", (), {"spec": spec, "num_frames": 9, "family": gv.LTXCondition})()
+    latents = torch.randn(1, 8, 2, 2, 3, generator=torch.Generator().manual_seed(1))
+    rt = gv.Runtime("cpu", torch.float32, gv.Log(0))
+    list(gv.decode_frames(rt, pipe, latents, job, torch.Generator().manual_seed(7)))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(7))
+    from diffusers import LTXLatentUpsamplePipeline
+
+    mapped = LTXLatentUpsamplePipeline.tone_map_latents(None, 0.975 * latents + 0.025 * noise, 0.6)
+    mean, std = vae.latents_mean.view(1, -1, 1, 1, 1), vae.latents_std.view(1, -1, 1, 1, 1)
+    expected = mapped * std / vae.config.scaling_factor + mean
+    z, temb = seen[0]
+    assert (spec.decode_timestep, spec.decode_noise_scale, spec.tone_map) == (0.05, 0.025, 0.6)
+    assert torch.allclose(z, expected, atol=1e-6) and float(temb[0]) == pytest.approx(0.05)
+    diffusers_order = LTXLatentUpsamplePipeline.tone_map_latents(None, latents, 0.6) * std + mean
+    diffusers_order = 0.975 * diffusers_order + 0.025 * noise
+    assert not torch.allclose(z, diffusers_order, atol=1e-3)
