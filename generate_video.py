@@ -168,6 +168,10 @@ class ModelSpec:
     # keyword arguments; each extra pass (STG, modality) is one more transformer forward per step.
     guidance_extras: dict[str, Any] = field(default_factory=dict)
     quality_alias: str | None = None  # the full model this distilled one defers to under --preset quality
+    # A full model's two-stage recipe (LTX-2): stage 2 runs with this distilled LoRA ("file@repo"),
+    # on stage2_timesteps, without guidance; stage 1 is guided, on the family's schedule.
+    stage2_lora: str | None = None
+    call_options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments every pipeline call takes
     quantizable: tuple[str, ...] = ()  # components whose linear layers may be quantized (--quantize)
     unquantized_b: dict[str, float] = field(default_factory=dict)  # billions in them that stay (embeddings)
     note: str = ""
@@ -176,6 +180,11 @@ class ModelSpec:
     def family(self) -> type[Family]:
         """The class of hooks that runs this checkpoint (registered by its pipeline class)."""
         return FAMILIES[self.pipeline]
+
+    @property
+    def two_stage(self) -> bool:
+        """It can run as two stages: half size, the 2x latent upscaler, a short full-size stage."""
+        return self.upsampler is not None and self.stage2_timesteps is not None
 
 
 # Billions of parameters, counted from the real configs (tests/benchmarks/real_size.py builds them):
@@ -203,9 +212,40 @@ LTX2_FULL_GUIDANCE = {"stg_scale": 1.0, "audio_stg_scale": 1.0, "modality_scale"
                       "audio_guidance_scale": 7.0, "guidance_rescale": 0.7, "audio_guidance_rescale": 0.7,
                       "spatio_temporal_guidance_blocks": [29]}
 
+# The full models' recipe (Lightricks' ltx_pipelines/ti2vid_two_stages.py, TI2VidTwoStagesPipeline,
+# the one Lightricks ships for quality; its one-stage pipeline is "primarily for educational
+# purposes"): stage 1 at half size with full guidance on LTX2Scheduler's sigmas (40 steps for
+# 2.0, 30 for 2.3: utils/constants.py), the 2x upscaler, stage 2 on LTX2_DISTILLED_STAGE2 with
+# the distilled LoRA at strength 1.0 (the CLI's DEFAULT_LORA_STRENGTH; diffusers' ltx2.md too),
+# renoised to its first sigma, no guidance (SimpleDenoiser). LoRA files as Lightricks' READMEs
+# name them (2.3: its model list's v1.1).
+LTX2_STAGE2_LORA = "ltx-2-19b-distilled-lora-384.safetensors@Lightricks/LTX-2"
+LTX23_STAGE2_LORA = "ltx-2.3-22b-distilled-lora-384-1.1.safetensors@Lightricks/LTX-2.3"
+# LTX-2's own negative prompt: Lightricks' ltx_pipelines DEFAULT_NEGATIVE_PROMPT of the 2.0/2.3
+# releases, byte for byte what diffusers 0.42.1 exports (pipelines/ltx2/utils.py).
+LTX2_NEGATIVE_PROMPT = (
+    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, "
+    "grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, "
+    "deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, "
+    "wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of "
+    "field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent "
+    "lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny "
+    "valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, "
+    "mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, "
+    "off-sync audio, incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward "
+    "pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, "
+    "inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
+)
+# LTX-2.0's audio-video cross-attention uses each modality's own timestep (its release code);
+# from 2.3 on, the other modality's: diffusers' use_cross_timestep (default True, "the LTX-2.3/2.5
+# behavior; False is the legacy LTX-2.0 behavior").
+LTX20_CALL = {"use_cross_timestep": False}
+
 # Billions, from the bf16 files' sizes (transformer 37.8 GB; Gemma 3 12B with its vision tower
 # 24.4 GB; video VAE 2.49 GB, audio VAE 0.22, connectors 2.86, vocoder 0.11, upsampler ~1 GB).
-# Replaced by the safetensors headers' counts once a checkpoint is on disk (model_dims).
+# Replaced by the safetensors headers' counts once a checkpoint is on disk (model_dims). The
+# distilled LoRAs: rank 384 on each linear layer of the blocks, counted from the real configs
+# (tests/fake_repos.py: 1,344 layers, 3.70B; 2.3: 1,632, 4.04B).
 LTX2_PARAMS = {"transformer": 19.0 + 1.43, "text_encoder": 12.2, "vae": 1.25 + 0.11 + 0.06, "upsampler": 0.5}
 LTX23_PARAMS = dict(LTX2_PARAMS, transformer=22.0 + 1.43)  # LTX-2.3: "22B" by its name; connectors as 2.0's
 LTX2_QUANTIZABLE = ("text_encoder", "transformer")  # Gemma 3 12B and the 19B transformer: 88% of the weights
@@ -266,15 +306,17 @@ MODELS: dict[str, ModelSpec] = {
             stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2,
             upsampler="rootonchair/LTX-2-19b-distilled", image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
             guidance_extras=LTX2_DISTILLED_GUIDANCE, quality_alias="ltx2-dev", params_b=LTX2_PARAMS,
-            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
+            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED, call_options=LTX20_CALL,
             note="LTX-2 19B distilled, video with sound (24 kHz stereo): the diffusers docs' distilled repo",
         ),
         ModelSpec(
             "ltx2-dev", "Lightricks/LTX-2", "LTX2ImageToVideoPipeline",
             steps=40, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
-            guidance_extras=LTX2_FULL_GUIDANCE, params_b=LTX2_PARAMS, quantizable=LTX2_QUANTIZABLE,
-            unquantized_b=LTX2_UNQUANTIZED,
-            note="LTX-2 19B full model, 40 guided steps (CFG, STG, modality: 4 passes a step)",
+            stage2_timesteps=LTX2_DISTILLED_STAGE2, upsampler="Lightricks/LTX-2", stage2_lora=LTX2_STAGE2_LORA,
+            guidance_extras=LTX2_FULL_GUIDANCE, params_b=dict(LTX2_PARAMS, stage2_lora=3.70),
+            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED, call_options=LTX20_CALL,
+            note="LTX-2 19B full model, Lightricks' two stages: 40 guided steps at half size (CFG, STG, "
+                 "modality), then 3 with the distilled LoRA",
         ),
         ModelSpec(
             "ltx2.3", "diffusers/LTX-2.3-Distilled-Diffusers", "LTX2ImageToVideoPipeline",
@@ -288,9 +330,12 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "ltx2.3-dev", "diffusers/LTX-2.3-Diffusers", "LTX2ImageToVideoPipeline",
             steps=30, guidance=3.0, max_frames=481, image_crf=LTX2_IMAGE_CRF, image_cond_noise_scale=0.0,
-            guidance_extras=dict(LTX2_FULL_GUIDANCE, spatio_temporal_guidance_blocks=[28]), params_b=LTX23_PARAMS,
-            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
-            note="LTX-2.3 22B full model, 30 guided steps (CFG, STG in block 28, modality: 4 passes a step)",
+            stage2_timesteps=LTX2_DISTILLED_STAGE2, upsampler="rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers",
+            stage2_lora=LTX23_STAGE2_LORA, guidance_extras=dict(LTX2_FULL_GUIDANCE, spatio_temporal_guidance_blocks=[28]),
+            params_b=dict(LTX23_PARAMS, stage2_lora=4.04), quantizable=LTX2_QUANTIZABLE,
+            unquantized_b=LTX2_UNQUANTIZED,
+            note="LTX-2.3 22B full model, Lightricks' two stages: 30 guided steps at half size (CFG, STG in "
+                 "block 28, modality), then 3 with the distilled LoRA",
         ),
     )
 }
@@ -619,6 +664,7 @@ class Stage:
     tflop: float = 0.0
     reused: str | None = None  # a final's stage 1: the draft's latents file it starts from
     attention_tflop: float = 0.0  # of `tflop`, attention's (its rate depends on the kernel)
+    guided: bool = True  # runs the model's guidance (a full model's stage 2 runs none: its distilled LoRA)
 
 
 @dataclass(frozen=True)
@@ -792,6 +838,7 @@ class Loaded:
     upsampler: Any
     weights: Weights
     lora_fused: bool = False  # its LoRAs were fused into the weights (apply_loras)
+    loras: tuple[Lora, ...] = ()  # loaded: the jobs' own, then the recipe's (a full model's stage-2 LoRA)
 
     @property
     def family(self) -> type[Family]:
@@ -1039,6 +1086,10 @@ class Choice:
     def family(self) -> type[Family]:
         return self.spec.family
 
+    @property
+    def two_stage(self) -> bool:
+        return runs_two_stages(self.preset, self.spec)
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -1066,8 +1117,8 @@ REFUSALS = (
     Refusal(lambda r: r.attention_slicing not in ("auto", "off"), lambda c: c.family.own_attention,
             "--attention: {c.family.label} runs its pipeline's own attention here (no chunked or Metal "
             "processor for it); leave out --attention"),
-    Refusal(lambda r: r.upsampler, lambda c: c.preset == "fast",
-            "--upsampler is only used by --preset fast (the multi-scale path)"),
+    Refusal(lambda r: r.upsampler, lambda c: c.two_stage,
+            "--upsampler is only used by --preset fast (the multi-scale path) and LTX-2's two-stage quality recipe"),
     Refusal(lambda r: r.guidance_scale not in (None, 1.0), lambda c: not c.spec.distilled,
             "--guidance-scale: {c.spec.alias} is guidance-distilled and runs at 1.0"),
     Refusal(lambda r: r.steps is not None, lambda c: c.preset != "fast",
@@ -1151,7 +1202,9 @@ def choose_model(request: Request, image_size: tuple[int, int], extending: bool,
         spec = MODELS[spec.quality_alias]  # a distilled family name: its full, guided model
         source = spec.repo
         log.info(f"note: --preset quality runs {spec.alias} ({spec.repo}), the full model of {request.model}")
-    if preset == "fast" and not (spec.upsampler is not None and spec.stage1_timesteps is not None):
+    if request.model is not None and request.preset == "auto" and spec.two_stage and not spec.distilled:
+        preset = "quality"  # a full model with its maker's two-stage recipe: that is its quality path
+    if preset == "fast" and not (spec.two_stage and spec.stage1_timesteps is not None):
         if request.preset == "fast":
             raise UsageError(f"--preset fast needs a distilled checkpoint with a latent upscaler "
                              f"(e.g. --model {DEFAULT_MODEL_FAST}); {spec.alias} is an {spec.pipeline}")
@@ -1239,15 +1292,15 @@ def build_job(request: Request, choice: Choice, frames: int, fps: int, extension
         preset=preset, **sizes, num_frames=frames, fps=fps, seed=seed, guidance_scale=guidance,
         negative_prompt=spec.family.negative_prompt if request.negative_prompt is None else request.negative_prompt,
         stages=stages if not request.draft else stages[:1], output=output, sidecar=output.with_suffix(".json"),
-        dims=dims, draft=request.draft, loras=resolve_loras(request, spec, dims, preset, log),
+        dims=dims, draft=request.draft, loras=resolve_loras(request, spec, dims, choice.two_stage, log),
         conditions=plan_conditions(request, spec, frames, fps), extend=extension,
         segments=tuple(f"{request.prompt} {p}".strip() for p in request.segment_prompt),
     )
 
 
 def plan_upsampler(request: Request, choice: Choice) -> str | None:
-    """The fast path's 2x latent upscaler: --upsampler, else the model's own."""
-    if choice.preset != "fast":
+    """The two-stage path's 2x latent upscaler: --upsampler, else the model's own."""
+    if not choice.two_stage:
         return None
     upsampler = resolve_upsampler_name(request.upsampler) if request.upsampler else choice.spec.upsampler
     if upsampler is None:
@@ -1325,16 +1378,16 @@ def latent_tokens(width: int, height: int, frames: int, dims: ModelDims) -> int:
 
 
 def transformer_flops(width: int, height: int, frames: int, spec: ModelSpec, cfg: bool,
-                      dims: ModelDims | None = None) -> tuple[float, float]:
+                      dims: ModelDims | None = None, guided: bool = True) -> tuple[float, float]:
     """Forward-pass TFLOP of the denoiser at a size, as (dense, attention): dense 2 x params x
     tokens, attention 4 x tokens^2 x hidden x layers; sizes from the checkpoint's configs when at
     hand (`dims`), else the table's (LTX: 32x32 px x 8 frames a token; CogVideoX: 8x8 px x 4
-    frames, 2x2 patches)."""
+    frames, 2x2 patches). An unguided stage (`guided` False) is one pass a step."""
     d = dims or model_dims(None, spec)
     tokens = latent_tokens(width, height, frames, d)
     dense = 2 * d.params.get("transformer", 2e9) * d.video_share * tokens
     attention = 4 * tokens * tokens * d.hidden * d.layers  # QK^T and PV, 2 FLOP per multiply-add
-    passes = guidance_passes(spec, cfg)
+    passes = guidance_passes(spec, cfg) if guided else 1
     return dense * passes / 1e12, attention * passes / 1e12
 
 
@@ -1350,24 +1403,35 @@ def guidance_passes(spec: ModelSpec, cfg: bool) -> int:
 
 def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: int,
                 steps: int, guidance: float, dims: ModelDims | None = None) -> tuple[Stage, ...]:
+    """The denoising passes: two stages (the distilled fast path; a full model's two-stage recipe,
+    guided at half size, then unguided with its distilled LoRA) or one."""
     cfg = guidance > 1.0
 
-    def stage(name: str, w: int, h: int, n: int, timesteps, strength: float) -> Stage:
-        dense, attention = transformer_flops(w, h, frames, spec, cfg, dims)
-        return Stage(name, w, h, n, timesteps, strength, n * (dense + attention), attention_tflop=n * attention)
+    def stage(name: str, w: int, h: int, n: int, timesteps, strength: float, guided: bool = True) -> Stage:
+        dense, attention = transformer_flops(w, h, frames, spec, cfg, dims, guided)
+        return Stage(name, w, h, n, timesteps, strength, n * (dense + attention), attention_tflop=n * attention,
+                     guided=guided)
 
-    if preset == "fast":
+    if runs_two_stages(preset, spec):
         # Stage 1 at half size, rounded to the latent grid; the 2x upscaler doubles the latent.
         half_w, half_h = round_up(gen_w // 2, 32), round_up(gen_h // 2, 32)
         full_w, full_h = half_w * 2, half_h * 2
-        s1 = spec.stage1_timesteps or ()
+        s1 = spec.stage1_timesteps if preset == "fast" else spec.family.schedule(steps)
         s2 = spec.stage2_timesteps or ()
         # diffusers starts from given latents only at denoise_strength < 1: the schedule handed to
         # it is (1000, *s2) at strength n/(n+1), which skips 1000 and noises to s2[0] (denoise()).
-        return (stage("stage1", half_w, half_h, len(s1), s1, 1.0),
-                stage("stage2", full_w, full_h, len(s2), s2, len(s2) / (len(s2) + 1)))
-    timesteps = spec.stage1_timesteps if spec.distilled and steps == len(spec.stage1_timesteps or ()) else None
+        return (stage("stage1", half_w, half_h, len(s1) if s1 else steps, s1, 1.0),
+                stage("stage2", full_w, full_h, len(s2), s2, len(s2) / (len(s2) + 1), guided=spec.distilled))
+    if spec.distilled:  # its distilled schedule, at its own step count
+        timesteps = spec.stage1_timesteps if steps == len(spec.stage1_timesteps or ()) else None
+    else:  # the maker's schedule where the family has one (LTX-2), else the pipeline's scheduler
+        timesteps = spec.family.schedule(steps)
     return (stage("denoise", gen_w, gen_h, steps, timesteps, 1.0),)
+
+
+def runs_two_stages(preset: str, spec: ModelSpec) -> bool:
+    """The fast preset's distilled two stages, or a full model whose maker's recipe is two stages."""
+    return spec.two_stage and (preset == "fast" or not spec.distilled)
 
 
 def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> Job:
@@ -1683,14 +1747,14 @@ def check_lora(file: Path, source: str, spec: ModelSpec, dims: ModelDims, warnin
     return sum(math.prod(t.get("shape", [0])) for t in tensors.values())
 
 
-def resolve_loras(request: Request, spec: ModelSpec, dims: ModelDims, preset: str, log: Log) -> tuple[Lora, ...]:
+def resolve_loras(request: Request, spec: ModelSpec, dims: ModelDims, two_stage: bool, log: Log) -> tuple[Lora, ...]:
     loras = []
     for text in request.lora:
         source, scale, passes = parse_lora(text)
         if "lora_passes" not in spec.family.supports and passes != "all":
             raise UsageError(f"--lora {text}: {spec.family.label} runs one pass; leave out @{passes}")
-        if preset != "fast" and passes == "half":
-            raise UsageError(f"--lora {text}: @half is the fast preset's first stage; this run has one full pass")
+        if not two_stage and passes == "half":
+            raise UsageError(f"--lora {text}: @half is the first of two stages; this run has one full pass")
         file = lora_file(source, log)
         doubts: list[str] = []
         params = check_lora(file, source, spec, dims, doubts)
@@ -1817,6 +1881,13 @@ class Savings:
     conv3d: str = "stock"  # the decoder's conv3d path (already chosen: pick_conv3d)
 
 
+def stage_loads(job: Job, dims: ModelDims) -> list[tuple[int, int]]:
+    """(batch, tokens) of each stage's forwards: a batch of 2 where classifier-free guidance runs
+    (STG's and modality guidance's forwards are separate, batch 1)."""
+    return [(2 if job.cfg and s.guided else 1, latent_tokens(s.width, s.height, job.num_frames, dims))
+            for s in job.stages]
+
+
 def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
                     unified: bool) -> tuple[dict[str, float], float, float]:
     """(GiB by part, peak GiB, largest single array GiB) for one setting of the options; `unified`:
@@ -1824,8 +1895,7 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
     chunk, spatial_tiling, temporal_tiling = savings.chunk, savings.spatial_tiling, savings.temporal_tiling
     offload, quantize, conv3d = savings.offload, savings.quantize, savings.conv3d
     w, h = max((s.width, s.height) for s in job.stages)
-    tokens = latent_tokens(w, h, job.num_frames, dims)
-    batch = 2 if job.cfg else 1
+    batch = 2 if job.cfg else 1  # prompts encoded: the negative too with CFG
     weights = {k: v * elem for k, v in dims.params.items()}
     if quantize != "none":
         for k in job.spec.quantizable:
@@ -1833,9 +1903,11 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
             weights[k] = (dims.params.get(k, 0) - kept) * QUANT_BYTES[quantize] + kept * elem
     text_len = job.family.max_sequence_length  # prompts are padded to it
     t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + T5_HEADS * text_len * 6)
-    rows = chunk if chunk else tokens
-    attention = (1 if chunk else batch) * dims.heads * rows * tokens * (SCORE_BYTES if chunk else elem)
-    activations = FORWARD_FIXED + batch * tokens * dims.hidden * ACTIVATION_FACTOR * elem
+    # the stage that holds most: a full model's guided stage 1 runs CFG's batch of 2 at a quarter of
+    # the tokens of its unguided stage 2
+    attention, activations = max(((1 if chunk else b) * dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem),
+                                  FORWARD_FIXED + b * t * dims.hidden * ACTIVATION_FACTOR * elem)
+                                 for b, t in stage_loads(job, dims))
     tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
     tile_frames = 17 if temporal_tiling or dims.framewise_builtin else job.num_frames
     decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
@@ -1851,8 +1923,10 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
         "text_encoder": t5,
         "vae": weights.get("vae", 0),
         "upsampler": weights.get("latent_upsampler", weights.get("upsampler", 0))
-        if job.preset == "fast" and not job.draft else 0,
-        "lora": sum(lora.params for lora in job.loras) * elem,
+        if job.upsampler_source and not job.draft else 0,
+        # the user's LoRAs, and a full model's stage-2 distilled LoRA (its recipe's)
+        "lora": sum(lora.params for lora in job.loras) * elem + (weights.get("stage2_lora", 0) if len(job.stages) > 1
+                                                                  else 0),
         "attention": attention,
         "activations": activations,
         "decode": decode,
@@ -1867,7 +1941,8 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
         device_peak = max(t5 / 24, max(attention + activations, decode) + denoise_weights / 24)
     host = 0 if offload == "none" else denoise_weights
     peak = device_peak + host if unified else device_peak
-    largest = max(attention / (1 if chunk else batch), decode_array)
+    largest = max([decode_array] + [dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem)
+                                    for _, t in stage_loads(job, dims)])
     return {k: round(gib(v), 2) for k, v in parts.items()}, gib(peak), gib(largest)
 
 
@@ -1902,10 +1977,8 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
     """Cheapest settings that fit the budget: chunked attention, then tiling, then offload
     (`conv3d`: the decoder's conv3d path, already chosen: pick_conv3d)."""
     unified = device in ("mps", "cpu")
-    w, h = max((s.width, s.height) for s in job.stages)
-    tokens = latent_tokens(w, h, job.num_frames, dims)
-    batch = 2 if job.cfg else 1
-    full_matrix = batch * dims.heads * tokens * tokens * elem
+    tokens = max(t for _, t in stage_loads(job, dims))
+    full_matrix = max(b * dims.heads * t * t * elem for b, t in stage_loads(job, dims))
     chunk_opts: list[int | None]
     if not job.family.own_attention:  # its pipeline's own attention: the whole matrix
         chunk_opts = [None]
@@ -1931,10 +2004,13 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
         offload_opts = ["none", "model", "sequential"]
     if not job.spec.quantizable or request.quantize == "none":
         quant_opts = ["none"]
-    elif job.loras:  # measured: a LoRA loaded onto quanto's layers changes nothing, silently
+    elif job.loras or job.spec.stage2_lora:  # measured: a LoRA loaded onto quanto's layers changes nothing
         if request.quantize != "auto":
-            raise UsageError(f"--quantize {request.quantize} with --lora: a LoRA needs the unquantized "
-                             "transformer (on quantized layers it would do nothing); leave out one of them")
+            what, fix = ("with --lora", "leave out one of them") if job.loras else (
+                f"for {job.spec.alias}, whose second stage runs its distilled LoRA,",
+                "leave out --quantize, or use --preset fast (its distilled model quantizes)")
+            raise UsageError(f"--quantize {request.quantize} {what}: a LoRA needs the unquantized transformer (on "
+                             f"quantized layers it would do nothing); {fix}")
         quant_opts = ["none"]
     elif not _dist_version("optimum-quanto"):
         if request.quantize != "auto":
@@ -2075,9 +2151,13 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
              f"({job.num_frames / job.fps:.2f} s), seed {job.seed}"]
     for s in job.stages:
         sched = f"timesteps {list(s.timesteps)}" if s.timesteps else f"{s.steps} steps"
+        if s.timesteps and len(s.timesteps) > 8:  # a full model's schedule: its ends
+            sched = f"{len(s.timesteps)} timesteps, {s.timesteps[0]:.0f} to {s.timesteps[-1]:.0f}"
         if s.reused:
             sched = f"reused from the draft ({Path(s.reused).name})"
-        lines.append(f"  {s.name}: {s.width}x{s.height}, {sched}, ~{s.tflop:,.0f} TFLOP")
+        guidance = "" if s.guided or job.spec.distilled else (
+            ", no guidance" + (", its distilled LoRA" if job.spec.stage2_lora else ""))
+        lines.append(f"  {s.name}: {s.width}x{s.height}, {sched}{guidance}, ~{s.tflop:,.0f} TFLOP")
     if job.segments:
         lines.append(f"  segments: {job.windows} windows of {job.num_frames} frames (the stages above, each): "
                      + " | ".join(p[:30] for p in job.segments))
@@ -2173,6 +2253,7 @@ class Weights:
     transformer_file: Path | None = None  # original-format single file
     transformer_config: Path | None = None  # folder with transformer/config.json for it
     upsampler_folder: Path | None = None
+    stage2_lora: Path | None = None  # a full model's distilled LoRA for its second stage (its recipe's)
 
     @property
     def family(self) -> type[Family]:
@@ -2220,6 +2301,8 @@ def check_model_available(job: Job) -> None:
             needed += [(repo, name), (spec.config_repo, "transformer/config.json")]
     if job.upsampler_source and not Path(job.upsampler_source).exists():
         needed.append((job.upsampler_source, "latent_upsampler/config.json"))
+    if spec.stage2_lora and len(job.stages) > 1:
+        needed.append(tuple(reversed(spec.stage2_lora.split("@"))))
     for repo, filename in needed:
         if not hub_cached(repo, filename):
             option = "--upsampler" if repo == job.upsampler_source else "--model"
@@ -2263,7 +2346,12 @@ def fetch_weights(job: Job, log: Log) -> Weights:
             log.info(f"fetching {job.upsampler_source}")
             upsampler, _ = snapshot_components(job.upsampler_source, only=("latent_upsampler",))
         require_safetensors(upsampler, components=("latent_upsampler",))
-    return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler)
+    lora = None
+    if spec.stage2_lora and len(job.stages) > 1:  # the recipe's stage-2 LoRA, one file of the maker's repo
+        name, repo = spec.stage2_lora.split("@")
+        log.info(f"fetching {name} from {repo} (its second stage's distilled LoRA)")
+        lora = _snapshot(repo, [name])[0] / name
+    return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora)
 
 
 def require_safetensors(folder: Path, components: Sequence[str] | None = None) -> None:
@@ -2431,11 +2519,21 @@ def apply_loras(pipe, loras: Sequence[Lora], log: Log) -> bool:
     return fused
 
 
-def set_lora_pass(pipe, job: Job, stage: str) -> None:
+def set_lora_pass(pipe, loras: Sequence[Lora], stage: str) -> None:
     """Unfused LoRAs: on for the passes they were made for, off (scale 0) for the others."""
-    if job.loras and any(lora.passes != "all" for lora in job.loras):
-        pipe.set_adapters([f"lora{i}" for i in range(len(job.loras))],
-                          [lora.scale if lora.applies(stage) else 0.0 for lora in job.loras])
+    if loras and any(lora.passes != "all" for lora in loras):
+        pipe.set_adapters([f"lora{i}" for i in range(len(loras))],
+                          [lora.scale if lora.applies(stage) else 0.0 for lora in loras])
+
+
+def recipe_lora(weights: Weights, spec: ModelSpec) -> tuple[Lora, ...]:
+    """A full model's distilled LoRA, on for its second stage only at strength 1.0 (its recipe:
+    LTX2_STAGE2_LORA), as a Lora like the user's; () when the job runs without it."""
+    if weights.stage2_lora is None:
+        return ()
+    name, repo = spec.stage2_lora.split("@")
+    file = weights.stage2_lora
+    return (Lora(f"{repo}/{name}", file, 1.0, "full", safetensors_params(file), file_sha256(file)),)
 
 
 def place_pipeline(pipe, upsampler, offload: str, device: str, family: type[Family]) -> None:
@@ -3053,7 +3151,13 @@ class Family:
                     output_type="latent", return_dict=False)
 
     @classmethod
-    def continue_from(cls, kwargs: dict, stage: Stage, carried: dict) -> None:
+    def schedule(cls, steps: int) -> tuple[float, ...] | None:
+        """A full model's stage-1 timesteps (sigmas x 1000) for `steps` steps as its maker builds
+        them, or None: the pipeline's own scheduler decides."""
+        return None
+
+    @classmethod
+    def continue_from(cls, pipe, kwargs: dict, stage: Stage, carried: dict) -> None:
         """A later stage starts from the (upscaled) latents of the one before."""
         kwargs["latents"] = carried["latents"]
 
@@ -3183,7 +3287,7 @@ class LTXCondition(LTX):
         return kwargs
 
     @classmethod
-    def continue_from(cls, kwargs: dict, stage: Stage, carried: dict) -> None:
+    def continue_from(cls, pipe, kwargs: dict, stage: Stage, carried: dict) -> None:
         kwargs.update(latents=carried["latents"], denoise_strength=stage.denoise_strength)
 
     @classmethod
@@ -3258,6 +3362,7 @@ class LTX2(LTX):
     text_encoders = ("Gemma3ForConditionalGeneration",)
     text_encoder_label = "Gemma"
     max_sequence_length = 1024
+    negative_prompt = LTX2_NEGATIVE_PROMPT
     supports = frozenset({"lora", "lora_passes"})
     audio = True
     default_dims = (32, 4096, 256, 48, 32, 8, 1)
@@ -3284,11 +3389,33 @@ class LTX2(LTX):
                                    audio_hidden=transformer.get("audio_num_attention_heads", 32) * head_dim)
 
     @classmethod
+    def generic_spec(cls, source: str) -> ModelSpec:
+        """An LTX-2 checkpoint not in the table runs the full model's guided pass alone: the
+        two-stage recipe's distilled LoRA and upscaler are made for one version each."""
+        return dataclasses.replace(super().generic_spec(source), upsampler=None, stage2_timesteps=None,
+                                   stage2_lora=None, params_b=LTX2_PARAMS, call_options={})
+
+    @classmethod
+    def schedule(cls, steps: int) -> tuple[float, ...]:
+        """Lightricks' LTX2Scheduler (ltx-core components/schedulers.py), as its two-stage pipeline
+        runs it (no latent passed: as if 4,096 tokens, whatever the size): shift 2.05 on
+        linspace(1, 0, steps + 1), stretched so the last non-zero sigma is 0.1. diffusers derives
+        the shift from the real token count instead (at 1080p, mu 12.3: most sigmas near 1)."""
+        shift, terminal = 2.05, 0.1  # max_shift at MAX_SHIFT_ANCHOR = 4096 tokens; terminal
+        sigmas = [1 - i / steps for i in range(steps)]  # without the final 0
+        sigmas = [math.exp(shift) / (math.exp(shift) + (1 / s - 1)) for s in sigmas]
+        scale = (1 - sigmas[-1]) / (1 - terminal)
+        return tuple(1000 * (1 - (1 - s) / scale) for s in sigmas)
+
+    @classmethod
     def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
+        # A full model's stage 2 runs no guidance of any kind (its distilled LoRA instead)
+        guidance, extras = (job.guidance_scale, job.spec.guidance_extras) if stage.guided else (
+            1.0, LTX2_DISTILLED_GUIDANCE)
         kwargs = dict(embeds, image=image, width=stage.width, height=stage.height, num_frames=job.num_frames,
-                      frame_rate=job.fps, guidance_scale=job.guidance_scale, generator=generator,
+                      frame_rate=job.fps, guidance_scale=guidance, generator=generator,
                       image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
-                      output_type="latent", return_dict=False, **job.spec.guidance_extras)
+                      output_type="latent", return_dict=False, **extras, **job.spec.call_options)
         if stage.timesteps:
             kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
             use_fixed_schedule(pipe)
@@ -3297,9 +3424,28 @@ class LTX2(LTX):
         return kwargs
 
     @classmethod
-    def continue_from(cls, kwargs: dict, stage: Stage, carried: dict) -> None:
-        # Lightricks' distilled.py: the upscaled latents renoised to the schedule's first sigma
-        kwargs.update(latents=carried["latents"], audio_latents=carried["audio"], noise_scale=kwargs["sigmas"][0])
+    def continue_from(cls, pipe, kwargs: dict, stage: Stage, carried: dict) -> None:
+        """Lightricks' stage 2 (distilled.py, ti2vid_two_stages.py): latent frame 0 replaced by the
+        image encoded at full size (diffusers' image-to-video pipeline never encodes `image` once
+        latents are given, and keeps frame 0 as it finds it), the rest renoised to the schedule's
+        first sigma."""
+        latents = carried["latents"].clone()
+        latents[:, :, :1] = cls.encode_image(pipe, kwargs["image"], stage.height, stage.width).to(latents)
+        kwargs.update(latents=latents, audio_latents=carried["audio"], noise_scale=kwargs["sigmas"][0])
+
+    @staticmethod
+    def encode_image(pipe, image, height: int, width: int):
+        """The conditioning image as one latent frame, un-normalized (as stage latents are): the
+        pipeline's own encode (video_processor, then the VAE's mode, "argmax")."""
+        import torch
+
+        vae = pipe.vae
+        if getattr(vae, "_hf_hook", None) is not None:  # model offload: bring the VAE in
+            vae._hf_hook.pre_forward(vae)
+        device = next(vae.parameters()).device
+        pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(device, vae.dtype)
+        with torch.no_grad():
+            return vae.encode(pixels.unsqueeze(2)).latent_dist.mode()
 
     @classmethod
     def stage_result(cls, pipe, out, job: Job, stage: Stage) -> dict:
@@ -3734,13 +3880,13 @@ def denoise(rt: Runtime, model: Loaded, job: Job, embeds: dict, image, generator
             rt.log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
             rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
             continue
-        set_lora_pass(pipe, job, stage.name)
+        set_lora_pass(pipe, model.loras, stage.name)
         kwargs = family.stage_call(pipe, job, stage, embeds, image, generator)
         rt.log.info(stage_line(stage, family.stage_note))
         if index > 0:
             if model.upsampler is not None:
                 carried["latents"] = upsample_latents(rt, model, carried["latents"])
-            family.continue_from(kwargs, stage, carried)
+            family.continue_from(pipe, kwargs, stage, carried)
         carried = family.stage_result(pipe, run_stage(rt, pipe, kwargs, stage), job, stage)
         rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
     return family.finish(pipe, carried, job, rt)
@@ -4541,7 +4687,11 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
         "versions": versions(),
         "command": command_for(job, plan.quantize),
         **draft_sidecar(job, stats),
-        "lora_fused": model.lora_fused if job.loras else None,
+        "lora_fused": model.lora_fused if model.loras else None,
+        "stage2_lora": next(({"source": lora.source, "file": str(lora.file), "sha256": lora.sha256, "scale": lora.scale,
+                              "passes": lora.passes, "params": lora.params}
+                             for lora in model.loras[len(job.loras):]), None),
+        "call_options": job.spec.call_options or None,
     }
 
 
@@ -4760,10 +4910,12 @@ def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str) -> tup
     t0 = time.perf_counter()
     pipe, upsampler = load_pipeline(weights, rt.dtype, log, text_encoder=False, quantize=quantize)
     place_pipeline(pipe, upsampler, offload, rt.device, weights.family)
-    fused = apply_loras(pipe, first.loras, log)
+    loras = first.loras + recipe_lora(weights, first.spec)
+    fused = apply_loras(pipe, loras, log)
     load_seconds = time.perf_counter() - t0
     log.info(f"  loaded in {describe_seconds(load_seconds)}")
-    return Loaded(pipe, upsampler, weights, fused), embeds, {"load": load_seconds, "encode_prompt": encode_seconds}
+    return (Loaded(pipe, upsampler, weights, fused, loras), embeds,
+            {"load": load_seconds, "encode_prompt": encode_seconds})
 
 
 def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: dict, setup: float) -> Outcome:

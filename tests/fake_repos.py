@@ -357,7 +357,29 @@ LTX2_INDEX = {  # Lightricks/LTX-2's model_index.json (diffusers 0.37 wrote it: 
     "vae": ["diffusers", "AutoencoderKLLTX2Video"], "vocoder": ["ltx2", "LTX2Vocoder"],
 }
 LTX2_ROOT_JUNK = ["ltx-2-19b-dev.safetensors", "ltx-2-19b-dev-fp8.safetensors", "ltx-2-19b-distilled.safetensors",
-                  "ltx-2-19b-distilled-lora-384.safetensors", "ltx-2-spatial-upscaler-x2-1.0.safetensors"]
+                  "ltx-2-spatial-upscaler-x2-1.0.safetensors"]
+# Lightricks/LTX-2.3 holds the original-format checkpoints only; the full model's two-stage recipe
+# fetches one file of it, the v1.1 distilled LoRA (the older one beside it is never fetched).
+LTX23_ORIGINAL_JUNK = ["ltx-2.3-22b-dev.safetensors", "ltx-2.3-22b-distilled.safetensors",
+                       "ltx-2.3-22b-distilled-lora-384.safetensors", "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"]
+
+
+def distilled_lora(path: Path, width: int = 32, seed: int = 9) -> Path:
+    """A distilled LoRA in the layout Lightricks ships LTX-2's LoRAs in (ComfyUI's: diffusion_model.*
+    keys, lora_A/lora_B), rank 4 instead of 384, on the tiny transformer's video and audio
+    attention (the real one adapts every linear layer of the blocks)."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in ("attn1.to_q", "attn1.to_k", "attn1.to_v", "audio_attn1.to_q", "audio_attn1.to_v"):
+        key = f"diffusion_model.transformer_blocks.0.{layer}"
+        tensors[f"{key}.lora_A.weight"] = torch.randn(4, width, generator=g) * 0.1
+        tensors[f"{key}.lora_B.weight"] = torch.randn(width, 4, generator=g) * 0.1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return path
 
 
 def write_gemma_tokenizer(folder: Path) -> int:
@@ -542,6 +564,10 @@ def build_repos(root: Path) -> dict[str, Path]:
     # LTX-2: the full model at Lightricks/LTX-2; the distilled one (the diffusers docs' repo) with
     # its upscaler in the same repo.
     save_ltx2(ltx2_pipeline(), repo("Lightricks/LTX-2"), ltx2_upsampler())
+    distilled_lora(repos["Lightricks/LTX-2"] / gv.LTX2_STAGE2_LORA.split("@")[0])
+    distilled_lora(repo("Lightricks/LTX-2.3") / gv.LTX23_STAGE2_LORA.split("@")[0], seed=10)
+    for name in LTX23_ORIGINAL_JUNK:
+        _stub(repos["Lightricks/LTX-2.3"] / name)
     save_ltx2(ltx2_pipeline(seed=6), repo("rootonchair/LTX-2-19b-distilled"), ltx2_upsampler())
     # LTX-2.3 (diffusers' own repos, processor folder included) and its v1.1 upscaler's repo.
     dev23, distilled23 = ltx2_pipeline("2.3", seed=7), ltx2_pipeline("2.3", seed=8)

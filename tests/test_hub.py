@@ -59,6 +59,9 @@ def expected_files(hub, alias):
     files = under(hub, spec.repo, *parts)
     if spec.upsampler:
         files |= under(hub, spec.upsampler, "latent_upsampler")
+    if spec.stage2_lora:  # a full LTX-2's two stages: its distilled LoRA, one root file of the maker's repo
+        name, repo = spec.stage2_lora.split("@")
+        files.add((repo, name))
     return files
 
 
