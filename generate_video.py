@@ -80,6 +80,7 @@ RESOLUTIONS = {"480p": 480, "720p": 720, "1080p": 1080}  # short side in pixels
 LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
 MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
 MAX_UPSCALE = 2.0  # image enlarged more than this to fill the video: warn (detail will be soft)
+MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
 MAX_SEED = 2**63 - 1
 MAX_IMAGE_PIXELS = 200_000_000  # larger images are refused before decoding (decompression bombs)
 MAX_FPS = 120  # frames per second
@@ -154,6 +155,10 @@ class ModelSpec:
     # noised to its first value.
     stage1_timesteps: tuple[float, ...] | None = None
     stage2_timesteps: tuple[float, ...] | None = None
+    # Stage 1's size as a share of the target in the maker's own recipe (--preset quality; fast
+    # always runs it at half, so the 2x upscale lands on the target and nothing is computed twice).
+    maker_stage1_scale: float = 0.5
+    best_size: tuple[int, int] | None = None  # (long, short) px: the card says it works best within it
     # Conditioning image as Lightricks' ltx_video/inference.py prepares it (models trained on
     # compressed frames): 3x3 gaussian blur of this sigma, then an H.264 encode/decode at this CRF.
     image_blur_sigma: float = 0.0
@@ -195,6 +200,10 @@ LTX_T5 = 4.76
 # configs/ltxv-{2b,13b}-0.9.8-distilled.yaml: first_pass and second_pass timesteps (sigmas x 1000).
 LTX_DISTILLED_STAGE1 = (1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0)
 LTX_DISTILLED_STAGE2 = (909.4, 725.0, 421.9)
+# Their multi-scale geometry (every configs/ltxv-*-0.9.8-*.yaml: downscale_factor 0.6666666): the
+# first pass at 2/3 of the target (floored to 32), the 2x upscale, the second pass at 4/3, the
+# video resized down to the target (inference.py).
+LTX_DOWNSCALE = 0.6666666
 LTX_IMAGE_RECIPE = {"image_blur_sigma": 1.0, "image_crf": 29}  # ltx_video/inference.py, every LTX model
 
 # LTX-2 (video with its sound). Sigmas x 1000 of diffusers' pipelines/ltx2/utils.py (= Lightricks'
@@ -255,10 +264,13 @@ MODELS: dict[str, ModelSpec] = {
     spec.alias: spec
     for spec in (
         ModelSpec(
+            # configs/ltxv-2b-0.9.1.yaml: 40 steps, guidance 3, rescaling 0.7 (diffusers' guidance_rescale);
+            # its README then: "works best on resolutions under 720 x 1280"
             "ltx", "Lightricks/LTX-Video-0.9.1", "LTXImageToVideoPipeline",
-            steps=50, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025, **LTX_IMAGE_RECIPE,
+            steps=40, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025, **LTX_IMAGE_RECIPE,
+            guidance_extras={"guidance_rescale": 0.7}, default_resolution="720p", best_size=(1280, 720),
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.935},
-            note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline",
+            note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline (720p by default)",
         ),
         ModelSpec(
             "ltx-0.9.0", "Lightricks/LTX-Video", "LTXImageToVideoPipeline",
@@ -270,7 +282,7 @@ MODELS: dict[str, ModelSpec] = {
             "ltx-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "LTXConditionPipeline",
             distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
             stage1_timesteps=LTX_DISTILLED_STAGE1, stage2_timesteps=LTX_DISTILLED_STAGE2,
-            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE,
+            upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE, maker_stage1_scale=LTX_DOWNSCALE,
             single_file="ltxv-2b-0.9.8-distilled.safetensors@Lightricks/LTX-Video",
             config_repo="Lightricks/LTX-Video-0.9.5",
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 1.247, "upsampler": 0.126},
@@ -282,8 +294,9 @@ MODELS: dict[str, ModelSpec] = {
             distilled=True, steps=7, guidance=1.0, decode_timestep=0.05, decode_noise_scale=0.025,
             stage1_timesteps=LTX_DISTILLED_STAGE1, stage2_timesteps=LTX_DISTILLED_STAGE2,
             upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE, tone_map=0.6,
+            maker_stage1_scale=LTX_DOWNSCALE,
             params_b={"transformer": 13.04, "text_encoder": LTX_T5, "vae": 1.247, "upsampler": 0.126},
-            note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B",
+            note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B; the quality default",
         ),
         ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "CogVideoXImageToVideoPipeline",
@@ -340,7 +353,10 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 DEFAULT_MODEL_FAST = "ltx-distilled"
-DEFAULT_MODEL_QUALITY = "ltx"
+# --preset quality: Lightricks' best for image-to-video at its own multi-scale geometry (README: why
+# not the 13B dev, whose per-step guidance lists diffusers cannot run, nor 0.9.1)
+DEFAULT_MODEL_QUALITY = "ltx-13b-distilled"
+UNKNOWN_REPO_MODEL = "ltx"  # an uncached Hub repo is planned as this row's pipeline until its index is fetched
 
 # The family registry: each pipeline class a checkpoint's model_index.json may name -> the Family
 # subclass that runs it (section 9's classes register themselves; so can any module that imports
@@ -742,6 +758,7 @@ class Job:
     conditions: tuple[Condition, ...] = ()  # images pinned after frame 0 (end image, keyframes)
     extend: Extension | None = None
     segments: tuple[str, ...] = ()  # a long clip's window prompts (each window num_frames long)
+    downscale: bool = False  # generated larger than the target by design (the maker's geometry): resized down
 
     @property
     def family(self) -> type[Family]:
@@ -993,7 +1010,7 @@ def _cached_pipeline_class(repo: str) -> str | None:
     for index in sorted(snapshots.glob("*/model_index.json")) if snapshots.is_dir() else []:
         with contextlib.suppress(UsageError):
             return model_family_from_folder(index.parent)
-    return MODELS[DEFAULT_MODEL_QUALITY].pipeline  # an unknown repo: assume the stock layout until loaded
+    return MODELS[UNKNOWN_REPO_MODEL].pipeline  # an unknown repo: assume the stock layout until loaded
 
 
 def resolve_upsampler_name(name: str) -> str:
@@ -1121,9 +1138,9 @@ REFUSALS = (
             "--upsampler is only used by --preset fast (the multi-scale path) and LTX-2's two-stage quality recipe"),
     Refusal(lambda r: r.guidance_scale not in (None, 1.0), lambda c: not c.spec.distilled,
             "--guidance-scale: {c.spec.alias} is guidance-distilled and runs at 1.0"),
-    Refusal(lambda r: r.steps is not None, lambda c: c.preset != "fast",
-            "--steps: the fast preset uses the distilled timestep schedule of its checkpoint; use --preset "
-            "quality to choose the step count"),
+    Refusal(lambda r: r.steps is not None, lambda c: not c.spec.distilled,
+            "--steps: {c.spec.alias} runs the distilled timestep schedule of its checkpoint in both presets; "
+            "--steps is for a full model (e.g. --model ltx2-dev, or --model ltx)"),
     Refusal(lambda r: r.extend is not None, lambda c: "conditions" in c.family.supports,
             "--extend needs LTX's condition pipeline (a distilled model such as " + DEFAULT_MODEL_FAST
             + "); {c.spec.alias} is an {c.spec.pipeline}"),
@@ -1197,6 +1214,10 @@ def choose_model(request: Request, image_size: tuple[int, int], extending: bool,
     preset = "fast" if request.preset == "auto" else request.preset
     if request.model is None:
         spec = MODELS[DEFAULT_MODEL_FAST if preset == "fast" else DEFAULT_MODEL_QUALITY]
+        if preset == "quality" and not roomy_enough(spec, request):
+            log.info(f"note: --preset quality runs {spec.alias} on a Mac with room for its weights (64 GB or more); "
+                     f"here {DEFAULT_MODEL_FAST} runs at Lightricks' own geometry instead")
+            spec = MODELS[DEFAULT_MODEL_FAST]
         source = spec.repo
     elif request.preset == "quality" and spec.quality_alias and request.model == spec.alias:
         spec = MODELS[spec.quality_alias]  # a distilled family name: its full, guided model
@@ -1212,6 +1233,16 @@ def choose_model(request: Request, image_size: tuple[int, int], extending: bool,
                  "(the fast multi-scale path needs a distilled checkpoint with a latent upscaler)")
         preset = "quality"
     return Choice(source, spec, preset, width, height)
+
+
+def roomy_enough(spec: ModelSpec, request: Request) -> bool:
+    """Whether this machine's memory (--memory-budget, else 75% of it, a Mac's GPU working set)
+    holds the model's denoising weights in bf16 at most 60% full: the rest is for activations and
+    the decode (the 13B's plan: 26.8 GiB of weights, 38.2 GiB peak for 5 s of 1080p). A cheap guess
+    before the device is known: the memory plan decides for real."""
+    budget = request.memory_budget_gb * 2**30 if request.memory_budget_gb else total_memory_bytes() * MPS_WORKING_SET
+    weights = sum(v for k, v in spec.params_b.items() if k != "text_encoder") * 1e9 * 2
+    return weights <= 0.6 * budget
 
 
 def refuse_unusable(request: Request, choice: Choice) -> None:
@@ -1232,6 +1263,9 @@ def check_size(request: Request, choice: Choice, log: Log) -> None:
     if spec.native_size and (request.width or request.height or request.resolution):
         log.warn(f"{spec.alias} only generates at {spec.native_size[0]}x{spec.native_size[1]}; "
                  f"frames are resized to {width}x{height}")
+    if spec.best_size and (max(width, height) > spec.best_size[0] or min(width, height) > spec.best_size[1]):
+        log.warn(f"{spec.alias} works best at sizes up to {spec.best_size[0]}x{spec.best_size[1]} (its model card); "
+                 f"{width}x{height} may look worse: --resolution 720p, or the default model")
     if spec.native_size is None and (width % 2 or height % 2):
         raise UsageError(f"size {width}x{height} must be even for H.264 yuv420p")
     if max(width, height) > MAX_SIDE:
@@ -1314,7 +1348,8 @@ def plan_draft(request: Request, choice: Choice, stages: tuple[Stage, ...]) -> d
     width, height = choice.width, choice.height
     gen_w, gen_h = stages[-1].width, stages[-1].height
     if not request.draft:
-        return dict(width=width, height=height, gen_width=gen_w, gen_height=gen_h)
+        larger = choice.two_stage and choice.preset != "fast" and choice.spec.maker_stage1_scale != 0.5
+        return dict(width=width, height=height, gen_width=gen_w, gen_height=gen_h, downscale=larger)
     if choice.preset != "fast":
         raise UsageError(f"--draft is the fast preset's first stage; {choice.spec.alias} runs a single pass "
                          f"(use a distilled model such as {DEFAULT_MODEL_FAST}, or leave out --draft)")
@@ -1413,10 +1448,13 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
                      guided=guided)
 
     if runs_two_stages(preset, spec):
-        # Stage 1 at half size, rounded to the latent grid; the 2x upscaler doubles the latent.
-        half_w, half_h = round_up(gen_w // 2, 32), round_up(gen_h // 2, 32)
+        scale = 0.5 if preset == "fast" else spec.maker_stage1_scale
+        if scale == 0.5:  # stage 1 at half size, rounded up to the latent grid: the 2x upscale covers the target
+            half_w, half_h = round_up(gen_w // 2, 32), round_up(gen_h // 2, 32)
+        else:  # the maker's share, floored to the grid as inference.py floors it
+            half_w, half_h = max(32, int(gen_w * scale) // 32 * 32), max(32, int(gen_h * scale) // 32 * 32)
         full_w, full_h = half_w * 2, half_h * 2
-        s1 = spec.stage1_timesteps if preset == "fast" else spec.family.schedule(steps)
+        s1 = spec.stage1_timesteps if spec.distilled else spec.family.schedule(steps)
         s2 = spec.stage2_timesteps or ()
         # diffusers starts from given latents only at denoise_strength < 1: the schedule handed to
         # it is (1000, *s2) at strength n/(n+1), which skips 1000 and noises to s2[0] (denoise()).
@@ -1430,8 +1468,9 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
 
 
 def runs_two_stages(preset: str, spec: ModelSpec) -> bool:
-    """The fast preset's distilled two stages, or a full model whose maker's recipe is two stages."""
-    return spec.two_stage and (preset == "fast" or not spec.distilled)
+    """Every model with an upscaler and a stage-2 schedule runs two stages, as its maker does: the
+    distilled ones in both presets (quality: at the maker's geometry), LTX-2's full models too."""
+    return spec.two_stage
 
 
 def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> Job:
@@ -1861,7 +1900,6 @@ def expand_variations(job: Job) -> list[Job]:
 # prompts adds ~0.17 GiB: ~130 x elem bytes per token and ~6 bytes per attention score of 64 heads.
 SCORE_BYTES = 13  # per attention score in a chunk
 MPS_MAX_ARRAY = 2**32  # bytes: MPS refuses any single array larger (pytorch#149261)
-MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
 ACTIVATION_FACTOR = 24  # live activations per token and hidden unit, in units of the element size
 FORWARD_FIXED = 0.25 * 2**30  # bytes a forward holds whatever its length
 T5_BYTES_PER_TOKEN = 130 * 1024  # x elem: T5-XXL activations per prompt token, besides attention
@@ -3237,7 +3275,8 @@ class LTX(Family):
 
     @classmethod
     def stage_call(cls, pipe, job: Job, stage: Stage, embeds: dict, image, generator) -> dict:
-        kwargs = dict(super().stage_call(pipe, job, stage, embeds, image, generator), frame_rate=job.fps)
+        kwargs = dict(super().stage_call(pipe, job, stage, embeds, image, generator), frame_rate=job.fps,
+                      **(job.spec.guidance_extras if stage.guided else {}))  # 0.9.1: guidance_rescale 0.7
         if stage.timesteps:
             del kwargs["num_inference_steps"]
             kwargs["timesteps"] = list(stage.timesteps)
@@ -4022,7 +4061,7 @@ def decoded_chunks(rt: Runtime, pipe, latents, job: Job, generator, context=None
     for chunk in decode_frames(rt, pipe, latents, job, generator, bar.update):
         if context is not None:
             context.extend(chunk)
-        frames = fit_frames(chunk, job.width, job.height)
+        frames = fit_frames(chunk, job.width, job.height, job.downscale)
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(rt.device))
         stats.add("decode", time.perf_counter() - t0)
         yield frames
@@ -4166,14 +4205,15 @@ def to_uint8(video):
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def fit_frames(frames, width: int, height: int):
-    """Generation-size frames [f, H, W, 3] -> exactly width x height: center crop, and a
-    resize only for models that generate at a fixed size."""
+def fit_frames(frames, width: int, height: int, downscale: bool = False):
+    """Generation-size frames [f, H, W, 3] -> exactly width x height: center crop (the generation
+    size rounds the target up to the model's grid), and a resize to cover first for models that
+    generate at a fixed size and for `downscale` (the maker's geometry generates larger)."""
     import numpy as np
     from PIL import Image, ImageOps
 
     h, w = frames.shape[1:3]
-    if w >= width and h >= height:
+    if w >= width and h >= height and not downscale:
         top, left = (h - height) // 2, (w - width) // 2
         return frames[:, top:top + height, left:left + width]
     return np.stack([np.asarray(ImageOps.fit(Image.fromarray(f), (width, height),
@@ -4731,7 +4771,7 @@ def command_for(job: Job, quantize: str | None = None) -> str:
              "--num-frames", str(frames), "--fps", str(job.fps), "--seed", str(job.seed)]
     if r.negative_prompt is not None:
         parts += ["--negative-prompt", r.negative_prompt]
-    if job.preset != "fast":
+    if not job.spec.distilled:
         parts += ["--steps", str(job.stages[0].steps)]
     if not job.spec.distilled:
         parts += ["--guidance-scale", str(job.guidance_scale)]
@@ -5217,7 +5257,7 @@ def matches_sidecar(job: Job) -> bool:
             "guidance_scale": job.guidance_scale, "image": str(job.request.image.resolve())}
     if job.request.seed is not None:
         mine["seed"] = job.seed
-    if job.preset != "fast":
+    if not job.spec.distilled:
         if [s.get("steps") for s in data.get("stages", [])] != [s.steps for s in job.stages]:
             return False
     return all(data.get(k) == v for k, v in mine.items())
@@ -5679,7 +5719,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--model", metavar="ID_OR_DIR", default=None, help="alias, Hub id or folder (see --list-models)")
     m.add_argument("--list-models", action="store_true", help=argparse.SUPPRESS)  # named in the description
-    m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="auto: fast when the model can")
+    m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="quality: the maker's recipe")
     m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None, help="latent upscaler (default: the model's)")
     m.add_argument("--no-audio", action="store_true", help="LTX-2: leave out the sound it makes")
 
@@ -5695,7 +5735,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fps", type=positive_int, default=None, help=f"frames per second (default: {DEFAULT_FPS})")
 
     d = p.add_argument_group("sampling, drafts and LoRAs")
-    d.add_argument("--steps", type=positive_int, default=None, metavar="N", help="quality preset's steps")
+    d.add_argument("--steps", type=positive_int, default=None, metavar="N", help="a full (undistilled) model's steps")
     d.add_argument("--guidance-scale", type=non_negative_float, default=None, metavar="F",
                    help="guidance (default: the model's)")
     d.add_argument("--seed", type=seed_int, default=None, metavar="N", help="random seed (default: random)")

@@ -54,6 +54,7 @@ def test_frames_equal_a_direct_diffusers_call_on_cpu(models, image, folder):
     frames = direct(image=gv.prepare_image(image, 96, 64, spec.image_blur_sigma, spec.image_crf), prompt="a boat drifts",
                     negative_prompt=job.negative_prompt, height=64, width=96, num_frames=17, frame_rate=24,
                     num_inference_steps=3, guidance_scale=spec.guidance, decode_timestep=spec.decode_timestep,
+                    guidance_rescale=spec.guidance_extras["guidance_rescale"],  # 0.7: configs/ltxv-2b-0.9.1.yaml
                     decode_noise_scale=spec.decode_noise_scale,
                     generator=torch.Generator("cpu").manual_seed(11)).frames[0]
     assert ours.shape == (17, 64, 96, 3)

@@ -104,9 +104,10 @@ def test_extend_needs_a_video_and_the_condition_pipeline(models, tmp_path, capsy
     src = original(tmp_path / "orig.mp4", frames=9)
     rc, cap = run(["--extend", src, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "x.mp4"], capsys)
     assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err
-    # the default model follows the preset: --preset quality's has no condition pipeline either
-    rc, cap = run(["--extend", src, "--prompt", "p", "--preset", "quality", "-o", tmp_path / "x.mp4"], capsys)
-    assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err and "loading" not in cap.err
+    # the default model follows the preset: --preset quality's (the 13B distilled) has a condition pipeline too
+    job = gv.plan_job(gv.Request(image=src, prompt="p", output=tmp_path / "x.mp4", extend=src, preset="quality",
+                                 memory_budget_gb=96), gv.Log(0))
+    assert job.spec.alias == gv.DEFAULT_MODEL_QUALITY == "ltx-13b-distilled" and job.extend.context == 9
     rc, cap = run(["--image", src, "--prompt", "p", "--extend-only", "-o", tmp_path / "x.mp4"], capsys)
     assert rc == 2 and "--extend-only goes with --extend" in cap.err
 

@@ -58,8 +58,9 @@ def test_streamed_decode_equals_diffusers_decode(spatial, temporal):
 def _job(width, height, frames, guidance=3.0, alias="ltx"):
     spec = gv.MODELS[alias]
     req = gv.Request(image=Path("x"), prompt="p", output=None)
-    stages = gv.plan_stages("quality", spec, gv.round_up(width, 32), gv.round_up(height, 32), frames, 40, guidance)
-    return gv.Job(req, spec, spec.repo, None, "quality", width, height, stages[0].width, stages[0].height, frames, 24,
+    preset = "fast" if spec.distilled else "quality"  # a distilled model's largest stage: the full size
+    stages = gv.plan_stages(preset, spec, gv.round_up(width, 32), gv.round_up(height, 32), frames, 40, guidance)
+    return gv.Job(req, spec, spec.repo, None, preset, width, height, stages[-1].width, stages[-1].height, frames, 24,
                   0, guidance, "", stages, Path("o.mp4"), Path("o.json")), req
 
 

@@ -67,7 +67,7 @@ def test_help_and_usage_errors_do_not_import_torch():
 @pytest.mark.parametrize("image_size, resolution, expected", [
     ((1920, 1080), "1080p", (1920, 1080)), ((1080, 1920), "1080p", (1080, 1920)),
     ((1600, 900), "720p", (1280, 720)), ((800, 600), "720p", (960, 720)), ((640, 640), "480p", (480, 480)),
-    ((1000, 750), None, (1440, 1080)), ((1000, 750), "CV", (720, 480)),
+    ((1000, 750), None, (960, 720)), ((1000, 750), "CV", (720, 480)),  # None: ltx (0.9.1) defaults to 720p
 ])
 def test_plan_size_from_resolution_keeps_image_aspect(image_size, resolution, expected):
     spec = gv.MODELS["cogvideox" if resolution == "CV" else "ltx"]  # CV: CogVideoX 1.0's only size

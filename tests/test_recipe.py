@@ -117,3 +117,63 @@ def test_decode_noise_goes_on_the_normalized_latents_before_the_tone_map_as_ligh
     diffusers_order = LTXLatentUpsamplePipeline.tone_map_latents(None, latents, 0.6) * std + mean
     diffusers_order = 0.975 * diffusers_order + 0.025 * noise
     assert not torch.allclose(z, diffusers_order, atol=1e-3)
+
+
+def test_quality_is_the_13b_distilled_at_lightricks_own_multi_scale_geometry(tmp_path):
+    """configs/ltxv-13b-0.9.8-distilled.yaml: downscale_factor 0.6666666 (the first pass at 2/3 of
+    the target, floored to 32: 1248x704 for 1080p, inference.py), the 2x upscale, the second pass at
+    twice that, then the video resized to the target; the distilled timesteps in both passes."""
+    image = make_image(tmp_path / "in.png", 1600, 900)
+    job = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "o.mp4", preset="quality",
+                                 memory_budget_gb=48), gv.Log(0))  # a 64 GB Mac's working set
+    assert job.spec.alias == "ltx-13b-distilled" and job.downscale and (job.width, job.height) == (1920, 1080)
+    assert [(s.width, s.height, s.timesteps) for s in job.stages] == [
+        (1248, 704, gv.LTX_DISTILLED_STAGE1), (2496, 1408, gv.LTX_DISTILLED_STAGE2)]
+    assert gv.LTX_DISTILLED_STAGE1 == (1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0)  # first_pass timesteps
+    fast = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "o.mp4"), gv.Log(0))
+    assert [(s.width, s.height) for s in fast.stages] == [(960, 544), (1920, 1088)] and not fast.downscale
+    small = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "o.mp4", preset="quality",
+                                   memory_budget_gb=24), gv.Log(0))  # a 32 GB Mac: the 2B, at the same geometry
+    assert small.spec.alias == "ltx-distilled" and [(s.width, s.height) for s in small.stages] == [
+        (1248, 704), (2496, 1408)]
+    with pytest.raises(gv.UsageError, match="runs the distilled timestep schedule"):
+        gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "o.mp4", preset="quality", steps=20),
+                    gv.Log(0))
+
+
+def test_the_maker_geometry_generates_larger_and_the_video_is_resized_to_the_target(models, tmp_path, capsys):
+    out = tmp_path / "q.mp4"
+    rc = gv.main(["--image", str(make_image(tmp_path / "in.png", 320, 180)), "--prompt", "a boat", "--model",
+                  str(models["cond"]), "--upsampler", str(models["up"]), "--preset", "quality", "--width", "288",
+                  "--height", "160", "--num-frames", "9", "--seed", "1", "-o", str(out), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    from conftest import probe
+
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert [(s["width"], s["height"]) for s in side["stages"]] == [(160, 96), (320, 192)]  # 2/3 of 288x160, then 2x
+    assert (side["generation_width"], side["generation_height"]) == (320, 192)
+    assert probe(out)["size"] == (288, 160) and "--steps" not in side["command"]
+
+
+def test_ltx_0_9_1_runs_its_config_40_steps_rescaled_guidance_at_720p(models, image, tmp_path, monkeypatch, capsys):
+    """configs/ltxv-2b-0.9.1.yaml: num_inference_steps 40, guidance_scale 3, rescaling_scale 0.7; its
+    README: "works best on resolutions under 720 x 1280"."""
+    from diffusers import LTXImageToVideoPipeline
+
+    spec = gv.MODELS["ltx"]
+    assert (spec.steps, spec.guidance, spec.guidance_extras, spec.default_resolution) == (
+        40, 3.0, {"guidance_rescale": 0.7}, "720p")
+    job = gv.plan_job(gv.Request(image=make_image(tmp_path / "w.png", 1600, 900), prompt="p",
+                                 output=tmp_path / "x.mp4", model="ltx"), gv.Log(1))
+    assert (job.width, job.height, job.stages[0].steps) == (1280, 720, 40)
+    assert "works best" not in capsys.readouterr().err
+    gv.plan_job(gv.Request(image=tmp_path / "w.png", prompt="p", output=tmp_path / "x.mp4", model="ltx",
+                           resolution="1080p"), gv.Log(1))
+    assert "works best at sizes up to 1280x720" in capsys.readouterr().err
+    seen = []
+    real = LTXImageToVideoPipeline.__call__
+    monkeypatch.setattr(LTXImageToVideoPipeline, "__call__",
+                        lambda self, *a, **k: (seen.append(k.get("guidance_rescale")), real(self, *a, **k))[1])
+    rc = gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96", "--height",
+                  "64", "--num-frames", "9", "--steps", "1", "-o", str(tmp_path / "g.mp4"), "-q"])
+    assert rc == 0 and seen == [0.7]
