@@ -2336,7 +2336,7 @@ def check_model_available(job: Job) -> None:
         needed.append((job.model_source, "model_index.json"))
         if spec.single_file and job.model_source == spec.repo:
             name, repo = spec.single_file.split("@")
-            needed += [(repo, name), (spec.config_repo, "transformer/config.json")]
+            needed += [(repo, name), (spec.config_repo, "transformer/config.json"), (spec.config_repo, "vae/config.json")]
     if job.upsampler_source and not Path(job.upsampler_source).exists():
         needed.append((job.upsampler_source, "latent_upsampler/config.json"))
     if spec.stage2_lora and len(job.stages) > 1:
@@ -2358,9 +2358,10 @@ def fetch_weights(job: Job, log: Log) -> Weights:
         folder, revision = Path(source), None
     else:
         log.info(f"fetching {source} (only what model_index.json names; cached after the first run)")
-        # Single file: the big transformer comes from it (the repo's own may even be another size).
+        # Single file: the big transformer and the VAE come from it (the repo's own transformer may
+        # even be another size; its VAE would be 2.5 GB more to fetch, where Lightricks loads the file's).
         unused = spec.family.unused_components  # prompt enhancers and such: never run here
-        folder, revision = snapshot_components(source, skip=unused + (("transformer",) if single else ()))
+        folder, revision = snapshot_components(source, skip=unused + (("transformer", "vae") if single else ()))
     pipeline_class = model_family_from_folder(folder)
     if FAMILIES[pipeline_class] is not spec.family:
         # An unknown Hub repo was planned as stock LTX before its model_index.json was cached.
@@ -2372,7 +2373,7 @@ def fetch_weights(job: Job, log: Log) -> Weights:
         log.info(f"fetching {name} from {repo}")
         file_folder, file_rev = _snapshot(repo, [name])
         transformer_file = file_folder / name
-        transformer_config, _ = _snapshot(spec.config_repo, ["transformer/config.json"])
+        transformer_config, _ = _snapshot(spec.config_repo, ["transformer/config.json", "vae/config.json"])
         revision = f"{revision} + {repo}@{file_rev}"
     else:
         require_safetensors(folder)
@@ -2503,8 +2504,9 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, 
         with quiet_libraries(log):  # diffusers marks its quanto backend for removal in 1.0 (README)
             kwargs["quantization_config"] = diffusers.PipelineQuantizationConfig(
                 quant_mapping={"transformer": diffusers.QuantoConfig(weights_dtype=quantize)})
-    if weights.transformer_file is not None:
+    if weights.transformer_file is not None:  # the transformer and the VAE from one original-format file
         kwargs["transformer"] = family.load_single_file(weights, dtype)
+        kwargs["vae"] = family.load_single_file_vae(weights, dtype)
     try:
         with quiet_libraries(log):
             pipe = family.pipeline_class().from_pretrained(str(weights.folder), dtype=torch_dtype, use_safetensors=True,
@@ -3171,6 +3173,10 @@ class Family:
     def load_single_file(cls, weights: Weights, dtype):
         raise RunError(f"{cls.label} has no single-file transformer format here")
 
+    @classmethod
+    def load_single_file_vae(cls, weights: Weights, dtype):
+        raise RunError(f"{cls.label} has no single-file VAE format here")
+
     @staticmethod
     def prepare_loaded(pipe, device: str) -> None:
         """Adjust a freshly loaded pipeline for the device."""
@@ -3264,6 +3270,35 @@ class LTX(Family):
         return diffusers.LTXVideoTransformer3DModel.from_single_file(
             str(weights.transformer_file), config=str(weights.transformer_config), subfolder="transformer",
             dtype=dtype, local_files_only=True)
+
+    @classmethod
+    def load_single_file_vae(cls, weights: Weights, dtype):
+        """The VAE bundled in the same file (its vae.* keys), as Lightricks loads it
+        (CausalVideoAutoencoder.from_pretrained(ckpt_path)), with the config repo's vae/config.json.
+        Keys are renamed by diffusers' own converter, told the 0.9.5+ layout that every single file
+        in the table has (it tells by a 2048-channel encoder output, which the real files have)."""
+        import diffusers
+        import torch
+        from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
+        from safetensors import safe_open
+
+        with safe_open(str(weights.transformer_file), "pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys() if k.startswith("vae.")}
+        conv_out = state.get("vae.encoder.conv_out.conv.weight")
+        if conv_out is None:
+            raise RunError(f"{weights.transformer_file.name} holds no VAE (vae.* keys); download it again")
+        state["vae.encoder.conv_out.conv.weight"] = torch.empty((conv_out.shape[0], 2048, 1, 1, 1), device="meta")
+        state = convert_ltx_vae_checkpoint_to_diffusers(state)
+        state["encoder.conv_out.conv.weight"] = conv_out
+        config = diffusers.AutoencoderKLLTXVideo.load_config(str(weights.transformer_config), subfolder="vae")
+        with torch.device("meta"):
+            vae = diffusers.AutoencoderKLLTXVideo.from_config(config)
+        try:
+            vae.load_state_dict(state, strict=True, assign=True)
+        except RuntimeError as e:
+            raise RunError(f"the VAE in {weights.transformer_file.name} does not fit {weights.transformer_config}'s "
+                           f"vae/config.json: {first_line(e)[:160]}") from None
+        return vae.to(dtype).eval()
 
     @classmethod
     def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
@@ -5501,7 +5536,7 @@ def run_check(device_name: str, log: Log) -> int:
             size = sum(f.stat().st_size for f in (repo_dir / "blobs").glob("*") if f.is_file())
             report(PASS, f"cached: {alias} ({spec.repo}), {gib(size):.1f} GiB")
     if not any(cached_repo_dir(s.repo).is_dir() for s in MODELS.values()):
-        report(PASS, "no model cached yet: the first run downloads the default (~28 GB, see the README)")
+        report(PASS, "no model cached yet: the first run downloads the default (~26 GB, see the README)")
     try:
         device = pick_device(device_name)
         seconds = check_tiny_run(device)

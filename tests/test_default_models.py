@@ -6,10 +6,9 @@ import json
 import shutil
 
 import pytest
-from safetensors.torch import save_file
 
 from conftest import gv, make_image, probe
-from fake_repos import TO_ORIGINAL
+from fake_repos import original_single_file, tiny_vae
 
 
 def add_snapshot(cache, repo, files_from=None, commit="0" * 39):
@@ -29,26 +28,23 @@ def fake_hub(tmp_path, monkeypatch):
     cache = tmp_path / "hub"
     spec = gv.MODELS["ltx-distilled"]
     pipe = gv.tiny_ltx_pipeline("LTXConditionPipeline")
+    pipe.register_modules(vae=tiny_vae())  # the 0.9.5+ VAE layout every single file in the table has
     components = add_snapshot(cache, spec.repo)
     pipe.save_pretrained(components)
-    shutil.rmtree(components / "transformer")  # the real repo's 13B transformer is never fetched
+    # the real repo's 13B transformer is never fetched, nor its VAE: the single file holds one
+    shutil.rmtree(components / "transformer")
+    shutil.rmtree(components / "vae")
     file_name, file_repo = spec.single_file.split("@")
-    original = {"model.diffusion_model." + _rename(k): v.contiguous() for k, v in pipe.transformer.state_dict().items()}
-    save_file(original, add_snapshot(cache, file_repo) / file_name)
-    config_dir = add_snapshot(cache, spec.config_repo) / "transformer"
-    config_dir.mkdir()
-    (config_dir / "config.json").write_text(json.dumps(dict(pipe.transformer.config)))
+    original_single_file(pipe.transformer, pipe.vae, add_snapshot(cache, file_repo) / file_name)
+    config_repo = add_snapshot(cache, spec.config_repo)
+    for part in ("transformer", "vae"):
+        (config_repo / part).mkdir()
+        (config_repo / part / "config.json").write_text(json.dumps(dict(getattr(pipe, part).config)))
     LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=gv.tiny_latent_upsampler()).save_pretrained(
         add_snapshot(cache, spec.upsampler))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache, pipe
-
-
-def _rename(key):
-    for new, old in TO_ORIGINAL.items():
-        key = key.replace(new, old)
-    return key
 
 
 def test_default_1080p_run_uses_the_fast_single_file_path(fake_hub, tmp_path, monkeypatch, capsys):
@@ -73,8 +69,9 @@ def test_single_file_transformer_loads_to_the_same_weights(fake_hub, tmp_path):
     job = gv.plan_job(req, gv.Log(0))
     loaded, upsampler = gv.load_pipeline(gv.fetch_weights(job, gv.Log(0)), torch.float32, gv.Log(0))
     assert upsampler is not None and type(loaded).__name__ == "LTXConditionPipeline"
-    ours, theirs = loaded.transformer.state_dict(), pipe.transformer.state_dict()
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    for part in ("transformer", "vae"):  # both from the one original-format file
+        ours, theirs = getattr(loaded, part).state_dict(), getattr(pipe, part).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), part
 
 
 def test_offline_without_the_upscaler_in_cache_is_one_error_line_exit_1(fake_hub, tmp_path, capsys):

@@ -48,10 +48,10 @@ def under(hub, repo, *folders):
 
 def expected_files(hub, alias):
     spec = gv.MODELS[alias]
-    if alias == "ltx-distilled":  # the 2B single file + the 13B repo's T5, tokenizer, VAE, scheduler
-        name, repo = spec.single_file.split("@")
-        return (under(hub, spec.repo, "scheduler", "text_encoder", "tokenizer", "vae")
-                | {(repo, name), (spec.config_repo, "transformer/config.json")}
+    if alias == "ltx-distilled":  # the 2B single file (its transformer and VAE) + the 13B repo's T5, tokenizer,
+        name, repo = spec.single_file.split("@")  # scheduler; their configs from the 0.9.5 repo
+        return (under(hub, spec.repo, "scheduler", "text_encoder", "tokenizer")
+                | {(repo, name), (spec.config_repo, "transformer/config.json"), (spec.config_repo, "vae/config.json")}
                 | under(hub, spec.upsampler, "latent_upsampler"))
     parts = ["scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
     if spec.family.audio:  # LTX-2's sound: its audio VAE, vocoder and text connectors
