@@ -1351,8 +1351,9 @@ def plan_draft(request: Request, choice: Choice, stages: tuple[Stage, ...]) -> d
         larger = choice.two_stage and choice.preset != "fast" and choice.spec.maker_stage1_scale != 0.5
         return dict(width=width, height=height, gen_width=gen_w, gen_height=gen_h, downscale=larger)
     if choice.preset != "fast":
-        raise UsageError(f"--draft is the fast preset's first stage; {choice.spec.alias} runs a single pass "
-                         f"(use a distilled model such as {DEFAULT_MODEL_FAST}, or leave out --draft)")
+        runs = "at its maker's geometry (--preset quality)" if choice.two_stage else "a single pass"
+        raise UsageError(f"--draft is the fast preset's first stage; {choice.spec.alias} runs {runs} "
+                         f"(use --preset fast with a distilled model such as {DEFAULT_MODEL_FAST}, or leave out --draft)")
     first = stages[0]
     # The image is prepared at the full size, as the whole fast path prepares it: the pipeline then
     # resizes it for stage 1 the same way, so the draft's latents are a final's.
