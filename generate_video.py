@@ -2506,8 +2506,9 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, 
             kwargs["quantization_config"] = diffusers.PipelineQuantizationConfig(
                 quant_mapping={"transformer": diffusers.QuantoConfig(weights_dtype=quantize)})
     if weights.transformer_file is not None:  # the transformer and the VAE from one original-format file
-        kwargs["transformer"] = family.load_single_file(weights, dtype)
-        kwargs["vae"] = family.load_single_file_vae(weights, dtype)
+        with quiet_libraries(log):  # diffusers warns on every such load ("modules ... kept in float32: []")
+            kwargs["transformer"] = family.load_single_file(weights, dtype)
+            kwargs["vae"] = family.load_single_file_vae(weights, dtype)
     try:
         with quiet_libraries(log):
             pipe = family.pipeline_class().from_pretrained(str(weights.folder), dtype=torch_dtype, use_safetensors=True,
