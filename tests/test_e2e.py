@@ -186,8 +186,10 @@ def test_nan_latents_stop_with_a_fix_and_write_nothing(models, image, tmp_path, 
 
 
 def test_flat_colour_video_is_detected_and_not_written(models, image, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(gv, "to_uint8", lambda video: np.zeros((video.shape[1], video.shape[2], video.shape[3], 3),
-                                                             np.uint8))
+    def black(cls, pipe, latents, job, generator, rt, progress):  # the family's decode hook, a broken VAE's
+        yield np.zeros((job.num_frames, job.gen_height, job.gen_width, 3), np.uint8)
+
+    monkeypatch.setattr(gv.LTX, "decode", classmethod(black))
     out = tmp_path / "black.mp4"
     rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
     assert rc == 1 and "flat colour" in cap.err and not out.exists()
@@ -273,14 +275,14 @@ def test_check_reports_and_runs_the_tiny_pipeline(capsys):
 def test_operators_that_fell_back_to_the_cpu_are_reported(models, image, tmp_path, monkeypatch, capsys):
     import warnings
 
-    real = gv.to_uint8
+    real = gv.LTX.decode.__func__
 
-    def warn_like_mps(video):
+    def warn_like_mps(cls, *args):  # the family's decode hook, as MPS runs an operator it lacks
         warnings.warn("The operator 'aten::upsample_trilinear3d' is not currently supported on the MPS backend "
                       "and will fall back to run on the CPU. This may have performance implications.", UserWarning)
-        return real(video)
+        yield from real(cls, *args)
 
-    monkeypatch.setattr(gv, "to_uint8", warn_like_mps)
+    monkeypatch.setattr(gv.LTX, "decode", classmethod(warn_like_mps))
     out = tmp_path / "fb.mp4"
     rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
     assert rc == 0 and "ran on the CPU (no MPS kernel, slower): aten::upsample_trilinear3d" in cap.err
