@@ -1401,8 +1401,10 @@ def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str |
                   f"{spec.frame_step}k+1 frames")
     if frames > spec.max_frames:
         raise UsageError(
-            f"{frames} frames is more than {spec.alias} can make ({spec.max_frames} at most); "
-            f"use --num-frames {spec.max_frames} or a shorter --duration"
+            f"{frames} frames ({(frames - 1) / fps:.1f} s at {fps} fps) is more than {spec.alias} can make at once "
+            f"({spec.max_frames} at most, {(spec.max_frames - 1) / fps:.1f} s); use a shorter --duration or "
+            f"--num-frames {spec.max_frames}" + (", or several --segment-prompt (a long clip, window by window)"
+                                                 if "conditions" in spec.family.supports else "")
         )
     return frames, notice
 
@@ -4749,6 +4751,7 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
         "memory_plan": {
             "budget_gib": round(gib(plan.budget_bytes), 2), "estimated_peak_gib": plan.peak_gib,
             "attention_chunk_rows": plan.attention_chunk, "attention_kernel": plan.attention_kernel,
+            "attention": ("metal" if plan.attention_kernel else "chunked" if plan.attention_chunk else "stock"),
             "kernel_verdict": plan.kernel_verdict, "vae_conv3d": CONV3D_NAME if plan.conv3d == "conv2d" else "stock",
             "conv3d_verdict": plan.conv3d_verdict, "vae_spatial_tiling": plan.vae_spatial_tiling,
             "vae_temporal_tiling": plan.vae_temporal_tiling, "offload": plan.offload,
@@ -5011,11 +5014,11 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
         return sidecar_data(rt, job, plan, model, wall, writer.audio)
 
     with record_cpu_fallbacks(log) as fallbacks:
-        write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio)
+        sound = write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio).audio
     used = kernels_used(plan)
     emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
-         f"{job.out_frames} frames at {job.fps} fps; made in {describe_seconds(wall)}"
-         + (f"; {used}" if used else "") + ")")
+         f"{job.out_frames} frames at {job.fps} fps" + (f", AAC sound at {sound.rate / 1000:g} kHz" if sound else "")
+         + f"; made in {describe_seconds(wall)}" + (f"; {used}" if used else "") + ")")
     if job.draft:
         log.info(f"  the full video of this draft: {final_command(job)}")
     return Outcome(job.output.name, "done", wall, used, job)
@@ -5682,7 +5685,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
         if self.raise_errors:
             raise UsageError(message.replace("argument ", "", 1))
-        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"error: {message}{self.did_you_mean(message)} (see --help)\n")
+
+    def did_you_mean(self, message: str) -> str:
+        """'; did you mean --prompt?' for a mistyped option (argparse 3.11 names it only)."""
+        import difflib
+
+        match = re.match(r"unrecognized arguments: (--?[\w-]+)", message)
+        options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(match.group(1).split("=")[0], options, 1, 0.75) if match else []
+        return f"; did you mean {close[0]}?" if close else ""
 
 
 def _number(kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], Any]:

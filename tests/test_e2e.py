@@ -25,6 +25,7 @@ def test_single_pass_writes_exact_h264_mp4_and_sidecar(models, image, tmp_path, 
     assert side["seed"] == 7 and side["prompt"] == "a boat drifts" and side["fps"] == 12
     assert side["negative_prompt"] == gv.DEFAULT_PROMPT_NEGATIVE and side["model_source"] == str(models["i2v"])
     assert side["stages"][0]["steps"] == 2 and side["num_frames"] == 9 and side["device"] == "cpu"
+    assert side["memory_plan"]["attention"] == "stock"  # named even when it is PyTorch's own
     assert set(side["timings_s"]) >= {"load", "encode_prompt", "denoise", "decode", "write", "total"}
     assert side["seconds_per_step"] > 0 and side["peak_memory_gib"]["process_rss"] > 0
     assert {"python", "torch", "diffusers", "transformers", "os"} <= set(side["versions"])

@@ -53,6 +53,7 @@ def test_ltx2_writes_h264_with_an_aac_track_exactly_as_long_as_the_video(hub, tm
     assert side["audio"] == {"codec": "aac", "bitrate": gv.AUDIO_BITRATE, "sample_rate": 24000, "channels": 2,
                              "duration_s": round(17 / 24, 6)}
     assert "with Gemma" in cap.err and "(video and audio)" in cap.err
+    assert "frames at 24 fps, AAC sound at 24 kHz; made in" in cap.out  # the last line says it has sound
 
 
 def test_no_audio_writes_the_same_video_without_a_sound_track(hub, tmp_path, capsys):

@@ -116,3 +116,19 @@ def test_unique_output_name_never_clashes(tmp_path):
     (tmp_path / "cat.mp4").write_bytes(b"x")
     (tmp_path / "cat-2.json").write_text("{}")
     assert gv.unique_output_path(Path("pics/cat.png"), tmp_path) == tmp_path / "cat-3.mp4"
+
+
+def test_a_mistyped_option_is_answered_with_the_one_meant(capsys):
+    assert gv.main(["--image", "x.png", "--promt", "p"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unrecognized arguments: --promt p; did you mean --prompt?") and err.count("\n") == 1
+    assert gv.main(["--image", "x.png", "--prompt", "p", "--zzz"]) == 2
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: nothing guessed
+
+
+def test_too_long_a_video_answers_in_seconds_and_names_segment_prompts(tmp_path):
+    from conftest import make_image
+
+    image = make_image(tmp_path / "in.png")
+    with pytest.raises(gv.UsageError, match=r"1441 frames \(60\.0 s at 24 fps\).*257 at most, 10\.7 s.*--segment-prompt"):
+        gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "x.mp4", duration=60), gv.Log(0))
