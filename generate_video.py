@@ -188,7 +188,9 @@ class ModelSpec:
 
     @property
     def two_stage(self) -> bool:
-        """It can run as two stages: half size, the 2x latent upscaler, a short full-size stage."""
+        """It runs as two stages (a stage, the 2x latent upscaler, a short one at full size), as its
+        maker does: a distilled model in both presets (quality: at the maker's geometry), LTX-2's
+        full models too."""
         return self.upsampler is not None and self.stage2_timesteps is not None
 
 
@@ -770,6 +772,12 @@ class Job:
         return self.guidance_scale > 1.0
 
     @property
+    def stage2_lora(self) -> str | None:
+        """The model's recipe LoRA ("file@repo") when this job runs the stage it is for (a draft stops
+        at stage 1)."""
+        return self.spec.stage2_lora if len(self.stages) > 1 else None
+
+    @property
     def windows(self) -> int:
         return max(1, len(self.segments))
 
@@ -1105,7 +1113,7 @@ class Choice:
 
     @property
     def two_stage(self) -> bool:
-        return runs_two_stages(self.preset, self.spec)
+        return self.spec.two_stage
 
 
 @dataclass(frozen=True)
@@ -1450,7 +1458,7 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
         return Stage(name, w, h, n, timesteps, strength, n * (dense + attention), attention_tflop=n * attention,
                      guided=guided)
 
-    if runs_two_stages(preset, spec):
+    if spec.two_stage:
         scale = 0.5 if preset == "fast" else spec.maker_stage1_scale
         if scale == 0.5:  # stage 1 at half size, rounded up to the latent grid: the 2x upscale covers the target
             half_w, half_h = round_up(gen_w // 2, 32), round_up(gen_h // 2, 32)
@@ -1468,12 +1476,6 @@ def plan_stages(preset: str, spec: ModelSpec, gen_w: int, gen_h: int, frames: in
     else:  # the maker's schedule where the family has one (LTX-2), else the pipeline's scheduler
         timesteps = spec.family.schedule(steps)
     return (stage("denoise", gen_w, gen_h, steps, timesteps, 1.0),)
-
-
-def runs_two_stages(preset: str, spec: ModelSpec) -> bool:
-    """Every model with an upscaler and a stage-2 schedule runs two stages, as its maker does: the
-    distilled ones in both presets (quality: at the maker's geometry), LTX-2's full models too."""
-    return spec.two_stage
 
 
 def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> Job:
@@ -1946,9 +1948,9 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
     t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + T5_HEADS * text_len * 6)
     # the stage that holds most: a full model's guided stage 1 runs CFG's batch of 2 at a quarter of
     # the tokens of its unguided stage 2
+    loads = stage_loads(job, dims)
     attention, activations = max(((1 if chunk else b) * dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem),
-                                  FORWARD_FIXED + b * t * dims.hidden * ACTIVATION_FACTOR * elem)
-                                 for b, t in stage_loads(job, dims))
+                                  FORWARD_FIXED + b * t * dims.hidden * ACTIVATION_FACTOR * elem) for b, t in loads)
     tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
     tile_frames = 17 if temporal_tiling or dims.framewise_builtin else job.num_frames
     decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
@@ -1966,7 +1968,7 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
         "upsampler": weights.get("latent_upsampler", weights.get("upsampler", 0))
         if job.upsampler_source and not job.draft else 0,
         # the user's LoRAs, and a full model's stage-2 distilled LoRA (its recipe's)
-        "lora": sum(lora.params for lora in job.loras) * elem + (weights.get("stage2_lora", 0) if len(job.stages) > 1
+        "lora": sum(lora.params for lora in job.loras) * elem + (weights.get("stage2_lora", 0) if job.stage2_lora
                                                                   else 0),
         "attention": attention,
         "activations": activations,
@@ -1982,8 +1984,7 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
         device_peak = max(t5 / 24, max(attention + activations, decode) + denoise_weights / 24)
     host = 0 if offload == "none" else denoise_weights
     peak = device_peak + host if unified else device_peak
-    largest = max([decode_array] + [dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem)
-                                    for _, t in stage_loads(job, dims)])
+    largest = max([decode_array] + [dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem) for _, t in loads])
     return {k: round(gib(v), 2) for k, v in parts.items()}, gib(peak), gib(largest)
 
 
@@ -2018,8 +2019,9 @@ def plan_memory(job: Job, dims: ModelDims, device: str, elem: int, budget_bytes:
     """Cheapest settings that fit the budget: chunked attention, then tiling, then offload
     (`conv3d`: the decoder's conv3d path, already chosen: pick_conv3d)."""
     unified = device in ("mps", "cpu")
-    tokens = max(t for _, t in stage_loads(job, dims))
-    full_matrix = max(b * dims.heads * t * t * elem for b, t in stage_loads(job, dims))
+    loads = stage_loads(job, dims)
+    tokens = max(t for _, t in loads)
+    full_matrix = max(b * dims.heads * t * t * elem for b, t in loads)
     chunk_opts: list[int | None]
     if not job.family.own_attention:  # its pipeline's own attention: the whole matrix
         chunk_opts = [None]
@@ -2342,8 +2344,8 @@ def check_model_available(job: Job) -> None:
             needed += [(repo, name), (spec.config_repo, "transformer/config.json"), (spec.config_repo, "vae/config.json")]
     if job.upsampler_source and not Path(job.upsampler_source).exists():
         needed.append((job.upsampler_source, "latent_upsampler/config.json"))
-    if spec.stage2_lora and len(job.stages) > 1:
-        needed.append(tuple(reversed(spec.stage2_lora.split("@"))))
+    if job.stage2_lora:
+        needed.append(tuple(reversed(job.stage2_lora.split("@"))))
     for repo, filename in needed:
         if not hub_cached(repo, filename):
             option = "--upsampler" if repo == job.upsampler_source else "--model"
@@ -2389,8 +2391,8 @@ def fetch_weights(job: Job, log: Log) -> Weights:
             upsampler, _ = snapshot_components(job.upsampler_source, only=("latent_upsampler",))
         require_safetensors(upsampler, components=("latent_upsampler",))
     lora = None
-    if spec.stage2_lora and len(job.stages) > 1:  # the recipe's stage-2 LoRA, one file of the maker's repo
-        name, repo = spec.stage2_lora.split("@")
+    if job.stage2_lora:  # the recipe's stage-2 LoRA, one file of the maker's repo
+        name, repo = job.stage2_lora.split("@")
         log.info(f"fetching {name} from {repo} (its second stage's distilled LoRA)")
         lora = _snapshot(repo, [name])[0] / name
     return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora)
