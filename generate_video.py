@@ -78,6 +78,13 @@ DEFAULT_CRF = 17  # x264 quality: 17 is visually lossless for generated video
 AUDIO_BITRATE = "192k"  # AAC, stereo: transparent for generated speech, music and effects
 RESOLUTIONS = {"480p": 480, "720p": 720, "1080p": 1080}  # short side in pixels
 LTX_VAE_SPATIAL_TILE = 512  # diffusers' LTX VAE tile (px) with 448 px stride
+LTX_VAE_TILE_BLEND = 64  # px two neighbouring tiles share and blend (diffusers' 512 - 448), at any tile size
+# Larger tiles compute less overlap twice (1080p: 512 px tiles decode 1.27x the frame's pixels,
+# 1024 px tiles 1.09x), where the memory plan has room and the decoder's largest single convolution
+# stays short: macOS may end a GPU command that runs for seconds while the display needs the GPU
+# (kIOGPUCommandBufferCallbackErrorImpactingInteractivity). Judged at the conv rate measured here.
+VAE_TILE_SIZES = (512, 768, 1024)  # px
+TILE_OP_SECONDS = 1.0  # the longest one convolution of a tile may take, at the measured rate
 MAX_SIDE = 4096  # px; far beyond what any of these models was trained for
 MAX_UPSCALE = 2.0  # image enlarged more than this to fill the video: warn (detail will be soft)
 MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
@@ -122,6 +129,10 @@ HUB_CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessor_config
 HUB_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                        "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model")
 HUB_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+# A transformers processor's folder (Gemma3Processor as diffusers' LTX-2.3 repos save it): configs,
+# tokenizer files and chat template; no weights.
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "chat_template.jinja",
+                   "chat_template.json") + HUB_TOKENIZER_FILES
 HUB_WEIGHT_INDEXES = tuple(f"{w}.index.json" for w in HUB_WEIGHT_FILES)
 
 
@@ -232,6 +243,22 @@ LTX2_FULL_GUIDANCE = {"stg_scale": 1.0, "audio_stg_scale": 1.0, "modality_scale"
 # name them (2.3: its model list's v1.1).
 LTX2_STAGE2_LORA = "ltx-2-19b-distilled-lora-384.safetensors@Lightricks/LTX-2"
 LTX23_STAGE2_LORA = "ltx-2.3-22b-distilled-lora-384-1.1.safetensors@Lightricks/LTX-2.3"
+# --enhance-prompt on LTX-2: Gemma 3 rewrites the prompt before encoding it, as Lightricks' pipelines
+# do when asked (ltx-pipelines utils/blocks.py PromptEncoder: the first prompt only, the video's
+# seed, the first image). ltx-core text_encoders/gemma/encoders/base_encoder.py: sampling at
+# temperature 0.7, at most 512 new tokens (GEMMA3_ENHANCE_GENERATION_KWARGS); ltx-pipelines
+# utils/helpers.py generate_enhanced_prompt: the image file's long side resized to 896 px. The
+# processor (Gemma 3's tokenizer, chat template and 896 px image processor) is shipped in the
+# processor/ folder of diffusers' LTX-2.3 repos only; LTX-2.0 and 2.3 read with the same Gemma 3
+# 12B, so both take it from there.
+ENHANCE_NEW_TOKENS = 512
+LTX2_ENHANCER_PROCESSOR = "processor@diffusers/LTX-2.3-Diffusers"
+# Planning: the system prompt (~750 tokens), the image (256 tokens), the user's prompt and the new
+# tokens, rounded up; Gemma 3 12B's KV cache per token: 2 x 48 layers x 8 KV heads x 256
+# (google/gemma-3-12b-it config.json), elements.
+ENHANCE_CONTEXT_TOKENS = 2048
+GEMMA_KV_PER_TOKEN = 2 * 48 * 8 * 256
+GENERATE_EFFICIENCY = 0.03  # token-by-token generation reads every weight per token: memory-bound
 # LTX-2's own negative prompt: Lightricks' ltx_pipelines DEFAULT_NEGATIVE_PROMPT of the 2.0/2.3
 # releases, byte for byte what diffusers 0.42.1 exports (pipelines/ltx2/utils.py).
 LTX2_NEGATIVE_PROMPT = (
@@ -367,7 +394,7 @@ FAMILIES: dict[str, type[Family]] = {}
 
 # What a family may support beyond plain image-to-video (Family.supports); the planner refuses an
 # option whose feature the chosen family lacks (REFUSALS).
-FEATURES = ("draft", "lora", "lora_passes", "conditions")
+FEATURES = ("draft", "lora", "lora_passes", "conditions", "enhance_prompt")
 
 
 def register(*pipeline_classes: str):
@@ -660,6 +687,7 @@ class Request:
     segment_prompt: tuple[str, ...] = ()  # one long clip, a window per prompt
     no_audio: bool = False  # a model with sound: write the video without it
     quantize: str = "auto"  # weights of the big parts: auto (the plan picks), none, int8, int4
+    enhance_prompt: bool = False  # the model's own enhancer rewrites the prompt first
 
     def frames_at(self, fps: int) -> int:
         """The frames asked for: --num-frames, else --duration (default DEFAULT_DURATION_S) at
@@ -815,6 +843,7 @@ class MemoryPlan:
     quantize: str = "none"  # the spec's quantizable parts in int8/int4 (optimum-quanto)
     conv3d: str = "stock"  # the VAE's conv3d: "conv2d" (conv3d_as_conv2d, checked here) or PyTorch's
     conv3d_verdict: dict | None = None
+    vae_tile: int | None = None  # px of the spatial tiles when larger than the VAE's own (widest_tile)
 
 
 @dataclass
@@ -832,6 +861,7 @@ class RunStats:
     extra_files: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final) published with the video
     latents_sha256: str | None = None  # a draft's saved latents
     audio: AudioTrack | None = None  # the soundtrack a family with audio made with the frames
+    enhanced_prompt: str | None = None  # --enhance-prompt: the rewrite the model read
     started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
 
     def add(self, name: str, seconds: float) -> None:
@@ -1139,6 +1169,10 @@ REFUSALS = (
             "weights are offered for LTX-2's Gemma and transformer"),
     Refusal(lambda r: r.no_audio, lambda c: c.family.audio,
             "--no-audio: {c.spec.alias} makes no sound (its videos are silent already)"),
+    Refusal(lambda r: r.enhance_prompt, lambda c: "enhance_prompt" in c.family.supports,
+            "--enhance-prompt runs a model's own prompt enhancer: LTX-2's Gemma (--model ltx2 or ltx2.3); "
+            "{c.spec.alias}'s maker enhances with Florence-2 and Llama run as remote code, which this tool "
+            "never runs. Leave it out, or write a longer prompt: what moves, how the camera moves, the light"),
     Refusal(lambda r: r.attention_slicing not in ("auto", "off"), lambda c: c.family.own_attention,
             "--attention: {c.family.label} runs its pipeline's own attention here (no chunked or Metal "
             "processor for it); leave out --attention"),
@@ -1922,6 +1956,7 @@ class Savings:
     offload: str = "none"  # none / model / sequential
     quantize: str = "none"  # the spec's quantizable parts: none / int8 / int4
     conv3d: str = "stock"  # the decoder's conv3d path (already chosen: pick_conv3d)
+    tile: int = LTX_VAE_SPATIAL_TILE  # px of a spatial tile
 
 
 def stage_loads(job: Job, dims: ModelDims) -> list[tuple[int, int]]:
@@ -1946,12 +1981,14 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
             weights[k] = (dims.params.get(k, 0) - kept) * QUANT_BYTES[quantize] + kept * elem
     text_len = job.family.max_sequence_length  # prompts are padded to it
     t5 = weights.pop("text_encoder", 0) + batch * text_len * (T5_BYTES_PER_TOKEN * elem + T5_HEADS * text_len * 6)
+    if job.request.enhance_prompt:  # the enhancer's KV cache, beside the text encoder it runs on
+        t5 += ENHANCE_CONTEXT_TOKENS * job.family.enhancer_kv_per_token * elem
     # the stage that holds most: a full model's guided stage 1 runs CFG's batch of 2 at a quarter of
     # the tokens of its unguided stage 2
     loads = stage_loads(job, dims)
     attention, activations = max(((1 if chunk else b) * dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem),
                                   FORWARD_FIXED + b * t * dims.hidden * ACTIVATION_FACTOR * elem) for b, t in loads)
-    tw, th = (min(w, LTX_VAE_SPATIAL_TILE), min(h, LTX_VAE_SPATIAL_TILE)) if spatial_tiling else (w, h)
+    tw, th = (min(w, savings.tile), min(h, savings.tile)) if spatial_tiling else (w, h)
     tile_frames = 17 if temporal_tiling or dims.framewise_builtin else job.num_frames
     decode_array = dims.vae_channels * tile_frames * (th // 4) * (tw // 4) * elem
     # live activations + float frames out + ~0.1 GiB of fixed workspace (real_size.py); the conv3d
@@ -1960,7 +1997,7 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
     if temporal_tiling:  # two 17-frame float tiles of the full frame in flight (blended)
         decode += 3 * min(job.num_frames, 2 * 17) * h * w * 4
     elif spatial_tiling:  # tiled_decode_uint8: the uint8 video, and float blend edges above and left
-        decode += job.num_frames * h * w * 3 + 2 * job.num_frames * (LTX_VAE_SPATIAL_TILE // 8) * w * 3 * elem
+        decode += job.num_frames * h * w * 3 + 2 * job.num_frames * (savings.tile // 8) * w * 3 * elem
     parts = {
         "transformer": weights.get("transformer", 0),
         "text_encoder": t5,
@@ -1986,6 +2023,28 @@ def estimate_memory(job: Job, dims: ModelDims, elem: int, savings: Savings,
     peak = device_peak + host if unified else device_peak
     largest = max([decode_array] + [dims.heads * (chunk or t) * t * (SCORE_BYTES if chunk else elem) for _, t in loads])
     return {k: round(gib(v), 2) for k, v in parts.items()}, gib(peak), gib(largest)
+
+
+def widest_tile(job: Job, dims: ModelDims, elem: int, plan: MemoryPlan, device: str) -> MemoryPlan:
+    """The plan with the largest spatial tile its family's VAE takes (VAE_TILE_SIZES) that keeps
+    the plan in budget (every array under MPS's limit) and the decoder's largest convolution under
+    TILE_OP_SECONDS at the conv rate the conv3d check measured here; without a measured rate, as
+    it was (the VAE's own tile)."""
+    rate = estimate_basis(1.0, plan)
+    if not (plan.vae_spatial_tiling and job.family.vae_tiles and rate["decode_measured"]):
+        return plan
+    savings = Savings(plan.attention_chunk, True, plan.vae_temporal_tiling, plan.offload, plan.quantize, plan.conv3d)
+    frames = 17 if plan.vae_temporal_tiling or dims.framewise_builtin else job.num_frames
+    for tile in sorted(job.family.vae_tiles[1:], reverse=True):
+        # the decoder's full-resolution convolutions: 3x3x3 over tile/4 px (LTX's 4x4 patches), channels in and out
+        conv_tflop = 2 * 27 * dims.vae_channels**2 * frames * (tile // 4) ** 2 / 1e12
+        if conv_tflop / rate["decode_tflops"] > TILE_OP_SECONDS:
+            continue
+        parts, peak, largest = estimate_memory(job, dims, elem, dataclasses.replace(savings, tile=tile),
+                                               device in ("mps", "cpu"))
+        if peak * 2**30 <= plan.budget_bytes and (device != "mps" or largest * 2**30 <= MPS_MAX_ARRAY / 2):
+            return dataclasses.replace(plan, vae_tile=tile, estimate=parts, peak_gib=round(peak, 2))
+    return plan
 
 
 MAC_MEMORY_GB = (16, 18, 24, 32, 36, 48, 64, 96, 128, 192, 256, 512)  # unified memory sizes Apple sells
@@ -2140,7 +2199,16 @@ def estimate_seconds(job: Job, tflops: float, plan: MemoryPlan | None = None) ->
     attention = sum(s.attention_tflop for s in job.stages)
     denoise = (sum(s.tflop for s in job.stages) - attention) / basis["dense_tflops"] + \
         attention / basis["attention_tflops"]
-    return job.windows * (denoise + decode_tflop(job) / basis["decode_tflops"])
+    return job.windows * (denoise + decode_tflop(job) / basis["decode_tflops"]) + \
+        enhance_tflop(job) / (tflops * GENERATE_EFFICIENCY)
+
+
+def enhance_tflop(job: Job) -> float:
+    """--enhance-prompt: the text encoder's forwards over the enhancer's context (2 FLOP per
+    weight per token); token-by-token generation, so run at GENERATE_EFFICIENCY."""
+    if not job.request.enhance_prompt or job.dims is None:
+        return 0.0
+    return 2 * job.dims.params.get("text_encoder", 0) * ENHANCE_CONTEXT_TOKENS / 1e12
 
 
 def describe_duration(seconds: float) -> str:
@@ -2209,6 +2277,9 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
                                                  for c in job.conditions))
     if job.loras:
         lines.append("  LoRA: " + ", ".join(f"{lora.arg} ({lora.params / 1e6:.1f}M params)" for lora in job.loras))
+    if job.request.enhance_prompt:
+        lines.append(f"  prompt: first rewritten by {job.family.text_encoder_label} from the image (--enhance-prompt: "
+                     f"up to {ENHANCE_NEW_TOKENS} new tokens, ~{enhance_tflop(job):,.1f} TFLOP)")
     if job.draft:
         lines.append(f"  draft: stage 1 only, written at {job.width}x{job.height} with its latents; "
                      f"its final is {job.final_size[0]}x{job.final_size[1]}")
@@ -2222,7 +2293,8 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
         conv3d += f" ({'' if plan.conv3d == 'conv2d' else 'as conv2d: '}{plan.conv3d_verdict['reason']})"
     lines.append(f"  savings: attention {attention}, "
                  f"VAE tiling {'spatial' if plan.vae_spatial_tiling else 'no spatial'}"
-                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}, {conv3d}, offload {plan.offload}"
+                 f"/{'temporal' if plan.vae_temporal_tiling else 'no temporal'}"
+                 + (f" in {plan.vae_tile} px tiles" if plan.vae_tile else "") + f", {conv3d}, offload {plan.offload}"
                  + (f", {plan.quantize} weights for the {' and '.join(job.spec.quantizable).replace('_', ' ')}"
                     if plan.quantize != "none" else ""))
     return lines
@@ -2297,6 +2369,7 @@ class Weights:
     transformer_config: Path | None = None  # folder with transformer/config.json for it
     upsampler_folder: Path | None = None
     stage2_lora: Path | None = None  # a full model's distilled LoRA for its second stage (its recipe's)
+    processor: Path | None = None  # --enhance-prompt: the folder its enhancer's processor loads from
 
     @property
     def family(self) -> type[Family]:
@@ -2346,6 +2419,9 @@ def check_model_available(job: Job) -> None:
         needed.append((job.upsampler_source, "latent_upsampler/config.json"))
     if job.stage2_lora:
         needed.append(tuple(reversed(job.stage2_lora.split("@"))))
+    if job.request.enhance_prompt:
+        name, repo = job.family.enhancer_processor.split("@")
+        needed.append((repo, f"{name}/processor_config.json"))
     for repo, filename in needed:
         if not hub_cached(repo, filename):
             option = "--upsampler" if repo == job.upsampler_source else "--model"
@@ -2395,7 +2471,18 @@ def fetch_weights(job: Job, log: Log) -> Weights:
         name, repo = job.stage2_lora.split("@")
         log.info(f"fetching {name} from {repo} (its second stage's distilled LoRA)")
         lora = _snapshot(repo, [name])[0] / name
-    return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora)
+    return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora,
+                   fetch_processor(job, log))
+
+
+def fetch_processor(job: Job, log: Log) -> Path | None:
+    """--enhance-prompt: the folder of configs, tokenizer and chat template the family's enhancer
+    reads with (no weights: the enhancer is the text encoder already fetched)."""
+    if not job.request.enhance_prompt:
+        return None
+    name, repo = job.family.enhancer_processor.split("@")
+    log.info(f"fetching {name}/ from {repo} (Gemma's processor, for --enhance-prompt)")
+    return _snapshot(repo, [f"{name}/{pattern}" for pattern in PROCESSOR_FILES])[0] / name
 
 
 def require_safetensors(folder: Path, components: Sequence[str] | None = None) -> None:
@@ -3099,11 +3186,20 @@ def apply_savings(pipe, plan: MemoryPlan, family: type[Family], kernel: tuple | 
     vae = pipe.vae
     use_conv3d(vae.decoder, plan.conv3d)  # what the check checked (the encoder runs once, on one image)
     if plan.vae_spatial_tiling:
-        vae.enable_tiling()
+        vae.enable_tiling(**vae_tile_sizes(plan.vae_tile or (family.vae_tiles or (None,))[0]))
     else:
         vae.use_tiling = False
     if hasattr(vae, "use_framewise_decoding"):
         vae.use_framewise_decoding = plan.vae_temporal_tiling
+
+
+def vae_tile_sizes(tile: int | None) -> dict:
+    """enable_tiling's options for square `tile` px tiles sharing LTX_VAE_TILE_BLEND px (set
+    every time: a group's model keeps the last job's); None: the VAE's own defaults."""
+    if tile is None:
+        return {}
+    return dict(tile_sample_min_height=tile, tile_sample_min_width=tile, tile_sample_stride_height=tile - LTX_VAE_TILE_BLEND,
+                tile_sample_stride_width=tile - LTX_VAE_TILE_BLEND)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -3140,6 +3236,9 @@ class Family:
     unused_components: tuple[str, ...] = ()  # optional pipeline parts this tool never runs: not fetched
     stage_note = ""  # after each stage's log line
     fallback_alias: str | None = None  # a model to suggest when this one fails on a Mac
+    enhancer_processor: str | None = None  # "folder@repo" of the processor its prompt enhancer reads with
+    enhancer_kv_per_token = 0  # elements of the enhancer's KV cache per token (memory plan)
+    vae_tiles: tuple[int, ...] = ()  # px of spatial tiles its VAE decodes in, its own first; () its own only
 
     @classmethod
     def generic_spec(cls, source: str) -> ModelSpec:
@@ -3247,6 +3346,7 @@ class LTX(Family):
     # just before decoding.
     upsample_pipeline = ("LTXLatentUpsamplePipeline", {"adain_factor": 1.0, "tone_map_compression_ratio": 0.0})
     fallback_alias = "cogvideox"
+    vae_tiles = VAE_TILE_SIZES  # decode_ltx tiles with the VAE's own tile attributes, at any size
 
     @classmethod
     def dims(cls, spec: ModelSpec) -> ModelDims:
@@ -3443,7 +3543,7 @@ class LTX2(LTX):
     text_encoder_label = "Gemma"
     max_sequence_length = 1024
     negative_prompt = LTX2_NEGATIVE_PROMPT
-    supports = frozenset({"lora", "lora_passes"})
+    supports = frozenset({"lora", "lora_passes", "enhance_prompt"})
     audio = True
     default_dims = (32, 4096, 256, 48, 32, 8, 1)
     large_dims = None
@@ -3454,6 +3554,8 @@ class LTX2(LTX):
     unused_components = ("processor", "prompt_enhancer", "duration_head")
     stage_note = " (video and audio)"
     fallback_alias = None
+    enhancer_processor = LTX2_ENHANCER_PROCESSOR
+    enhancer_kv_per_token = GEMMA_KV_PER_TOKEN
 
     @classmethod
     def dims(cls, spec: ModelSpec) -> ModelDims:
@@ -3526,6 +3628,18 @@ class LTX2(LTX):
         pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(device, vae.dtype)
         with torch.no_grad():
             return vae.encode(pixels.unsqueeze(2)).latent_dist.mode()
+
+    @staticmethod
+    def enhance(pipe, prompt: str, image, seed: int, device: str) -> str:
+        """The prompt rewritten by Gemma 3 itself (LTX-2's text encoder doubles as its enhancer):
+        diffusers' port of ltx-core's enhance_i2v (its chat template, sampling, reply cleaning),
+        with Lightricks' image-to-video system prompt, seeded with the video's seed."""
+        import torch
+        from diffusers.pipelines.ltx2.utils import I2V_DEFAULT_SYSTEM_PROMPT
+
+        with torch.random.fork_rng(devices=[]):  # it seeds torch's global generator: keep ours as it was
+            return pipe.enhance_prompt(prompt, I2V_DEFAULT_SYSTEM_PROMPT, max_new_tokens=ENHANCE_NEW_TOKENS,
+                                       seed=seed, device=torch.device(device), image=image)[0]
 
     @classmethod
     def stage_result(cls, pipe, out, job: Job, stage: Stage) -> dict:
@@ -3708,6 +3822,11 @@ def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, 
     Lightricks' load_image_to_tensor_with_resize_and_crop does for LTX: at the cropped source
     resolution a 3x3 gaussian blur and an H.264 encode/decode at `crf`; then resized to exactly
     width x height (Lanczos; Lightricks resizes bilinearly without antialiasing)."""
+    return condition_frame(read_rgb(path), width, height, blur_sigma, crf)
+
+
+def read_rgb(path: Path):
+    """The image file as the user sees it: upright (EXIF), transparency flattened onto white, 8-bit RGB."""
     from PIL import Image, ImageOps
 
     with open_image(path) as im:
@@ -3716,8 +3835,7 @@ def prepare_image(path: Path, width: int, height: int, blur_sigma: float = 0.0, 
             base = Image.new("RGB", im.size, (255, 255, 255))  # flatten transparency onto white
             base.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
             im = base
-        im = to_rgb8(im)
-    return condition_frame(im, width, height, blur_sigma, crf)
+        return to_rgb8(im)
 
 
 def condition_frame(im, width: int, height: int, blur_sigma: float = 0.0, crf: int = 0):
@@ -3843,15 +3961,31 @@ def warn_long_prompts(pipe, jobs: Sequence[Job], limit: int, log: Log) -> None:
                      f"everything after \"...{kept[-40:]}\" is ignored")
 
 
-def encode_prompts(rt: Runtime, pipe, jobs: Sequence[Job], offload: str = "none") -> dict[tuple, dict]:
-    """Every distinct (prompt, negative, cfg) once, with the text encoder on the device (layer by
-    layer under sequential offload); then it is freed. Returns {(prompt, negative, cfg): embeds}."""
+class Prompts(dict):
+    """{prompt_key: the pipeline's prompt embeddings}; `rewritten`: {prompt_key: the enhancer's
+    rewrite} for jobs with --enhance-prompt."""
+
+    rewritten: dict[tuple, str]
+
+
+def prompt_key(job: Job, prompt: str) -> tuple:
+    """What one encoding serves: the prompt, negative prompt and guidance; under --enhance-prompt
+    also what the rewrite depends on (the image, the seed)."""
+    return (prompt, job.negative_prompt, job.cfg) + ((str(job.request.image), job.seed)
+                                                      if job.request.enhance_prompt else ())
+
+
+def encode_prompts(rt: Runtime, pipe, jobs: Sequence[Job], offload: str = "none",
+                   processor: Path | None = None) -> Prompts:
+    """Every distinct prompt_key once, with the text encoder on the device (layer by layer under
+    sequential offload), after the enhancer's rewrites (`processor`: its folder); then the text
+    encoder is freed."""
     import torch
     from diffusers.utils import logging as dlog
 
     family, device = jobs[0].family, rt.device
     warn_long_prompts(pipe, jobs, family.max_sequence_length, rt.log)
-    cache: dict[tuple, dict] = {}
+    cache = Prompts()
     verbosity = dlog.get_verbosity()
     if rt.log.level < LOG_VERBOSE:
         dlog.set_verbosity_error()  # the truncation warning is ours, above
@@ -3862,12 +3996,13 @@ def encode_prompts(rt: Runtime, pipe, jobs: Sequence[Job], offload: str = "none"
             cpu_offload(pipe.text_encoder, execution_device=torch.device(device))
         else:
             pipe.text_encoder.to(device)
+        cache.rewritten = enhance_prompts(rt, pipe, jobs, processor)
         with torch.no_grad():  # not inference_mode: quanto's int4 weights fail under it
             for job, prompt in ((j, p) for j in jobs for p in (j.segments or (j.request.prompt,))):
-                key = (prompt, job.negative_prompt, job.cfg)
+                key = prompt_key(job, prompt)
                 if key in cache:
                     continue
-                out = pipe.encode_prompt(prompt=prompt, negative_prompt=job.negative_prompt,
+                out = pipe.encode_prompt(prompt=cache.rewritten.get(key, prompt), negative_prompt=job.negative_prompt,
                                          do_classifier_free_guidance=job.cfg, device=torch.device(device),
                                          max_sequence_length=family.max_sequence_length)
                 cache[key] = {k: (v.to(rt.dtype) if v.is_floating_point() else v)
@@ -3876,6 +4011,27 @@ def encode_prompts(rt: Runtime, pipe, jobs: Sequence[Job], offload: str = "none"
         dlog.set_verbosity(verbosity)
     release_text_encoder(pipe, device)
     return cache
+
+
+def enhance_prompts(rt: Runtime, pipe, jobs: Sequence[Job], processor: Path | None) -> dict[tuple, str]:
+    """--enhance-prompt: each such job's prompt rewritten by its family's enhancer, which reads it
+    with the job's image (the text encoder, already on the device, writes); each rewrite printed."""
+    wanted = {prompt_key(j, j.request.prompt): j for j in jobs if j.request.enhance_prompt}
+    if not wanted:
+        return {}
+    from transformers import AutoProcessor
+
+    with quiet_libraries(rt.log):
+        pipe.register_modules(processor=AutoProcessor.from_pretrained(processor))
+    rewritten = {}
+    for key, job in wanted.items():
+        t0 = time.perf_counter()
+        rewritten[key] = job.family.enhance(pipe, job.request.prompt, read_rgb(job.request.image), job.seed,
+                                            rt.device)
+        rt.log.info(f"  enhanced prompt ({describe_seconds(time.perf_counter() - t0)}, seed {job.seed}): "
+                    f"{rewritten[key]}")
+    pipe.register_modules(processor=None)
+    return rewritten
 
 
 class NonFiniteError(RuntimeError):
@@ -4705,6 +4861,7 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
         "output": job.output.name,
         "image": str(r.image.resolve()),
         "prompt": r.prompt,
+        "enhanced_prompt": stats.enhanced_prompt,  # what the model read instead, under --enhance-prompt
         "negative_prompt": job.negative_prompt,
         "seed": job.seed,
         "model": job.spec.alias if job.model_source == job.spec.repo else job.model_source,
@@ -4756,6 +4913,7 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
             "attention": ("metal" if plan.attention_kernel else "chunked" if plan.attention_chunk else "stock"),
             "kernel_verdict": plan.kernel_verdict, "vae_conv3d": CONV3D_NAME if plan.conv3d == "conv2d" else "stock",
             "conv3d_verdict": plan.conv3d_verdict, "vae_spatial_tiling": plan.vae_spatial_tiling,
+            "vae_tile_px": plan.vae_tile,
             "vae_temporal_tiling": plan.vae_temporal_tiling, "offload": plan.offload,
             "quantize": plan.quantize, "quantized": list(job.spec.quantizable) if plan.quantize != "none" else [],
             "estimate_gib": plan.estimate,
@@ -4827,7 +4985,8 @@ def command_for(job: Job, quantize: str | None = None) -> str:
         parts += ["--keyframe", f"{c.path}@#{c.frame}"]
     # --option=value: a value that starts with '-' (a prompt "--slow zoom") stays a value
     joined = [f"{a}={b}" for a, b in zip(parts[2::2], parts[3::2])] + (["--draft"] if job.draft else []) + (
-        ["--extend-only"] if job.extend and job.extend.only else []) + (["--no-audio"] if r.no_audio else [])
+        ["--extend-only"] if job.extend and job.extend.only else []) + (["--no-audio"] if r.no_audio else []) + (
+        ["--enhance-prompt"] if r.enhance_prompt else [])
     return " ".join(_shell_quote(p) for p in parts[:2] + joined)
 
 
@@ -4904,7 +5063,8 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
         plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
         progress(index)
         stats = RunStats(estimated_seconds=estimate_seconds(job, tflops, plan),
-                         estimate_basis=estimate_basis(tflops, plan))
+                         estimate_basis=estimate_basis(tflops, plan),
+                         enhanced_prompt=embeds.rewritten.get(prompt_key(job, job.request.prompt)))
         if index == 0:
             for name, seconds in setup_seconds.items():
                 stats.add(name, seconds)
@@ -4957,7 +5117,7 @@ def settle_job(rt: Runtime, job: Job) -> tuple[MemoryPlan, tuple | None]:
     conv3d, conv3d_verdict = pick_conv3d(job.request.conv3d, device, rt.dtype, vae_conv3d_shapes(folder), log)
     plan = plan_memory(job, dims, device, elem, memory_budget(job.request, device), int(attention_budget),
                        job.request, conv3d)
-    plan = dataclasses.replace(plan, conv3d_verdict=conv3d_verdict)
+    plan = widest_tile(job, dims, elem, dataclasses.replace(plan, conv3d_verdict=conv3d_verdict), device)
     if job.family.framewise_vae and job.request.vae_tiling == "on":
         log.warn(f"{job.family.label}'s VAE always decodes 2 latent frames at a time; --vae-tiling on adds "
                  "spatial tiles only")
@@ -4985,7 +5145,7 @@ def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str) -> tup
     t0 = time.perf_counter()
     log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
              f"prompt(s) with {label}")
-    embeds = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), jobs, offload)
+    embeds = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), jobs, offload, weights.processor)
     encode_seconds = time.perf_counter() - t0
     log.info(f"  {label} loaded, encoded and freed in {describe_seconds(encode_seconds)}")
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {rt.device} in {rt.dtype_name}")
@@ -5005,7 +5165,7 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
     `setup`: seconds of loading and encoding this job is charged with (the group's first)."""
     stats, log = rt.stats, rt.log
     apply_savings(model.pipe, plan, job.family, rt.kernel)
-    frames = generate(rt, model, job, lambda prompt: embeds[(prompt, job.negative_prompt, job.cfg)])
+    frames = generate(rt, model, job, lambda prompt: embeds[prompt_key(job, prompt)])
     wall = 0.0
 
     def sidecar(writer: VideoWriter) -> dict:
@@ -5773,6 +5933,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="quality: the maker's recipe")
     m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None, help="latent upscaler (default: the model's)")
     m.add_argument("--no-audio", action="store_true", help="LTX-2: leave out the sound it makes")
+    m.add_argument("--enhance-prompt", action="store_true", help="LTX-2: Gemma rewrites the prompt first")
 
     v = p.add_argument_group("size and length")
     v.add_argument("--resolution", choices=tuple(RESOLUTIONS), default=None,

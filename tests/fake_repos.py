@@ -474,12 +474,52 @@ def ltx2_upsampler(version: str = "2.0"):
 
 
 # diffusers/LTX-2.3-*: written by the same script (LTX2Pipeline) with --add_processor: a processor/
-# folder for prompt enhancement (Gemma3Processor; its tokenizer.json alone is 33 MB) that this tool
-# never runs, so never fetches.
+# folder for prompt enhancement (Gemma3Processor; here without the 33 MB tokenizer.json, which
+# the tokenizer.model it is made from replaces), fetched only for --enhance-prompt.
 LTX23_INDEX = dict(LTX2_INDEX, _diffusers_version="0.38.0.dev0", vocoder=["ltx2", "LTX2VocoderWithBWE"],
                    processor=["transformers", "Gemma3Processor"])
-LTX23_PROCESSOR_FILES = ["processor/processor_config.json", "processor/tokenizer.json", "processor/tokenizer.model",
-                         "processor/preprocessor_config.json", "processor/chat_template.jinja"]
+
+# Gemma 3's chat template, as google/gemma-3-12b-it's tokenizer_config.json carries it (the
+# processor saves it as chat_template.jinja).
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\n' }}\n"
+    "{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n")
+# google/gemma-3-12b-it's processor configs; shrunk: 28 px images (896) and 4 tokens per image
+# (256), the tiny SigLIP tower's (tiny_gemma).
+REAL_GEMMA3_PREPROCESSOR = {
+    "do_convert_rgb": None, "do_normalize": True, "do_pan_and_scan": None, "do_rescale": True, "do_resize": True,
+    "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "Gemma3ImageProcessor", "image_seq_length": 256,
+    "image_std": [0.5, 0.5, 0.5], "pan_and_scan_max_num_crops": None, "pan_and_scan_min_crop_size": None,
+    "pan_and_scan_min_ratio_to_activate": None, "processor_class": "Gemma3Processor", "resample": 2,
+    "rescale_factor": 0.00392156862745098, "size": {"height": 896, "width": 896}}
+TINY_GEMMA3_PREPROCESSOR = {"image_seq_length": 4, "size": {"height": 28, "width": 28}}
+
+
+def save_gemma_processor(folder: Path) -> None:
+    """The processor/ folder diffusers' conversion script writes with --add_processor (Gemma 3's
+    processor saved as is): processor and image-processor configs, the tokenizer, the chat template."""
+    write_gemma_tokenizer(folder)
+    (folder / "processor_config.json").write_text(json.dumps(
+        {"image_seq_length": TINY_GEMMA3_PREPROCESSOR["image_seq_length"], "processor_class": "Gemma3Processor"},
+        indent=2))
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        dict(REAL_GEMMA3_PREPROCESSOR, **TINY_GEMMA3_PREPROCESSOR), indent=2))
+    (folder / "chat_template.jinja").write_text(GEMMA3_CHAT_TEMPLATE)
 
 
 def save_ltx2(pipe, folder: Path, upsampler=None, index: dict = LTX2_INDEX, junk=LTX2_ROOT_JUNK) -> None:
@@ -571,8 +611,10 @@ def build_repos(root: Path) -> dict[str, Path]:
     save_ltx2(ltx2_pipeline(seed=6), repo("rootonchair/LTX-2-19b-distilled"), ltx2_upsampler())
     # LTX-2.3 (diffusers' own repos, processor folder included) and its v1.1 upscaler's repo.
     dev23, distilled23 = ltx2_pipeline("2.3", seed=7), ltx2_pipeline("2.3", seed=8)
-    save_ltx2(dev23, repo("diffusers/LTX-2.3-Diffusers"), index=LTX23_INDEX, junk=LTX23_PROCESSOR_FILES)
-    save_ltx2(distilled23, repo("diffusers/LTX-2.3-Distilled-Diffusers"), index=LTX23_INDEX, junk=LTX23_PROCESSOR_FILES)
+    save_ltx2(dev23, repo("diffusers/LTX-2.3-Diffusers"), index=LTX23_INDEX, junk=())
+    save_ltx2(distilled23, repo("diffusers/LTX-2.3-Distilled-Diffusers"), index=LTX23_INDEX, junk=())
+    for name in ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"):
+        save_gemma_processor(repos[name] / "processor")
     save_ltx2_upsampler(ltx2_upsampler("2.3"), distilled23.vae,
                         repo("rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers"))
     for folder in repos.values():

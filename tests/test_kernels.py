@@ -348,6 +348,20 @@ def test_conv3d_by_name_decodes_the_same_video_and_the_plan_and_sidecar_say_so(m
     assert len(probe(tmp_path / "conv2d.mp4")["frames"]) == 9
 
 
+def test_a_measured_conv_rate_lets_the_plan_widen_the_vae_tiles_and_the_sidecar_says_so(models, image, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """With the conv rate measured (the conv3d check) and room, the tiles grow to the largest size
+    (the tiny VAE's convolutions are short at any size); the plan line and the sidecar name it."""
+    monkeypatch.setenv("GENERATE_VIDEO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "wide.mp4"
+    assert gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96",
+                    "--height", "64", "--num-frames", "9", "--steps", "2", "--conv3d", "conv2d", "--vae-tiling", "on",
+                    "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"in {max(gv.VAE_TILE_SIZES)} px tiles" in err
+    assert json.loads(out.with_suffix(".json").read_text())["memory_plan"]["vae_tile_px"] == max(gv.VAE_TILE_SIZES)
+
+
 def test_the_failure_guard_names_the_conv3d_path(models, image):
     job = gv.plan_job(gv.Request(image=image, prompt="p", output=None, model=str(models["i2v"])), gv.Log(0))
     error = gv.explain_failure(gv.BrokenVideoError("every frame is one flat colour"), job, "mps", "bfloat16",

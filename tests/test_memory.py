@@ -113,3 +113,44 @@ def test_plan_reads_the_declared_vae_ratios_of_the_real_095_config(tmp_path):
     assert plan.tokens == 16 * 34 * 60  # 32,640 at 1920x1088 x 121 frames
     assert plan.attention_chunk is not None  # a 63.5 GiB score matrix is never "stock" on MPS
     assert 32 * plan.attention_chunk * plan.tokens * gv.SCORE_BYTES <= 2**30
+
+
+def _tiled_plan(job, req, dims, budget_gib=96, rate=None):
+    plan = gv.plan_memory(job, dims, "mps", 2, budget_gib * 2**30, 2**30, req, "conv2d" if rate else "stock")
+    verdict = {"correct": True, "ok": True, "tflops": rate, "stock_tflops": rate, "reason": "r"} if rate else None
+    return gv.dataclasses.replace(plan, conv3d_verdict=verdict)
+
+
+@pytest.mark.parametrize("rate, tile", [(100.0, 1024), (5.0, 768), (1.0, None), (None, None)])
+def test_tiles_grow_where_the_measured_conv_rate_keeps_each_convolution_short(rate, tile):
+    """1080p x 121 frames: the decoder's full-resolution 3x3x3 convolution over a 1024 px tile is
+    2 x 27 x 128^2 x 121 x 256^2 = 7.0 TFLOP, 3.9 at 768 px: under TILE_OP_SECONDS (1 s) at 100
+    TFLOPS both, at 5 only 768; at 1 TFLOPS neither; without a measured rate the VAE's own 512."""
+    job, req = _job(1920, 1080, 121, alias="ltx-distilled")
+    dims = gv.model_dims(None, job.spec)
+    plan = _tiled_plan(job, req, dims, rate=rate)
+    assert plan.vae_spatial_tiling and not plan.vae_temporal_tiling and dims.vae_channels == 128
+    wide = gv.widest_tile(job, dims, 2, plan, "mps")
+    assert wide.vae_tile == tile
+    if tile:  # the plan counts the larger tile's decode
+        assert wide.estimate["decode"] > plan.estimate["decode"] and wide.peak_gib >= plan.peak_gib
+
+
+def test_a_larger_tile_only_where_the_budget_has_room():
+    job, req = _job(1920, 1080, 121, alias="ltx-distilled")
+    dims = gv.model_dims(None, job.spec)
+    plan = _tiled_plan(job, req, dims, rate=100.0)
+    tight = gv.dataclasses.replace(plan, budget_bytes=int(plan.peak_gib * 2**30) + 2**20)
+    assert gv.widest_tile(job, dims, 2, plan, "mps").vae_tile == 1024
+    assert gv.widest_tile(job, dims, 2, tight, "mps").vae_tile is None
+
+
+def test_the_vae_gets_the_planned_tile_and_the_next_job_its_own_again():
+    pipe = gv.tiny_ltx_pipeline()
+    base = gv.MemoryPlan(2**34, None, True, False, "none", {}, 0.0, 0)
+    gv.apply_savings(pipe, gv.dataclasses.replace(base, vae_tile=768), gv.LTX)
+    vae = pipe.vae
+    assert vae.use_tiling and (vae.tile_sample_min_height, vae.tile_sample_min_width) == (768, 768)
+    assert (vae.tile_sample_stride_height, vae.tile_sample_stride_width) == (704, 704)  # 64 px shared, as at 512
+    gv.apply_savings(pipe, base, gv.LTX)
+    assert (vae.tile_sample_min_height, vae.tile_sample_stride_width) == (512, 448)  # diffusers' own
