@@ -188,6 +188,12 @@ class ModelSpec:
     # on stage2_timesteps, without guidance; stage 1 is guided, on the family's schedule.
     stage2_lora: str | None = None
     call_options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments every pipeline call takes
+    stage1_sampler: str | None = None  # "ancestral": the distilled stage 1's Euler step adds fresh noise (LTX-2.5)
+    transformer_folder: str | None = None  # the repo folder of its transformer when not the index's (transformer_full)
+    prompt_enhancer: str | None = None  # a separate model its maker enhances prompts with (not run here)
+    # GB a first run downloads, summed from the real repos' listings (README "Downloads"); None: the
+    # weights' parameter count at HUB_BYTES_PER_PARAM (LTX-2's repos are bf16 throughout)
+    download_gb: float | None = None
     quantizable: tuple[str, ...] = ()  # components whose linear layers may be quantized (--quantize)
     unquantized_b: dict[str, float] = field(default_factory=dict)  # billions in them that stay (embeddings)
     note: str = ""
@@ -289,6 +295,31 @@ LTX23_PARAMS = dict(LTX2_PARAMS, transformer=22.0 + 1.43)  # LTX-2.3: "22B" by i
 LTX2_QUANTIZABLE = ("text_encoder", "transformer")  # Gemma 3 12B and the 19B transformer: 88% of the weights
 LTX2_UNQUANTIZED = {"text_encoder": 262_144 * 3840 / 1e9}  # Gemma's token embeddings: not a linear layer
 LTX2_IMAGE_CRF = 33  # ltx_pipelines' DEFAULT_IMAGE_CRF through LTX-2.3 (18 from 2.5); no blur
+# LTX-2.5: one diffusers repo (diffusers' ltx2.md): the distilled transformer in transformer/, the
+# full one in transformer_full/, the upscaler in latent_upsampler/, the full model's stage-2
+# distilled LoRA (rank 450) at the root. Lightricks' ltx-pipelines for it: images at CRF 18
+# (utils/constants.py LTX_2_4_IMAGE_CRF: 2.5 is the product name of the internal 2.4); the
+# distilled stage 1 sampled with the ancestral Euler step, eta 1, its noise seeded seed + 10000
+# (distilled.py ANCESTRAL_ETA, ANCESTRAL_NOISE_SEED_OFFSET); the full model as 2.3's (30 steps,
+# STG in block 28). Its Gemma 4 is no prompt enhancer (diffusers and Lightricks use a separate
+# google/gemma-4-E2B-it).
+LTX25_REPO = "Lightricks/LTX-2.5-Diffusers"
+LTX25_IMAGE_CRF = 18
+LTX25_STAGE2_LORA = f"ltx-2.5-22b-distilled-lora-450-bf16.safetensors@{LTX25_REPO}"
+LTX25_ENHANCER = "google/gemma-4-E2B-it"
+ANCESTRAL_ETA = 1.0
+# --audio (Lightricks' a2vid_two_stage.py): the sound is read at the audio VAE's 16 kHz, stereo, as
+# a log-mel spectrogram (ltx-core model/audio_vae/ops.py AudioProcessor: n_fft 1024, hop 160,
+# slaney mel scale and norm, magnitude, log of at least 1e-5), encoded, and held fixed ("frozen":
+# noise 0, timestep 0) in both stages; the video carries the original sound.
+SOUNDTRACK_RATE = 16000  # Hz
+SOUNDTRACK_OUT_RATE = 48000  # Hz: the sound written with the video (AAC)
+MEL_FFT, MEL_HOP, MEL_FLOOR = 1024, 160, 1e-5
+ANCESTRAL_NOISE_SEED_OFFSET = 10000
+# Billions: transformer 18.99 + text connectors 3.17 (the script's 2.5 configs built empty: the
+# "22b" of the file names); Gemma 4 12B by its name; video VAE 0.73, audio VAE 0.05, vocoder 0.13;
+# upscaler as 2.3's. The LoRA: 2.3's rank-384 count x 450/384.
+LTX25_PARAMS = {"transformer": 18.99 + 3.17, "text_encoder": 12.0, "vae": 0.73 + 0.05 + 0.13, "upsampler": 0.5}
 MODELS: dict[str, ModelSpec] = {
     spec.alias: spec
     for spec in (
@@ -299,13 +330,13 @@ MODELS: dict[str, ModelSpec] = {
             steps=40, guidance=3.0, decode_timestep=0.05, decode_noise_scale=0.025, **LTX_IMAGE_RECIPE,
             guidance_extras={"guidance_rescale": 0.7}, default_resolution="720p", best_size=(1280, 720),
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.935},
-            note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline (720p by default)",
+            download_gb=25.0, note="LTX-Video 0.9.1, 2B: the newest checkpoint built for LTXImageToVideoPipeline (720p by default)",
         ),
         ModelSpec(
             "ltx-0.9.0", "Lightricks/LTX-Video", "LTXImageToVideoPipeline",
             steps=50, guidance=3.0, **LTX_IMAGE_RECIPE,
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 0.42},
-            note="LTX-Video 0.9.0, 2B, VAE without timestep conditioning",
+            download_gb=28.4, note="LTX-Video 0.9.0, 2B, VAE without timestep conditioning",
         ),
         ModelSpec(
             "ltx-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "LTXConditionPipeline",
@@ -315,7 +346,7 @@ MODELS: dict[str, ModelSpec] = {
             single_file="ltxv-2b-0.9.8-distilled.safetensors@Lightricks/LTX-Video",
             config_repo="Lightricks/LTX-Video-0.9.5",
             params_b={"transformer": 1.92, "text_encoder": LTX_T5, "vae": 1.247, "upsampler": 0.126},
-            note="LTX-Video 0.9.8 2B distilled (single file) with 0.9.7 VAE/T5: the fast default",
+            download_gb=25.9, note="LTX-Video 0.9.8 2B distilled (single file) with 0.9.7 VAE/T5: the fast default",
         ),
         ModelSpec(
             "ltx-13b-distilled", "Lightricks/LTX-Video-0.9.8-13B-distilled",
@@ -325,14 +356,14 @@ MODELS: dict[str, ModelSpec] = {
             upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7", **LTX_IMAGE_RECIPE, tone_map=0.6,
             maker_stage1_scale=LTX_DOWNSCALE,
             params_b={"transformer": 13.04, "text_encoder": LTX_T5, "vae": 1.247, "upsampler": 0.126},
-            note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B; the quality default",
+            download_gb=48.0, note="LTX-Video 0.9.8 13B distilled: better detail, ~5x the compute of the 2B; the quality default",
         ),
         ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "CogVideoXImageToVideoPipeline",
             steps=50, guidance=6.0, fps=8, frame_step=8, max_frames=49, size_multiple=16,
             native_size=(720, 480), native_frames=49, scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
-            note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
+            download_gb=21.6, note="CogVideoX 1.0 5B I2V: 720x480, 49 frames at 8 fps; the fallback",
         ),
         ModelSpec(
             "cogvideox1.5", "THUDM/CogVideoX1.5-5B-I2V",
@@ -340,7 +371,7 @@ MODELS: dict[str, ModelSpec] = {
             steps=50, guidance=6.0, fps=16, frame_step=16, max_frames=161, size_multiple=16,
             short_side=768, max_long_side=1360, scheduler="CogVideoXDPMScheduler", dynamic_cfg=True,
             params_b={"transformer": 5.6, "text_encoder": LTX_T5, "vae": 0.22},
-            note="CogVideoX 1.5 5B I2V: short side 768, long side <= 1360, 16N+1 frames (81, 161) at 16 fps",
+            download_gb=31.0, note="CogVideoX 1.5 5B I2V: short side 768, long side <= 1360, 16N+1 frames (81, 161) at 16 fps",
         ),
         ModelSpec(
             "ltx2", "rootonchair/LTX-2-19b-distilled", "LTX2ImageToVideoPipeline",
@@ -379,6 +410,26 @@ MODELS: dict[str, ModelSpec] = {
             note="LTX-2.3 22B full model, Lightricks' two stages: 30 guided steps at half size (CFG, STG in "
                  "block 28, modality), then 3 with the distilled LoRA",
         ),
+        ModelSpec(
+            "ltx2.5", LTX25_REPO, "LTX2ImageToVideoPipeline",
+            distilled=True, steps=8, guidance=1.0, max_frames=481,
+            stage1_timesteps=LTX2_DISTILLED_STAGE1, stage2_timesteps=LTX2_DISTILLED_STAGE2, stage1_sampler="ancestral",
+            upsampler=LTX25_REPO, image_crf=LTX25_IMAGE_CRF, image_cond_noise_scale=0.0,
+            guidance_extras=LTX2_DISTILLED_GUIDANCE, quality_alias="ltx2.5-dev", params_b=LTX25_PARAMS,
+            prompt_enhancer=LTX25_ENHANCER, quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
+            note="LTX-2.5 22B distilled (Lightricks' recommended model), video with sound (48 kHz stereo), "
+                 "Gemma 4 text encoder",
+        ),
+        ModelSpec(
+            "ltx2.5-dev", LTX25_REPO, "LTX2ImageToVideoPipeline",
+            steps=30, guidance=3.0, max_frames=481, image_crf=LTX25_IMAGE_CRF, image_cond_noise_scale=0.0,
+            transformer_folder="transformer_full", stage2_timesteps=LTX2_DISTILLED_STAGE2, upsampler=LTX25_REPO,
+            stage2_lora=LTX25_STAGE2_LORA, guidance_extras=dict(LTX2_FULL_GUIDANCE, spatio_temporal_guidance_blocks=[28]),
+            params_b=dict(LTX25_PARAMS, stage2_lora=4.04 * 450 / 384), prompt_enhancer=LTX25_ENHANCER,
+            quantizable=LTX2_QUANTIZABLE, unquantized_b=LTX2_UNQUANTIZED,
+            note="LTX-2.5 22B full model, Lightricks' two stages: 30 guided steps at half size (CFG, STG in "
+                 "block 28, modality), then 3 with the distilled LoRA",
+        ),
     )
 }
 DEFAULT_MODEL_FAST = "ltx-distilled"
@@ -394,7 +445,7 @@ FAMILIES: dict[str, type[Family]] = {}
 
 # What a family may support beyond plain image-to-video (Family.supports); the planner refuses an
 # option whose feature the chosen family lacks (REFUSALS).
-FEATURES = ("draft", "lora", "lora_passes", "conditions", "enhance_prompt")
+FEATURES = ("draft", "lora", "lora_passes", "conditions", "keyframes", "extend", "enhance_prompt", "soundtrack")
 
 
 def register(*pipeline_classes: str):
@@ -509,6 +560,37 @@ class Progress:
             emit(text, sys.stderr)
 
 
+HEARTBEAT_SECONDS = 10  # a phase without progress of its own says how long it has run, this often
+
+
+@contextlib.contextmanager
+def heartbeat(log: Log | None, what: str, every: float | None = None):
+    """No silent stretch: while a phase with no progress of its own runs (loading, encoding,
+    finishing the MP4), its elapsed time every `every` seconds, redrawn in place on a terminal."""
+    if log is None or log.level < LOG_NORMAL:
+        yield
+        return
+    import threading
+
+    stop, started, tty = threading.Event(), time.perf_counter(), sys.stderr.isatty()
+    every = every or HEARTBEAT_SECONDS
+
+    def beat():
+        while not stop.wait(every):
+            text = f"  {what}: {clock(time.perf_counter() - started)} so far"
+            emit("\r" + text.ljust(60) if tty else text, sys.stderr, end="" if tty else "\n")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if tty and time.perf_counter() - started >= every:
+            emit("\r" + " " * 60 + "\r", sys.stderr, end="")
+
+
 def first_line(e: BaseException, default: str = "") -> str:
     """An exception's message, first line only: some libraries put a tool's whole output there."""
     return (str(e).strip().splitlines() or [default])[0]
@@ -582,6 +664,20 @@ def safetensors_params(path: Path) -> int:
     return sum(math.prod(t["shape"]) for k, t in read_safetensors_header(path).items() if k != "__metadata__")
 
 
+def read_audio(path: Path, rate: int):
+    """The sound of any file ffmpeg reads, as float32 [2, samples] in [-1, 1] at `rate` Hz (mono
+    doubled); an empty array when it has no sound."""
+    import subprocess
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    run = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vn",
+                          "-ac", "2", "-ar", str(rate), "-f", "f32le", "-"], capture_output=True)
+    data = np.frombuffer(run.stdout, "<f4")
+    return np.ascontiguousarray(data[:len(data) // 2 * 2].reshape(-1, 2).T)
+
+
 def file_sha256(path: Path) -> str:
     """A file's SHA-256, read once per version of the file (a draft's image is hashed for its
     latents and again for its sidecar; a batch hashes the same image for every job)."""
@@ -642,6 +738,25 @@ def temp_path(final: Path, ext: str) -> Path:
     return Path(tmp)
 
 
+@functools.lru_cache(maxsize=1)
+def chip_name() -> str:
+    """The CPU/SoC name ("Apple M4 Max"); asked once per process (attention calls consult it)."""
+    import platform
+    import subprocess
+
+    if sys.platform == "darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip()
+    return platform.processor() or platform.machine()
+
+
+def verdict_cache_path() -> Path:
+    root = os.environ.get("GENERATE_VIDEO_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                                   os.path.expanduser("~/.cache"), "generate_video")
+    return Path(root) / "kernel_verdicts.json"
+
+
 # ----------------------------------------------------------------------------------------------
 # 3. Request: what was asked and what it resolves to, as types
 # Strings become real types once, at the boundary (the parser, a jobs file); everything after
@@ -688,6 +803,7 @@ class Request:
     no_audio: bool = False  # a model with sound: write the video without it
     quantize: str = "auto"  # weights of the big parts: auto (the plan picks), none, int8, int4
     enhance_prompt: bool = False  # the model's own enhancer rewrites the prompt first
+    audio: Path | None = None  # a soundtrack the video is made to (LTX-2), and carries
 
     def frames_at(self, fps: int) -> int:
         """The frames asked for: --num-frames, else --duration (default DEFAULT_DURATION_S) at
@@ -721,6 +837,15 @@ class Condition:
     frame: int
     sha256: str
     strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    """--audio: the sound the video is made to (LTX-2's audio-to-video) and carries."""
+
+    path: Path
+    sha256: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -787,6 +912,7 @@ class Job:
     loras: tuple[Lora, ...] = ()
     conditions: tuple[Condition, ...] = ()  # images pinned after frame 0 (end image, keyframes)
     extend: Extension | None = None
+    soundtrack: Soundtrack | None = None  # --audio
     segments: tuple[str, ...] = ()  # a long clip's window prompts (each window num_frames long)
     downscale: bool = False  # generated larger than the target by design (the maker's geometry): resized down
 
@@ -862,6 +988,8 @@ class RunStats:
     latents_sha256: str | None = None  # a draft's saved latents
     audio: AudioTrack | None = None  # the soundtrack a family with audio made with the frames
     enhanced_prompt: str | None = None  # --enhance-prompt: the rewrite the model read
+    throttling: dict | None = None  # steps that slowed down within a stage (notice_throttling)
+    retried: dict | None = None  # a first attempt that failed on a checked kernel, and what the second changed
     started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
 
     def add(self, name: str, seconds: float) -> None:
@@ -937,14 +1065,54 @@ def model_folder(source: str | None) -> Path | None:
     return found[-1].parent if found else None
 
 
-def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
-    """Exactly these files of a Hub repo in the local cache (downloaded, or resumed, if missing)."""
+HUB_TIMEOUT_S = (10, 10)  # s: connect, each read (huggingface_hub's own download timeouts); its client has none
+
+
+@functools.lru_cache(maxsize=1)
+def hub_timeouts() -> None:
+    """huggingface_hub's shared HTTP client with timeouts (its repo-info call passes none: a Hub
+    that accepts the connection and never answers hung the run for good); once per process."""
+    import httpx2
+    from huggingface_hub.utils import _http
+
+    connect, read = HUB_TIMEOUT_S
+
+    def bounded(request) -> None:  # calls that pass timeout=None (repo info) get ours too
+        limits = dict(request.extensions.get("timeout") or {})
+        for key, value in (("connect", connect), ("read", read), ("write", read), ("pool", read)):
+            if limits.get(key) is None:
+                limits[key] = value
+        request.extensions["timeout"] = limits
+
+    _http.set_client_factory(lambda: httpx2.Client(
+        event_hooks={"request": [_http.hf_request_event_hook, bounded]}, follow_redirects=True,
+        timeout=httpx2.Timeout(read, connect=connect)))
+
+
+def _snapshot(repo: str, patterns: list[str], log: Log | None = None) -> tuple[Path, str]:
+    """Exactly these files of a Hub repo in the local cache (downloaded, or resumed, if missing).
+    What is missing is listed first (the Hub's sizes): refused if the cache's disk cannot hold it,
+    and fetched with one progress line of ours (`log`), never huggingface_hub's bars; nothing is
+    said when everything is cached."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
 
+    hub_timeouts()
+    where = dict(allow_patterns=patterns, local_files_only=hub_offline(), cache_dir=hub_cache_dir(),
+                 endpoint=hub_endpoint())
     try:
-        folder = Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=hub_offline(),
-                                        cache_dir=hub_cache_dir(), endpoint=hub_endpoint()))
+        missing, listed = 0, []
+        if not hub_offline():
+            with contextlib.suppress(Exception):  # unreachable, gated, missing: the download below says which
+                listed = snapshot_download(repo, dry_run=True, tqdm_class=download_bar(), **where)
+            missing = sum(f.file_size or 0 for f in listed if f.will_download)
+            check_disk_room(missing, repo)
+            if missing >= DOWNLOAD_NOTE_BYTES and log is not None:
+                files = sum(1 for f in listed if f.will_download)
+                log.info(f"downloading {files} file(s) of {repo}: {describe_bytes(missing)} (kept in the cache "
+                         f"{hub_cache_dir()}: only the first run downloads)")
+        shown = log if missing >= DOWNLOAD_NOTE_BYTES else None  # configs and tokenizers: seconds, said nothing of
+        folder = Path(snapshot_download(repo, tqdm_class=download_bar(shown, missing), **where))
     except GatedRepoError:
         raise RunError(f"{repo} is gated: accept its licence at {hub_endpoint()}/{repo} (logged in), then log in "
                        "here with `hf auth login` (or set HF_TOKEN) and run again") from None
@@ -953,11 +1121,70 @@ def _snapshot(repo: str, patterns: list[str]) -> tuple[Path, str]:
         raise RunError(f"{repo} is not (completely) in the Hugging Face cache ({hub_cache_dir()}) and {why}; "
                        "connect and run again (files already downloaded are kept), or pass "
                        "--model with a local folder") from None
+    except (RunError, UsageError):
+        raise
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.ENOSPC:  # a disk that filled during the download: say disk, not network
+            raise RunError(f"the disk holding the Hugging Face cache ({hub_cache_dir()}) filled up while downloading "
+                           f"{repo}; free some space (or set HF_HOME to a folder on a disk with room) and run "
+                           "again: files already downloaded are kept") from None
+        raise RunError(f"could not download {repo}: {e.__class__.__name__}: {first_line(e)}; check the network "
+                       "and the id, then run again (files already downloaded are kept), or pass a local folder") from None
     except Exception as e:  # huggingface_hub raises many network error types
         raise RunError(f"could not download {repo}: {e.__class__.__name__}: {first_line(e)}"
                        "; check the network and the id, then run again (files already downloaded are kept), "
                        "or pass a local folder") from None
     return folder, folder.name
+
+
+DISK_MARGIN = 2**30  # bytes kept free beyond a download (the cache's own files, the video written after)
+HUB_BYTES_PER_PARAM = 2  # the Hub's diffusers weights are bf16 (a plan's download size before the listing)
+DOWNLOAD_NOTE_BYTES = 10**7  # a download this large or larger gets its line and progress; smaller ones pass silently
+
+
+def check_disk_room(missing: int, repo: str) -> None:
+    """Refuse, before a byte is fetched, a download the cache's disk cannot hold."""
+    import shutil
+
+    folder = hub_cache_dir()
+    while not folder.exists() and folder != folder.parent:  # the cache may not exist yet: its disk
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if missing and missing + DISK_MARGIN > free:
+        raise RunError(f"{repo} needs {describe_bytes(missing)} more in the Hugging Face cache ({hub_cache_dir()}), "
+                       f"but its disk has {describe_bytes(free)} free; free some space, or set HF_HOME to a folder on "
+                       "a disk with room, and run again")
+
+
+def describe_bytes(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+
+def download_bar(log: Log | None = None, total: int = 0) -> type:
+    """A tqdm class for huggingface_hub that draws nothing and reports the bytes its downloads
+    write as one progress line of ours (`log`; none for a listing or when nothing is missing)."""
+    from tqdm.auto import tqdm
+
+    progress = Progress(log, "download", time.perf_counter()) if log is not None and total else None
+    state = {"done": 0, "started": time.perf_counter()}
+
+    class Quiet(tqdm):
+        def __init__(self, *args, **kwargs):
+            self.counts = str(kwargs.get("desc", "")).startswith("Reconstructing")  # bytes written to the cache
+            kwargs.pop("name", None)
+            super().__init__(*args, **dict(kwargs, disable=True))
+
+        def update(self, n=1):
+            if self.counts and progress is not None and n:
+                state["done"] += n
+                rate = state["done"] / max(time.perf_counter() - state["started"], 1e-3)
+                progress.update(min(state["done"] / total, 1.0),
+                                f"{describe_bytes(state['done'])} of {describe_bytes(total)}, {rate / 1e6:.1f} MB/s")
+            return super().update(n)
+
+    return Quiet
 
 
 def hub_cached(repo: str, filename: str = "model_index.json") -> bool:
@@ -1101,9 +1328,10 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
     if folder is None or not folder.is_dir():
         return dims
     folded = family.folded_components
+    where = {"transformer": spec.transformer_folder or "transformer"}  # LTX-2.5's full model: transformer_full/
     counted: dict[str, int] = {}
     for component in ("transformer", "text_encoder", "vae", "latent_upsampler", *folded):
-        files = list((folder / component).glob("*.safetensors"))
+        files = list((folder / where.get(component, component)).glob("*.safetensors"))
         if files:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 counted[component] = sum(safetensors_params(f) for f in files)
@@ -1115,7 +1343,7 @@ def model_dims(folder: Path | None, spec: ModelSpec) -> ModelDims:
     for part in ("transformer", "vae"):
         cfg: Any = {}
         with contextlib.suppress(OSError, ValueError):
-            cfg = read_json(folder / part / "config.json")
+            cfg = read_json(folder / where.get(part, part) / "config.json")
         configs.append(cfg if isinstance(cfg, dict) else {})
     return family.dims_from_configs(dataclasses.replace(dims, params=params), *configs)
 
@@ -1167,8 +1395,16 @@ REFUSALS = (
     Refusal(lambda r: r.quantize in ("int8", "int4"), lambda c: bool(c.spec.quantizable),
             "--quantize {r.quantize}: {c.spec.alias} runs unquantized (it fits where it runs); quantized "
             "weights are offered for LTX-2's Gemma and transformer"),
+    Refusal(lambda r: r.audio, lambda c: "soundtrack" in c.family.supports,
+            "--audio: {c.spec.alias} makes silent video; a soundtrack drives LTX-2's picture (--model ltx2)"),
+    Refusal(lambda r: r.audio and r.no_audio, lambda c: False,
+            "--audio with --no-audio: the video carries the soundtrack it was made to; leave out one of them"),
     Refusal(lambda r: r.no_audio, lambda c: c.family.audio,
             "--no-audio: {c.spec.alias} makes no sound (its videos are silent already)"),
+    Refusal(lambda r: r.enhance_prompt, lambda c: not c.spec.prompt_enhancer,
+            "--enhance-prompt: {c.spec.alias}'s text encoder is not trained to rewrite prompts; its maker uses a "
+            "separate model for it ({c.spec.prompt_enhancer}), not offered here yet. Leave it out, or use "
+            "--model ltx2.3"),
     Refusal(lambda r: r.enhance_prompt, lambda c: "enhance_prompt" in c.family.supports,
             "--enhance-prompt runs a model's own prompt enhancer: LTX-2's Gemma (--model ltx2 or ltx2.3); "
             "{c.spec.alias}'s maker enhances with Florence-2 and Llama run as remote code, which this tool "
@@ -1183,9 +1419,9 @@ REFUSALS = (
     Refusal(lambda r: r.steps is not None, lambda c: not c.spec.distilled,
             "--steps: {c.spec.alias} runs the distilled timestep schedule of its checkpoint in both presets; "
             "--steps is for a full model (e.g. --model ltx2-dev, or --model ltx)"),
-    Refusal(lambda r: r.extend is not None, lambda c: "conditions" in c.family.supports,
-            "--extend needs LTX's condition pipeline (a distilled model such as " + DEFAULT_MODEL_FAST
-            + "); {c.spec.alias} is an {c.spec.pipeline}"),
+    Refusal(lambda r: r.extend is not None, lambda c: "extend" in c.family.supports,
+            "--extend needs a condition pipeline (a distilled LTX-Video such as " + DEFAULT_MODEL_FAST
+            + ", or LTX-2); {c.spec.alias} is an {c.spec.pipeline}"),
 )
 
 
@@ -1196,8 +1432,10 @@ def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     choice = choose_model(request, image_size, extension is not None, log)  # 3. model, preset, size
     refuse_unusable(request, choice)  # 4. options this model or path cannot use
     check_size(request, choice, log)
-    frames, fps = plan_length(request, choice, extension, ext_fps, log)  # 5. frames and fps
+    soundtrack = plan_soundtrack(request)  # 5. frames and fps (a soundtrack's length unless asked)
+    frames, fps = plan_length(fit_to_soundtrack(request, soundtrack, choice, log), choice, extension, ext_fps, log)
     job = build_job(request, choice, frames, fps, extension, log)  # 6. stages, output, seed, LoRAs, keyframes
+    job = dataclasses.replace(job, soundtrack=soundtrack)
     return job if request.from_draft is None else attach_draft(job)
 
 
@@ -1342,6 +1580,33 @@ def plan_length(request: Request, choice: Choice, extension: Extension | None, e
     return frames, fps
 
 
+def plan_soundtrack(request: Request) -> Soundtrack | None:
+    """--audio: read once with ffmpeg (any format it reads) for its length; refused if it holds no sound."""
+    if request.audio is None:
+        return None
+    path = Path(request.audio).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--audio {path}: no such file")
+    samples = read_audio(path, SOUNDTRACK_RATE)
+    if samples.shape[1] < SOUNDTRACK_RATE // 10:
+        raise UsageError(f"--audio {path}: no sound in it that ffmpeg can read (an audio or video file with "
+                         "a sound track: WAV, MP3, M4A, AAC, FLAC, MP4 ...)")
+    return Soundtrack(path.resolve(), file_sha256(path), samples.shape[1] / SOUNDTRACK_RATE)
+
+
+def fit_to_soundtrack(request: Request, soundtrack: Soundtrack | None, choice: Choice, log: Log) -> Request:
+    """Without --duration or --num-frames, the video is as long as its soundtrack (as far as the
+    model makes in one go: then the sound's beginning, said in a note)."""
+    if soundtrack is None or request.duration is not None or request.num_frames is not None:
+        return request
+    fps = request.fps or choice.spec.fps
+    longest = (choice.spec.max_frames - 1) / fps
+    if soundtrack.seconds > longest:
+        log.info(f"note: the soundtrack is {soundtrack.seconds:.1f} s and {choice.spec.alias} makes at most "
+                 f"{longest:.1f} s at once: the video is made to its first {longest:.1f} s")
+    return dataclasses.replace(request, duration=min(soundtrack.seconds, longest))
+
+
 def build_job(request: Request, choice: Choice, frames: int, fps: int, extension: Extension | None,
               log: Log) -> Job:
     """Step 6: the stages (cut to stage 1 for a draft), upscaler, output name, seed, LoRAs and
@@ -1358,7 +1623,8 @@ def build_job(request: Request, choice: Choice, frames: int, fps: int, extension
     stages = plan_stages(preset, spec, gen_w, gen_h, frames, request.steps or spec.steps, guidance, dims)
     upsampler = plan_upsampler(request, choice)
     sizes = plan_draft(request, choice, stages)
-    output = request.output or unique_output_path(request.image, Path.cwd(), "-draft" if request.draft else "")
+    tag = "-draft" if request.draft else f"-s{request.seed}" if request.from_draft and request.seed is not None else ""
+    output = request.output or unique_output_path(request.image, Path.cwd(), tag)  # a final keeps its draft's seed
     check_output(output, request.overwrite, request.draft)
     seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
     if not 0 <= seed <= MAX_SEED:
@@ -1540,9 +1806,23 @@ def open_image(path: Path):
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    if is_heif(path):  # an iPhone's photo: PIL reads HEIC through pillow-heif's plugin
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
     with warnings.catch_warnings():  # over the limit: check_image refuses it in its own words
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(path)
+
+
+def is_heif(path: Path) -> bool:
+    """An HEIC/HEIF file by its first box (ftyp with a HEIF brand), whatever its name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def exif_orientation(im) -> int:
@@ -1600,11 +1880,13 @@ def check_text(what: str, text: str | None) -> None:
         raise UsageError(f"{what} is not valid UTF-8 text; {fix}") from None
 
 
-def need_condition_pipeline(what: str, spec: ModelSpec, verb: str = "needs") -> None:
-    """Keyframes, extensions and segment windows are conditions of LTX's condition pipeline."""
-    if "conditions" not in spec.family.supports:
-        raise UsageError(f"{what} {verb} LTX's condition pipeline (a distilled model such as {DEFAULT_MODEL_FAST}); "
-                         f"{spec.alias} is an {spec.pipeline}")
+def need_condition_pipeline(what: str, spec: ModelSpec, verb: str = "needs", feature: str = "conditions") -> None:
+    """Keyframes, extensions and segment windows are conditions of a condition pipeline: LTX's
+    takes all three ("conditions"); LTX-2's pinned images ("keyframes")."""
+    if feature not in spec.family.supports:
+        also = " or LTX-2 (--model ltx2)" if feature == "keyframes" else ""
+        raise UsageError(f"{what} {verb} a condition pipeline that {spec.alias} ({spec.pipeline}) does not run here "
+                         f"yet; use a distilled LTX-Video such as {DEFAULT_MODEL_FAST}{also}")
 
 
 def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) -> tuple[Condition, ...]:
@@ -1625,7 +1907,7 @@ def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) ->
         wanted.append((f"--end-image {request.end_image}", Path(request.end_image).expanduser(), frames - 1))
     if not wanted:
         return ()
-    need_condition_pipeline(f"{wanted[0][0]}: images after the first frame", spec, "need")
+    need_condition_pipeline(f"{wanted[0][0]}: images after the first frame", spec, "need", "keyframes")
     conditions, taken = [], {0: "--image"}
     for what, path, frame in wanted:
         if not 1 <= frame <= frames - 1:
@@ -1778,9 +2060,8 @@ def lora_file(source: str, log: Log) -> Path:
     repo, name = "/".join(parts[:2]), "/".join(parts[2:])
     if name and not name.endswith(".safetensors"):
         raise UsageError(f"--lora {source}: only .safetensors files are loaded (pickles can run code)")
-    log.info(f"fetching LoRA {source}")
     try:
-        folder, _ = _snapshot(repo, [name] if name else ["*.safetensors", "README.md"])
+        folder, _ = _snapshot(repo, [name] if name else ["*.safetensors", "README.md"], log)
     except RunError as e:
         raise UsageError(f"--lora {source}: {e}") from None
     found = [folder / name] if name else sorted(folder.glob("*.safetensors"))
@@ -1858,7 +2139,9 @@ def draft_shaping(job: Job) -> dict:
             "image_cond_noise_scale": job.spec.image_cond_noise_scale,
             "image_blur_sigma": job.spec.image_blur_sigma, "image_crf": job.spec.image_crf,
             "stage1_loras": [[lora.sha256, lora.scale] for lora in job.loras if lora.applies("stage1")],
-            "conditions": [[c.sha256, c.frame, c.strength] for c in job.conditions]}
+            "conditions": [[c.sha256, c.frame, c.strength] for c in job.conditions],
+            **({"soundtrack_sha256": job.soundtrack.sha256} if job.soundtrack else {}),
+            **({"enhance_prompt": True} if job.request.enhance_prompt else {})}
 
 
 def read_draft(path: Path) -> dict:
@@ -1886,7 +2169,8 @@ def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
              "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
              "num_frames": data.get("num_frames"), "fps": data.get("fps"), "preset": "fast",
              "lora": [lora_arg(x["source"], x["scale"], x["passes"]) for x in data.get("loras") or []] or None,
-             "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None}
+             "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None,
+             "audio": (data.get("soundtrack") or {}).get("file"), "enhance_prompt": data.get("enhanced_prompt") is not None}
     for key, value in given.items():
         if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
             setattr(ns, key, value)
@@ -2193,8 +2477,12 @@ def estimate_basis(tflops: float, plan: MemoryPlan | None = None) -> dict:
             "decode_measured": bool(decode), "assumed": assumed}
 
 
-def estimate_seconds(job: Job, tflops: float, plan: MemoryPlan | None = None) -> float:
-    """Rough wall time of denoising + decoding at a measured matmul rate (TFLOPS)."""
+def estimate_seconds(job: Job, tflops: float, plan: MemoryPlan | None = None, runs: Sequence[dict] = ()) -> float:
+    """Wall time: from this machine's earlier runs of the model (`runs`, timing_runs: each part's
+    seconds per unit of work, median), else denoising + decoding at a measured matmul rate (TFLOPS)."""
+    if runs:
+        rates = median_rates(runs)
+        return sum(units * rates.get(part, 0.0) for part, units in job_work(job).items()) + rates.get("other", 0.0)
     basis = estimate_basis(tflops, plan)
     attention = sum(s.attention_tflop for s in job.stages)
     denoise = (sum(s.tflop for s in job.stages) - attention) / basis["dense_tflops"] + \
@@ -2219,8 +2507,12 @@ def describe_duration(seconds: float) -> str:
     return f"about {int(seconds / 3600 + 0.5)} hours" if seconds >= 7200 else "about 1.5-2 hours"
 
 
-def describe_estimate(job: Job, device: str, tflops: float, plan: MemoryPlan | None = None) -> str:
-    seconds = estimate_seconds(job, tflops, plan)
+def describe_estimate(job: Job, device: str, tflops: float, plan: MemoryPlan | None = None,
+                      runs: Sequence[dict] = ()) -> str:
+    seconds = estimate_seconds(job, tflops, plan, runs)
+    if runs:
+        return (f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'} (from "
+                f"{len(runs)} earlier run(s) of {job.spec.alias} here, each part at its measured pace)")
     total = sum(s.tflop for s in job.stages) + decode_tflop(job)
     advice = ": use a Mac with Apple Silicon or a CUDA GPU" if device == "cpu" and seconds > SLOW_SECONDS else ""
     basis = estimate_basis(tflops, plan)
@@ -2229,6 +2521,100 @@ def describe_estimate(job: Job, device: str, tflops: float, plan: MemoryPlan | N
         (f", conv3d at a measured {basis['decode_tflops']:.3g} TFLOPS" if basis["decode_measured"] else "")
     return (f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'}{advice} "
             f"(an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate{measured})")
+
+
+# The estimate learns: each finished video records, for this machine (chip, device, dtype, torch)
+# and model, what each part took per unit of the plan's work; the next estimate takes the median of
+# the last TIMING_RUNS runs; without any, the matmul probe (measured once per machine) and the
+# planner's FLOP.
+TIMING_RUNS = 5
+
+
+def job_work(job: Job) -> dict[str, float]:
+    """The plan's units of work per part: TFLOP denoised and decoded, GiB of weights loaded (at 2
+    bytes a parameter) and of text encoder loaded and run, frames written."""
+    params = job.dims.params if job.dims else {}
+    text = params.get("text_encoder", 0) * 2 / 2**30
+    return {"denoise": job.windows * sum(s.tflop for s in job.stages if not s.reused),
+            "decode": job.windows * decode_tflop(job), "load": sum(params.values()) * 2 / 2**30 - text,
+            "encode_prompt": text, "write": job.out_frames}
+
+
+def median_rates(runs: Sequence[dict]) -> dict[str, float]:
+    import statistics
+
+    return {part: statistics.median(r[part] for r in runs if part in r) for part in {p for r in runs for p in r}}
+
+
+def timings_path() -> Path:
+    return verdict_cache_path().with_name("timings.json")
+
+
+def timing_key(device: str, dtype_name: str) -> str:
+    import torch
+
+    return f"{chip_name()}|{device}|{dtype_name}|torch {torch.__version__}"
+
+
+def read_timings(device: str, dtype_name: str) -> dict:
+    """This machine's entry of the timing history ({} when none or unreadable)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        entry = read_json(timings_path()).get(timing_key(device, dtype_name))
+        return entry if isinstance(entry, dict) else {}
+    return {}
+
+
+def update_timings(device: str, dtype_name: str, change: Callable[[dict], None]) -> None:
+    """change(this machine's entry), written atomically (two runs at once never leave half a file)."""
+    path = timings_path()
+    with contextlib.suppress(OSError, ValueError):
+        data: Any = {}
+        with contextlib.suppress(OSError, ValueError):
+            data = read_json(path)
+        data = data if isinstance(data, dict) else {}
+        entry = data.setdefault(timing_key(device, dtype_name), {})
+        change(entry)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(path, "json")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+
+
+def pace_key(job: Job, plan: MemoryPlan) -> str:
+    """Runs that share a pace: the model, and the paths its plan takes (attention, conv3d, weights)."""
+    attention = plan.attention_kernel or ("chunked" if plan.attention_chunk else "stock")
+    return f"{job.spec.alias}|{attention}|{plan.conv3d}|{plan.quantize}"
+
+
+def timing_runs(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> list[dict]:
+    runs = read_timings(device, dtype_name).get("runs", {}).get(pace_key(job, plan), [])
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+
+
+def record_run(rt: Runtime, job: Job, plan: MemoryPlan, wall: float) -> None:
+    """A finished video's pace per part, for the next estimate of this model on this machine."""
+    timings, work = rt.stats.timings, job_work(job)
+    rates = {part: timings[part] / units for part, units in work.items() if units > 0 and part in timings}
+    rates["other"] = max(0.0, wall - sum(timings[part] for part in work if part in timings))
+
+    def change(entry: dict) -> None:
+        runs = entry.setdefault("runs", {})
+        key = pace_key(job, plan)
+        runs[key] = ([r for r in runs.get(key, []) if isinstance(r, dict)] + [rates])[-TIMING_RUNS:]
+
+    update_timings(rt.device, rt.dtype_name, change)
+
+
+def probe_rate(device: str, dtype) -> float:
+    """The matmul rate (TFLOPS) of this machine, measured once and kept with the timing history
+    (measured again each run it swung by half: 0.09 to 0.13 on one CPU within minutes)."""
+    name = dtype_label(dtype)
+    rate = read_timings(device, name).get("matmul_tflops")
+    if isinstance(rate, (int, float)) and rate > 0:
+        return float(rate)
+    rate = matmul_tflops(device, dtype)
+    update_timings(device, name, lambda entry: entry.update(matmul_tflops=rate))
+    return rate
 
 
 def device_sync(device: str) -> Callable[[], None]:
@@ -2257,9 +2643,11 @@ def matmul_tflops(device: str, dtype, seconds: float = 0.3) -> float:
 
 
 def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> list[str]:
+    made = "" if job.out_frames == job.num_frames else f" ({job.num_frames} generated a window)" if job.segments \
+        else f" ({job.num_frames} generated, {job.extend.context} of them the original's last)" if job.extend else ""
     lines = [f"plan: {job.spec.alias} ({job.preset} preset) on {device}/{dtype_name}: "
-             f"{job.width}x{job.height}, {job.num_frames} frames at {job.fps} fps "
-             f"({job.num_frames / job.fps:.2f} s), seed {job.seed}"]
+             f"{job.width}x{job.height}, {job.out_frames} frames at {job.fps} fps "
+             f"({job.out_frames / job.fps:.2f} s){made}, seed {job.seed}"]
     for s in job.stages:
         sched = f"timesteps {list(s.timesteps)}" if s.timesteps else f"{s.steps} steps"
         if s.timesteps and len(s.timesteps) > 8:  # a full model's schedule: its ends
@@ -2283,9 +2671,14 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
     if job.draft:
         lines.append(f"  draft: stage 1 only, written at {job.width}x{job.height} with its latents; "
                      f"its final is {job.final_size[0]}x{job.final_size[1]}")
-    parts = ", ".join(f"{k} {v:.2f}" for k, v in plan.estimate.items() if v)
-    lines.append(f"  memory: ~{plan.peak_gib:.1f} GiB peak of {gib(plan.budget_bytes):.1f} GiB budget "
-                 f"({plan.tokens:,} tokens; GiB: {parts})")
+    if not Path(job.model_source).exists() and model_folder(job.model_source) is None:
+        stored = job.spec.download_gb * 1e9 if job.spec.download_gb else sum(
+            v for k, v in (job.dims.params if job.dims else {}).items()
+            if k != "stage2_lora" or job.stage2_lora) * HUB_BYTES_PER_PARAM
+        lines.append(f"  download: ~{describe_bytes(stored)} the first time (then kept in {hub_cache_dir()})")
+    parts = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in plan.estimate.items() if v >= 0.05)
+    lines.append(f"  memory: at most about {plan.peak_gib:.1f} GiB at once, of the {gib(plan.budget_bytes):.1f} GiB "
+                 f"this run may use (GiB: {parts}; {plan.tokens:,} tokens a pass)")
     attention = f"Metal {plan.attention_kernel} ({plan.kernel_verdict['reason']})" if plan.attention_kernel else \
         f"chunked {plan.attention_chunk} rows" if plan.attention_chunk else "stock"
     conv3d = CONV3D_NAME if plan.conv3d == "conv2d" else "PyTorch's conv3d"
@@ -2370,19 +2763,21 @@ class Weights:
     upsampler_folder: Path | None = None
     stage2_lora: Path | None = None  # a full model's distilled LoRA for its second stage (its recipe's)
     processor: Path | None = None  # --enhance-prompt: the folder its enhancer's processor loads from
+    transformer_folder: str | None = None  # the folder of `folder` its transformer loads from, if not the index's
 
     @property
     def family(self) -> type[Family]:
         return FAMILIES[self.pipeline_class]
 
 
-def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Path, str]:
+def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequence[str] = (),
+                        log: Log | None = None) -> tuple[Path, str]:
     """The parts of a diffusers repo that its model_index.json names (or the folders `only` names:
     LTX-2 keeps its upscaler in latent_upsampler/, which its index does not list), nothing else:
     model_index.json first, then each folder's configs, tokenizer files and weight indexes, then
     exactly the safetensors those name."""
     if only is None:
-        folder, _ = _snapshot(repo, ["model_index.json"])
+        folder, _ = _snapshot(repo, ["model_index.json"], log)
         index = read_model_index(folder, check_folders=False)  # the folders come next
         names = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
     else:
@@ -2390,7 +2785,7 @@ def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequ
     names = [n for n in names if n not in skip]
     small = ["model_index.json"] + [f"{n}/{f}" for n in names
                                     for f in HUB_CONFIG_FILES + HUB_TOKENIZER_FILES + HUB_WEIGHT_INDEXES]
-    folder, revision = _snapshot(repo, small)
+    folder, revision = _snapshot(repo, small, log)
     weights = []
     for n in names:
         shards = set()
@@ -2401,7 +2796,7 @@ def snapshot_components(repo: str, only: Sequence[str] | None = None, skip: Sequ
         weights += [f"{n}/{s}" for s in sorted(shards) if s.endswith(".safetensors") and "/" not in s]
         if not shards:
             weights += [f"{n}/{w}" for w in HUB_WEIGHT_FILES]
-    return _snapshot(repo, small + weights)
+    return _snapshot(repo, small + weights, log)
 
 
 def check_model_available(job: Job) -> None:
@@ -2438,11 +2833,13 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     if Path(source).exists():
         folder, revision = Path(source), None
     else:
-        log.info(f"fetching {source} (only what model_index.json names; cached after the first run)")
-        # Single file: the big transformer and the VAE come from it (the repo's own transformer may
+        # Only what model_index.json names. Single file: the big transformer and the VAE come from it (the repo's own transformer may
         # even be another size; its VAE would be 2.5 GB more to fetch, where Lightricks loads the file's).
         unused = spec.family.unused_components  # prompt enhancers and such: never run here
-        folder, revision = snapshot_components(source, skip=unused + (("transformer", "vae") if single else ()))
+        own = ("transformer", "vae") if single else ("transformer",) if spec.transformer_folder else ()
+        folder, revision = snapshot_components(source, skip=unused + own, log=log)
+        if spec.transformer_folder:  # the full model beside the index's distilled one (LTX-2.5)
+            snapshot_components(source, only=(spec.transformer_folder,), log=log)
     pipeline_class = model_family_from_folder(folder)
     if FAMILIES[pipeline_class] is not spec.family:
         # An unknown Hub repo was planned as stock LTX before its model_index.json was cached.
@@ -2451,10 +2848,9 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     transformer_file = transformer_config = None
     if single:
         name, repo = spec.single_file.split("@")
-        log.info(f"fetching {name} from {repo}")
-        file_folder, file_rev = _snapshot(repo, [name])
+        file_folder, file_rev = _snapshot(repo, [name], log)
         transformer_file = file_folder / name
-        transformer_config, _ = _snapshot(spec.config_repo, ["transformer/config.json", "vae/config.json"])
+        transformer_config, _ = _snapshot(spec.config_repo, ["transformer/config.json", "vae/config.json"], log)
         revision = f"{revision} + {repo}@{file_rev}"
     else:
         require_safetensors(folder)
@@ -2463,16 +2859,16 @@ def fetch_weights(job: Job, log: Log) -> Weights:
         if Path(job.upsampler_source).exists():
             upsampler = Path(job.upsampler_source)
         else:
-            log.info(f"fetching {job.upsampler_source}")
-            upsampler, _ = snapshot_components(job.upsampler_source, only=("latent_upsampler",))
+            upsampler, _ = snapshot_components(job.upsampler_source, only=("latent_upsampler",), log=log)
         require_safetensors(upsampler, components=("latent_upsampler",))
     lora = None
     if job.stage2_lora:  # the recipe's stage-2 LoRA, one file of the maker's repo
         name, repo = job.stage2_lora.split("@")
-        log.info(f"fetching {name} from {repo} (its second stage's distilled LoRA)")
-        lora = _snapshot(repo, [name])[0] / name
+        lora = _snapshot(repo, [name], log)[0] / name  # its second stage's distilled LoRA
+    own_folder = spec.transformer_folder if spec.transformer_folder and (folder / spec.transformer_folder).is_dir() \
+        else None
     return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora,
-                   fetch_processor(job, log))
+                   fetch_processor(job, log), own_folder)
 
 
 def fetch_processor(job: Job, log: Log) -> Path | None:
@@ -2481,8 +2877,7 @@ def fetch_processor(job: Job, log: Log) -> Path | None:
     if not job.request.enhance_prompt:
         return None
     name, repo = job.family.enhancer_processor.split("@")
-    log.info(f"fetching {name}/ from {repo} (Gemma's processor, for --enhance-prompt)")
-    return _snapshot(repo, [f"{name}/{pattern}" for pattern in PROCESSOR_FILES])[0] / name
+    return _snapshot(repo, [f"{name}/{pattern}" for pattern in PROCESSOR_FILES], log)[0] / name
 
 
 def require_safetensors(folder: Path, components: Sequence[str] | None = None) -> None:
@@ -2568,6 +2963,7 @@ def load_text_encoder(weights: Weights, dtype, log: Log, quantize: str = "none")
     try:
         with quiet_libraries(log):
             tokenizer = AutoTokenizer.from_pretrained(str(weights.folder / "tokenizer"), local_files_only=True)
+            family.prepare_tokenizer(tokenizer)
             extra = {} if quantize == "none" else {"quantization_config": transformers.QuantoConfig(weights=quantize)}
             if extra:
                 return_freed_memory()
@@ -2600,6 +2996,8 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, 
         with quiet_libraries(log):  # diffusers warns on every such load ("modules ... kept in float32: []")
             kwargs["transformer"] = family.load_single_file(weights, dtype)
             kwargs["vae"] = family.load_single_file_vae(weights, dtype)
+    if weights.transformer_folder:  # the index names another transformer (LTX-2.5's distilled one)
+        kwargs["transformer"] = load_transformer_folder(weights, dtype, log, kwargs.pop("quantization_config", None))
     try:
         with quiet_libraries(log):
             pipe = family.pipeline_class().from_pretrained(str(weights.folder), dtype=torch_dtype, use_safetensors=True,
@@ -2617,6 +3015,22 @@ def load_pipeline(weights: Weights, dtype, log: Log, text_encoder: bool = True, 
             str(weights.upsampler_folder), subfolder="latent_upsampler", dtype=dtype,
             use_safetensors=True, local_files_only=True)
     return pipe, upsampler
+
+
+def load_transformer_folder(weights: Weights, dtype, log: Log, quantization=None):
+    """The transformer from weights.transformer_folder, of the class the index names for the
+    transformer, quantized as it loads if the plan says so."""
+    import diffusers
+
+    index = read_model_index(weights.folder, check_folders=False)
+    cls = getattr(diffusers, index["transformer"][1])
+    extra = {"quantization_config": quantization.quant_mapping["transformer"]} if quantization else {}
+    try:
+        with quiet_libraries(log):
+            return cls.from_pretrained(str(weights.folder), subfolder=weights.transformer_folder, dtype=dtype,
+                                       use_safetensors=True, local_files_only=True, **extra)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise RunError(f"could not load {weights.transformer_folder}/ from {weights.folder}: {first_line(e)}") from None
 
 
 def apply_loras(pipe, loras: Sequence[Lora], log: Log) -> bool:
@@ -2801,19 +3215,6 @@ KERNEL_CHECK_MAX = 32768
 CHECK_REVISION = 2  # in every verdict's key; 2: cross-attention under masks, lengths to 32k, conv3d
 
 
-@functools.lru_cache(maxsize=1)
-def chip_name() -> str:
-    """The CPU/SoC name ("Apple M4 Max"); asked once per process (attention calls consult it)."""
-    import platform
-    import subprocess
-
-    if sys.platform == "darwin":
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                                  timeout=5).stdout.strip()
-    return platform.processor() or platform.machine()
-
-
 def machine_identity(dtype_name: str, device: str = "mps") -> str:
     """The part of every verdict's key that is this machine's: torch, macOS, chip, device, dtype,
     and which revision of the self-checks judged (a stricter check does not reuse older verdicts)."""
@@ -2835,12 +3236,6 @@ def kernel_identity(kernel: Kernel, module, dtype_name: str, head_dims: tuple[in
             version = package_version(kernel.package)
     dims = "" if head_dims in ((), (KERNEL_CHECK_SHAPE[1],)) else f"|head dims {','.join(map(str, head_dims))}"
     return f"{kernel.package} {version or '?'}|{machine_identity(dtype_name, device)}{dims}"
-
-
-def verdict_cache_path() -> Path:
-    root = os.environ.get("GENERATE_VIDEO_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                                   os.path.expanduser("~/.cache"), "generate_video")
-    return Path(root) / "kernel_verdicts.json"
 
 
 def timed_call(fn: Callable, device: str):
@@ -3286,6 +3681,15 @@ class Family:
     def prepare_loaded(pipe, device: str) -> None:
         """Adjust a freshly loaded pipeline for the device."""
 
+    @staticmethod
+    def prepare_tokenizer(tokenizer) -> None:
+        """Adjust the tokenizer as its maker's code reads prompts."""
+
+    @staticmethod
+    def pipeline_for(pipe, job: Job, log: Log):
+        """The pipeline object a stage of this job runs (a sibling sharing the loaded modules)."""
+        return pipe
+
     @classmethod
     def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
         """The transformer's attention processor(s): ours (`attend`, or chunks of `rows`) or the
@@ -3447,7 +3851,7 @@ class LTXCondition(LTX):
 
     generic_alias = "ltx-distilled"
     max_sequence_length = 256
-    supports = LTX.supports | {"conditions"}
+    supports = LTX.supports | {"conditions", "keyframes", "extend"}
     image_noise_input = True
 
     @classmethod
@@ -3539,11 +3943,11 @@ class LTX2(LTX):
 
     label = "LTX-2"
     generic_alias = "ltx2-dev"
-    text_encoders = ("Gemma3ForConditionalGeneration",)
+    text_encoders = ("Gemma3ForConditionalGeneration", "Gemma4UnifiedForConditionalGeneration")  # 2.0/2.3, 2.5
     text_encoder_label = "Gemma"
     max_sequence_length = 1024
     negative_prompt = LTX2_NEGATIVE_PROMPT
-    supports = frozenset({"lora", "lora_passes", "enhance_prompt"})
+    supports = frozenset({"draft", "lora", "lora_passes", "enhance_prompt", "keyframes", "extend", "soundtrack"})
     audio = True
     default_dims = (32, 4096, 256, 48, 32, 8, 1)
     large_dims = None
@@ -3598,19 +4002,77 @@ class LTX2(LTX):
                       frame_rate=job.fps, guidance_scale=guidance, generator=generator,
                       image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
                       output_type="latent", return_dict=False, **extras, **job.spec.call_options)
+        if job.conditions or job.soundtrack or job.extend:  # the condition pipeline (pipeline_for)
+            cls.as_conditions(pipe, job, stage, kwargs)
         if stage.timesteps:
             kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
             use_fixed_schedule(pipe)
+            if job.spec.stage1_sampler == "ancestral" and stage is job.stages[0]:
+                pipe.scheduler = ancestral_scheduler(pipe.scheduler.config, job.seed + ANCESTRAL_NOISE_SEED_OFFSET)
         else:
             kwargs["num_inference_steps"] = stage.steps
         return kwargs
+
+    @staticmethod
+    def as_conditions(pipe, job: Job, stage: Stage, kwargs: dict) -> None:
+        """The condition pipeline's form of a stage's inputs: the image replacing frame 0 and each
+        pinned image appended (CRF ours: 0 to the pipeline), and in stage 1 the soundtrack's latents
+        (stage 2 gets them carried, unchanged)."""
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+        del kwargs["image_crf"]
+        images = kwargs.pop("image")
+        images = images if isinstance(images, list) else [images]
+        strengths = [1.0] + [c.strength for c in job.conditions]
+        kwargs["conditions"] = [LTX2VideoCondition(frames=image, index=min(k, 1), strength=strength, crf=0)
+                                for k, (image, strength) in enumerate(zip(images, strengths))]
+        if job.soundtrack and stage is job.stages[0]:  # the video's length of it
+            kwargs["audio_latents"] = sound_latents(pipe, read_audio(job.soundtrack.path, SOUNDTRACK_RATE),
+                                                    job.num_frames / job.fps)
+        elif job.extend and stage is job.stages[0] and context_sound(job).shape[1]:  # the original's sound, then room
+            kwargs["audio_latents"] = sound_latents(pipe, context_sound(job), job.num_frames / job.fps)
+
+    @staticmethod
+    def pipeline_for(pipe, job: Job, log: Log):
+        """Images pinned after frame 0, a soundtrack, or a video to extend: diffusers' LTX2ConditionPipeline on the
+        same modules. Each appended image is placed at its exact frame (diffusers places one at the
+        first frame of a latent frame, (index - 1) x 8 + 1: an end image 7 frames early; Lightricks'
+        keyframe conditions take the pixel frame, ltx-core conditioning/types/keyframe_cond.py)."""
+        pipe.transformer.audio_prefix = None
+        if not (job.conditions or job.soundtrack or job.extend):
+            return pipe
+        from diffusers import LTX2ConditionPipeline
+
+        with quiet_libraries(log):  # from_pipe casts every module: a warning each ("kept in float32: []")
+            runner = LTX2ConditionPipeline.from_pipe(pipe)
+        runner.set_progress_bar_config(disable=True)
+        wave = context_sound(job) if job.extend else None
+        if wave is not None and wave.shape[1]:  # held in every pass by hold_audio_prefix
+            held = runner._pack_audio_latents(sound_latents(pipe, wave, job.extend.context / job.fps))
+            pipe.transformer.audio_prefix = runner._normalize_audio_latents(
+                held, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
+        if job.soundtrack:  # the sound held as given: timestep 0, no noise, no step
+            runner.audio_scheduler = frozen_audio_scheduler(pipe.scheduler.config)
+            prepare = type(runner).prepare_audio_latents.__get__(runner)
+            runner.prepare_audio_latents = lambda *a, **k: prepare(*a, **dict(k, noise_scale=0.0))
+        place = type(runner)._prepare_keyframe_coords.__get__(runner)
+        frames = iter([c.frame for c in job.conditions])  # called once per appended image, in order
+
+        def at_frame(**kwargs):
+            return place(**dict(kwargs, pixel_frame_idx=next(frames)))
+
+        runner._prepare_keyframe_coords = at_frame
+        return runner
 
     @classmethod
     def continue_from(cls, pipe, kwargs: dict, stage: Stage, carried: dict) -> None:
         """Lightricks' stage 2 (distilled.py, ti2vid_two_stages.py): latent frame 0 replaced by the
         image encoded at full size (diffusers' image-to-video pipeline never encodes `image` once
-        latents are given, and keeps frame 0 as it finds it), the rest renoised to the schedule's
-        first sigma."""
+        latents are given, and keeps frame 0 as it finds it; its condition pipeline encodes every
+        condition again at this size itself), the rest renoised to the schedule's first sigma."""
+        if "conditions" in kwargs:
+            kwargs.update(latents=carried["latents"], audio_latents=carried["audio"], noise_scale=kwargs["sigmas"][0])
+            return
         latents = carried["latents"].clone()
         latents[:, :, :1] = cls.encode_image(pipe, kwargs["image"], stage.height, stage.width).to(latents)
         kwargs.update(latents=latents, audio_latents=carried["audio"], noise_scale=kwargs["sigmas"][0])
@@ -3648,11 +4110,31 @@ class LTX2(LTX):
 
     @classmethod
     def finish(cls, pipe, carried: dict, job: Job, rt: Runtime):
-        if not job.request.no_audio:
+        if job.soundtrack:  # the sound it was made to, as given (a2vid_two_stage.py muxes the input's)
+            rt.stats.audio = AudioTrack(read_audio(job.soundtrack.path, SOUNDTRACK_OUT_RATE), SOUNDTRACK_OUT_RATE)
+        elif job.extend and not job.request.no_audio:
+            rt.stats.audio = cls.continued_sound(cls.soundtrack(pipe, carried["audio"], rt.stats), job)
+        elif not job.request.no_audio:
             rt.stats.audio = cls.soundtrack(pipe, carried["audio"], rt.stats)
         vae = pipe.vae
         return pipe._normalize_latents(carried["latents"], vae.latents_mean, vae.latents_std,
                                        vae.config.scaling_factor)
+
+    @staticmethod
+    def continued_sound(made: AudioTrack, job: Job) -> AudioTrack:
+        """--extend: the original's own sound (silence if it had none; not with --extend-only),
+        then the new sound from where the new frames start (the generation's first `context`
+        frames re-make the original's last: their sound is the original's, held)."""
+        import numpy as np
+
+        rate = made.rate
+        new = made.samples[:, round(job.extend.context / job.fps * rate):]
+        if job.extend.only:
+            return AudioTrack(new, rate)
+        old = read_audio(job.extend.video, rate)
+        length = round(job.extend.frames / job.fps * rate)
+        old = np.pad(old[:, :length], ((0, 0), (0, max(0, length - old.shape[1]))))
+        return AudioTrack(np.concatenate([old.astype(new.dtype), new], axis=1), rate)
 
     @staticmethod
     def soundtrack(pipe, audio_latents, stats: RunStats) -> AudioTrack:
@@ -3681,6 +4163,18 @@ class LTX2(LTX):
                 for module in part.modules():
                     if getattr(module, "double_precision", False):
                         module.double_precision = False
+        if getattr(pipe.transformer.config, "use_keyframes_abs_pos_embedding", False):
+            pipe.transformer.register_forward_pre_hook(mark_first_latent_frame, with_kwargs=True)
+        pipe.transformer.audio_prefix = None  # --extend: the original's sound, held (pipeline_for sets it)
+        pipe.transformer.register_forward_pre_hook(hold_audio_prefix, with_kwargs=True)
+
+    @staticmethod
+    def prepare_tokenizer(tokenizer) -> None:
+        """Every prompt starts with <bos>, as Lightricks' LTXGemmaTokenizer makes sure (ltx-core
+        text_encoders/gemma/tokenizer.py: Gemma 3's tokenizer adds it, Gemma 4's does not, so it
+        prepends it); diffusers' pipelines pass Gemma 4's tokens as the tokenizer gives them."""
+        if tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] != [tokenizer.bos_token_id]:
+            tokenizer.add_bos_token = True
 
     @classmethod
     def attention_processors(cls, pipe, attend: Callable | None, rows: int | None) -> Any:
@@ -3696,6 +4190,143 @@ class LTX2(LTX):
 # The families' attention processors and schedulers.
 
 
+def mark_first_latent_frame(module, args, kwargs):
+    """LTX-2.5's transformer learned a marker for the latent frames that hold a single pixel frame;
+    ltx-core adds it to the first latent frame's tokens in every generation (tools.py), diffusers'
+    image-to-video pipeline never passes the mask (only its DFR pipelines do): passed here."""
+    if kwargs.get("video_keyframes_mask") is None:
+        hidden = kwargs["hidden_states"]
+        mask = hidden.new_zeros(hidden.shape[0], hidden.shape[1], 1)
+        mask[:, :kwargs["height"] * kwargs["width"]] = 1.0  # tokens are frame-major: frame 0 comes first
+        kwargs["video_keyframes_mask"] = mask
+    return args, kwargs
+
+
+def log_mel(wave, mel_bins: int):
+    """ltx-core's AudioProcessor with torch alone (torchaudio's MelSpectrogram: hann window, centred
+    with reflect padding, magnitude, slaney mel filters), then log(max(x, 1e-5)): [1, 2, frames, bins]."""
+    import numpy as np
+    import torch
+
+    spec = torch.stft(wave.float(), MEL_FFT, MEL_HOP, MEL_FFT, torch.hann_window(MEL_FFT), center=True,
+                      pad_mode="reflect", return_complex=True).abs()  # [2, freqs, frames]
+    fb = torch.from_numpy(slaney_mel_filters(SOUNDTRACK_RATE, MEL_FFT, mel_bins)).float()
+    return torch.log(torch.clamp(torch.einsum("mf,cft->ctm", fb, spec), min=MEL_FLOOR))[None]
+
+
+def slaney_mel_filters(rate: int, n_fft: int, bins: int):
+    """[bins, n_fft // 2 + 1] triangular filters on the slaney mel scale (linear below 1 kHz,
+    logarithmic above), each normalized to unit area (norm="slaney"), 0 Hz to rate / 2."""
+    import numpy as np
+
+    step, log_step = 200 / 3, np.log(6.4) / 27
+
+    def to_mel(hz):
+        return np.where(hz >= 1000, 15 + np.log(np.maximum(hz, 1e-10) / 1000) / log_step, hz / step)
+
+    def to_hz(mel):
+        return np.where(mel >= 15, 1000 * np.exp(log_step * (mel - 15)), mel * step)
+
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    edges = to_hz(np.linspace(to_mel(np.float64(0)), to_mel(np.float64(rate / 2)), bins + 2))
+    ramps = edges[:, None] - freqs[None]
+    widths = np.diff(edges)
+    filters = np.maximum(0, np.minimum(-ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]))
+    return filters * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def frozen_audio_scheduler(config):
+    """The audio side of Lightricks' audio-to-video ("frozen": ltx-pipelines utils/blocks.py
+    zeroes its denoise mask, helpers.py its sigma): every pass sees the sound at timestep 0 and no
+    step changes it. As the condition pipeline's audio_scheduler; its noise is 0 (prepare_audio_latents)."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    class Frozen(FlowMatchEulerDiscreteScheduler):
+        def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
+            super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu,
+                                  timesteps=timesteps)
+            self.timesteps = torch.zeros_like(self.timesteps)  # the transformer's audio timestep and sigma: 0
+            self.sigmas = torch.ones_like(self.sigmas)  # keeps the pipeline's x0 <-> velocity conversions finite
+
+        def step(self, model_output, timestep, sample, *args, return_dict=True, **kwargs):
+            return (sample,)
+
+    return Frozen.from_config(flow_match_config(config))
+
+
+def context_sound(job: Job):
+    """--extend: the original's sound over its last `context` frames, 16 kHz stereo (empty when
+    the original is silent)."""
+    wave = read_audio(job.extend.video, SOUNDTRACK_RATE)
+    start = round((job.extend.frames - job.extend.context) / job.fps * SOUNDTRACK_RATE)
+    return wave[:, start:start + round(job.extend.context / job.fps * SOUNDTRACK_RATE)]
+
+
+def hold_audio_prefix(module, args, kwargs):
+    """--extend on LTX-2: the audio tokens of the context frames are the original's sound, clean
+    and at timestep 0 in every pass, as Lightricks keep audio they do not regenerate (retake.py:
+    a per-token denoise mask of 0); the pipeline would noise and step them with the rest."""
+    prefix = getattr(module, "audio_prefix", None)
+    if prefix is None:
+        return args, kwargs
+    audio = kwargs["audio_hidden_states"].clone()
+    audio[:, :prefix.shape[1]] = prefix.to(audio)
+    t = kwargs["audio_timestep"]
+    t = (t.view(-1, 1) if t.dim() == 1 else t).expand(audio.shape[0], audio.shape[1]).clone()
+    t[:, :prefix.shape[1]] = 0
+    return args, dict(kwargs, audio_hidden_states=audio, audio_timestep=t)
+
+
+def sound_latents(pipe, wave, seconds: float):
+    """16 kHz stereo sound as the audio VAE's un-normalized latents, exactly `seconds` long (25
+    a second; a short sound padded with the latents' mean, which is silence's 0 once normalized,
+    as Lightricks pad)."""
+    import torch
+
+    vae = pipe.audio_vae
+    if getattr(vae, "_hf_hook", None) is not None:  # model offload: bring it in
+        vae._hf_hook.pre_forward(vae)
+    # the pipelines' own count: sampling rate / hop / the audio VAE's temporal compression
+    need = round(seconds * SOUNDTRACK_RATE / MEL_HOP / vae.temporal_compression_ratio)
+    with torch.no_grad():
+        mel = log_mel(torch.from_numpy(wave), vae.config.mel_bins).to(next(vae.parameters()).device, vae.dtype)
+        latents = vae.encode(mel).latent_dist.mode()  # [1, channels, frames / 4, mel_bins / 4]
+    if latents.shape[2] < need:  # packed as [.., channel x mel bin]: the mean's layout (pipelines' _pack_audio_latents)
+        _, channels, _, bins = latents.shape
+        mean = vae.latents_mean.view(1, channels, 1, bins) if vae.latents_mean.numel() == channels * bins else \
+            latents.new_zeros(1, channels, 1, bins)
+        fill = mean.to(latents).expand(1, channels, need - latents.shape[2], bins)
+        latents = torch.cat([latents, fill], dim=2)
+    return latents[:, :, :need]
+
+
+def ancestral_scheduler(config, seed: int):
+    """Lightricks' ancestral Euler step for a distilled stage 1 (ltx-core diffusion_steps.py
+    EulerAncestralDiffusionStep, eta ANCESTRAL_ETA): diffusers' LTXEulerAncestralRFScheduler, given
+    the sigmas without their final 0 as every stage here is (it wants the 0: added, and no pass run
+    at it), and its fresh noise from a generator of its own seeded `seed` (the pipeline steps it
+    without one: torch's global generator otherwise)."""
+    import torch
+    from diffusers import LTXEulerAncestralRFScheduler
+
+    class Seeded(LTXEulerAncestralRFScheduler):
+        noise = None
+
+        def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, **kwargs):
+            sigmas = [float(x) for x in sigmas] + [0.0]
+            super().set_timesteps(device=device, sigmas=sigmas)
+            self.timesteps = self.timesteps[:-1]  # the pipeline runs one pass per timestep: none at sigma 0
+            self.num_inference_steps = len(self.timesteps)
+
+        def step(self, model_output, timestep, sample, generator=None, return_dict=True):
+            if self.noise is None or self.noise.device != sample.device:
+                self.noise = torch.Generator(sample.device).manual_seed(seed)
+            return super().step(model_output, timestep, sample, generator=self.noise, return_dict=return_dict)
+
+    return Seeded.from_config(config, eta=ANCESTRAL_ETA, s_noise=1.0)
+
+
 def use_scheduler(pipe, name: str | None) -> None:
     """The scheduler the model's authors run it with (THUDM's demo: DPM, trailing spacing)."""
     if name and type(pipe.scheduler).__name__ != name:
@@ -3708,11 +4339,23 @@ def use_fixed_schedule(pipe) -> None:
     """Custom (distilled) timesteps are the sigmas themselves: no dynamic shift (diffusers would
     demand `mu`), no static shift, no stretch to a terminal value (0.9.0/0.9.1 configs say 0.1)."""
     cfg = pipe.scheduler.config
-    if cfg.get("use_dynamic_shifting") or cfg.get("shift", 1.0) != 1.0 or cfg.get("shift_terminal"):
+    if cfg.get("use_dynamic_shifting") or cfg.get("shift", 1.0) != 1.0 or cfg.get("shift_terminal") or \
+            type(pipe.scheduler).__name__ != "FlowMatchEulerDiscreteScheduler":  # a previous stage's sampler
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-            cfg, use_dynamic_shifting=False, shift=1.0, shift_terminal=None)
+            flow_match_config(cfg), use_dynamic_shifting=False, shift=1.0, shift_terminal=None)
+
+
+def flow_match_config(config) -> dict:
+    """A scheduler's config as FlowMatchEulerDiscreteScheduler takes it (without the ancestral
+    sampler's eta and s_noise, which it would warn about)."""
+    import inspect
+
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    known = inspect.signature(FlowMatchEulerDiscreteScheduler.__init__).parameters
+    return {k: v for k, v in config.items() if k in known}
 
 
 def attention_fn(rows: int, attend: Callable | None) -> Callable:
@@ -4054,7 +4697,7 @@ def _step_callback(stats: RunStats, device: str, stage: str, steps: int, progres
     show the stage's progress."""
     import torch
 
-    last = [time.perf_counter()]
+    last, mine = [time.perf_counter()], []
 
     def callback(pipe, i, t, kwargs):
         latents = kwargs["latents"]
@@ -4062,12 +4705,34 @@ def _step_callback(stats: RunStats, device: str, stage: str, steps: int, progres
             raise NonFiniteError(stage, i)
         now = time.perf_counter()
         stats.step_seconds.append(round(now - last[0], 4))
+        mine.append(now - last[0])
         last[0] = now
+        notice_throttling(stats, stage, mine, progress.log)
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
         progress.update((i + 1) / steps, f"step {i + 1}/{steps}")
         return {}
 
     return callback
+
+
+THROTTLE_RATIO = 1.5  # a stage's recent steps this much slower than its first ones: the Mac is slowing down
+THROTTLE_MIN_STEP = 0.5  # s: steps shorter than this vary with the scheduler's whims, not with heat
+
+
+def notice_throttling(stats: RunStats, stage: str, seconds: list[float], log: Log) -> None:
+    """Identical steps that get slower mean a hot Mac lowering its GPU clock (identical runs were
+    reported at 517 s, then 998 s): said once, recorded in the sidecar. The median of a stage's
+    3 latest steps against its 3 first after the first (which warms up)."""
+    import statistics
+
+    if stats.throttling or len(seconds) < 7:
+        return
+    first, latest = statistics.median(seconds[1:4]), statistics.median(seconds[-3:])
+    if latest > THROTTLE_RATIO * first and latest >= THROTTLE_MIN_STEP:
+        stats.throttling = {"stage": stage, "step": len(seconds), "first_steps_s": round(first, 3),
+                            "latest_steps_s": round(latest, 3)}
+        log.warn(f"steps are getting slower ({first:.2f} s, now {latest:.2f} s each): the Mac may be "
+                 "throttling; plug it in, keep it cool, or close other apps that use the GPU")
 
 
 class CpuFallbacks:
@@ -4112,7 +4777,7 @@ def denoise(rt: Runtime, model: Loaded, job: Job, embeds: dict, image, generator
     for index, stage in enumerate(job.stages):
         reseed_stage(generator, job, index)
         if stage.reused:
-            carried = {"latents": load_draft_latents(Path(stage.reused), rt.device)}
+            carried = load_draft_latents(Path(stage.reused), rt.device)
             rt.log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
             rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
             continue
@@ -4123,8 +4788,10 @@ def denoise(rt: Runtime, model: Loaded, job: Job, embeds: dict, image, generator
             if model.upsampler is not None:
                 carried["latents"] = upsample_latents(rt, model, carried["latents"])
             family.continue_from(pipe, kwargs, stage, carried)
-        carried = family.stage_result(pipe, run_stage(rt, pipe, kwargs, stage), job, stage)
+        carried = family.stage_result(pipe, run_stage(rt, family.pipeline_for(pipe, job, rt.log), kwargs, stage), job, stage)
         rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
+    if job.draft:  # what stage 2 of its final starts from (LTX-2: the sound's latents too)
+        save_draft_latents(carried, job, rt.stats)
     return family.finish(pipe, carried, job, rt)
 
 
@@ -4180,19 +4847,21 @@ def upsample_latents(rt: Runtime, model: Loaded, latents):
     return out
 
 
-def load_draft_latents(path: Path, device: str):
+def load_draft_latents(path: Path, device: str) -> dict:
+    """A draft's stage-1 output as stage 2 takes it: {"latents": ..., and the family's others}."""
     from safetensors.torch import load_file
 
-    return load_file(str(path))["latents"].to(device)
+    return {k: v.to(device) for k, v in load_file(str(path)).items()}
 
 
-def save_draft_latents(latents, job: Job, stats: RunStats) -> None:
-    """A draft's stage-1 latents, to a temp file published with its video (stats.extra_files)."""
+def save_draft_latents(carried: dict, job: Job, stats: RunStats) -> None:
+    """A draft's stage-1 output (every tensor its family hands to stage 2), to a temp file
+    published with its video (stats.extra_files)."""
     from safetensors.torch import save_file
 
     tmp = temp_path(job.latents_file, "safetensors")
     stats.extra_files.append((tmp, job.latents_file))
-    save_file({"latents": latents.detach().contiguous().cpu()}, str(tmp),
+    save_file({k: v.detach().contiguous().cpu() for k, v in carried.items()}, str(tmp),
               metadata={"shaping_sha256": dict_sha256(draft_shaping(job))})
     stats.latents_sha256 = file_sha256(tmp)
 
@@ -4236,8 +4905,6 @@ def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
         # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
         generator = make_generator(rt.device, (job.seed + window) % 2**63)
         latents = denoise(rt, model, job, pick(prompt), image, generator)
-        if job.draft:
-            save_draft_latents(latents, job, rt.stats)
         context = collections.deque(maxlen=EXTEND_CONTEXT)
         for frames in decoded_chunks(rt, model.pipe, latents, job, generator, context if job.segments else None):
             drop = min(skip, len(frames))
@@ -4786,14 +5453,14 @@ class VideoWriter:
 
 def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dict] | None = None,
                 extras: list[tuple[Path, Path]] | None = None,
-                audio: Callable[[], AudioTrack | None] | None = None) -> VideoWriter:
+                audio: Callable[[], AudioTrack | None] | None = None, log: Log | None = None) -> VideoWriter:
     """Stream uint8 frame chunks into the MP4; once it is complete, `audio()` gives its soundtrack
     (made by then, with the frames), `sidecar(writer)` the sidecar's data, and all are published as
     one unit: `extras` (temp, final) files made while the frames were (a draft's latents), the
     sidecar, then the video."""
     extras = [] if extras is None else extras
     try:
-        return _write_video(frames, job, sidecar, extras, audio)
+        return _write_video(frames, job, sidecar, extras, audio, log)
     finally:
         if hasattr(frames, "close"):  # an abandoned generator is finished now, not by a later GC
             frames.close()
@@ -4802,7 +5469,8 @@ def write_video(frames: Iterator, job: Job, sidecar: Callable[[VideoWriter], dic
                 tmp.unlink(missing_ok=True)
 
 
-def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, Path]], audio) -> VideoWriter:
+def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, Path]], audio,
+                 log: Log | None = None) -> VideoWriter:
     with VideoWriter(job.output, job.width, job.height, job.fps, job.request.overwrite) as writer:
         constant = True
         first = None
@@ -4818,9 +5486,10 @@ def _write_video(frames: Iterator, job: Job, sidecar, extras: list[tuple[Path, P
         if constant:
             raise BrokenVideoError("every frame is one flat colour")
         track = audio() if audio is not None else None
-        if track is not None:
-            writer.add_audio(track)
-        writer.finish()
+        with heartbeat(log, "finishing the MP4 (H.264" + (" and AAC)" if track is not None else ")")):
+            if track is not None:
+                writer.add_audio(track)
+            writer.finish()
         if sidecar is None:
             writer.commit(before=extras)
         else:
@@ -4860,6 +5529,7 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
     return {
         "output": job.output.name,
         "image": str(r.image.resolve()),
+        "image_sha256": file_sha256(r.image),
         "prompt": r.prompt,
         "enhanced_prompt": stats.enhanced_prompt,  # what the model read instead, under --enhance-prompt
         "negative_prompt": job.negative_prompt,
@@ -4883,6 +5553,9 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
         "output_frames": job.out_frames,
         "segments": [{"prompt": p, "window_frames": job.num_frames, "seed": (job.seed + k) % 2**63,
                       "new_frames": job.num_frames - (EXTEND_CONTEXT if k else 0)} for k, p in enumerate(job.segments)],
+        "soundtrack": None if job.soundtrack is None else {
+            "file": str(job.soundtrack.path), "sha256": job.soundtrack.sha256, "seconds": round(job.soundtrack.seconds, 3),
+            "note": "the video was made to this sound (held fixed in every pass) and carries it"},
         "extend": None if job.extend is None else {
             "video": str(job.extend.video), "sha256": job.extend.sha256, "original_frames": job.extend.frames,
             "context_frames": job.extend.context, "new_frames": job.num_frames - job.extend.context,
@@ -4922,6 +5595,8 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
         "estimated_seconds": None if stats.estimated_seconds is None else round(stats.estimated_seconds, 1),
         "estimate_basis": stats.estimate_basis,
         "seconds_per_step": round(sum(steps) / len(steps), 4) if steps else None,
+        "throttling": stats.throttling,
+        "retried": stats.retried,
         "peak_memory_gib": {"process_rss": round(gib(peak_rss_bytes()), 3),
                             "device": round(gib(stats.device_peak_bytes), 3)},
         "versions": versions(),
@@ -4971,6 +5646,8 @@ def command_for(job: Job, quantize: str | None = None) -> str:
              "--num-frames", str(frames), "--fps", str(job.fps), "--seed", str(job.seed)]
     if r.negative_prompt is not None:
         parts += ["--negative-prompt", r.negative_prompt]
+    if job.soundtrack is not None:
+        parts += ["--audio", str(job.soundtrack.path)]
     if not job.spec.distilled:
         parts += ["--steps", str(job.stages[0].steps)]
     if not job.spec.distilled:
@@ -5050,11 +5727,19 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
     settled = settle_group(rt, jobs, outcomes, batch)
     if not settled:
         return
-    tflops = matmul_tflops(rt.device, rt.dtype)
+    tflops = probe_rate(rt.device, rt.dtype)
+    shown = None
     for job, (plan, _) in settled:
-        for line in describe_plan(job, plan, rt.device, rt.dtype_name):
+        runs = timing_runs(job, plan, rt.device, rt.dtype_name)
+        lines = describe_plan(job, plan, rt.device, rt.dtype_name) + [
+            f"  time: {describe_estimate(job, rt.device, tflops, plan, runs)}"]
+        same = [re.sub(r", seed \d+$", "", lines[0])] + lines[1:]
+        if same == shown:  # --variations, or a batch of one job's settings: the plan once, then a line each
+            rt.log.info(f"plan: as above, seed {job.seed} ({job.output.name})")
+            continue
+        shown = same
+        for line in lines:
             rt.log.info(line)
-        rt.log.info(f"  time: {describe_estimate(job, rt.device, tflops, plan)}")
     # One load serves the group: its most careful offload and its smallest weights.
     offload = max((p.offload for _, (p, _) in settled), key=OFFLOADS.index)
     quantize = max((p.quantize for _, (p, _) in settled), key=QUANTIZE.index)
@@ -5062,16 +5747,18 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
     for index, (job, (plan, kernel)) in enumerate(settled):
         plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
         progress(index)
-        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops, plan),
-                         estimate_basis=estimate_basis(tflops, plan),
+        runs = timing_runs(job, plan, rt.device, rt.dtype_name)
+        stats = RunStats(estimated_seconds=estimate_seconds(job, tflops, plan, runs),
+                         estimate_basis=dict(estimate_basis(tflops, plan), earlier_runs=len(runs),
+                                             rates=median_rates(runs) if runs else None),
                          enhanced_prompt=embeds.rewritten.get(prompt_key(job, job.request.prompt)))
         if index == 0:
             for name, seconds in setup_seconds.items():
                 stats.add(name, seconds)
         job_rt = dataclasses.replace(rt, stats=stats, kernel=kernel)
         try:
-            outcomes.append(make_video(job_rt, model, job, plan, embeds, sum(setup_seconds.values()) if index == 0
-                                       else 0.0))
+            outcomes.append(make_video_safely(job_rt, model, job, plan, embeds,
+                                              sum(setup_seconds.values()) if index == 0 else 0.0))
         except Exception as e:
             if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
                 raise
@@ -5145,15 +5832,17 @@ def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str) -> tup
     t0 = time.perf_counter()
     log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
              f"prompt(s) with {label}")
-    embeds = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), jobs, offload, weights.processor)
+    with heartbeat(log, f"loading {label} and encoding"):
+        embeds = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), jobs, offload, weights.processor)
     encode_seconds = time.perf_counter() - t0
     log.info(f"  {label} loaded, encoded and freed in {describe_seconds(encode_seconds)}")
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {rt.device} in {rt.dtype_name}")
     t0 = time.perf_counter()
-    pipe, upsampler = load_pipeline(weights, rt.dtype, log, text_encoder=False, quantize=quantize)
-    place_pipeline(pipe, upsampler, offload, rt.device, weights.family)
-    loras = first.loras + recipe_lora(weights, first.spec)
-    fused = apply_loras(pipe, loras, log)
+    with heartbeat(log, f"loading {first.spec.alias}"):
+        pipe, upsampler = load_pipeline(weights, rt.dtype, log, text_encoder=False, quantize=quantize)
+        place_pipeline(pipe, upsampler, offload, rt.device, weights.family)
+        loras = first.loras + recipe_lora(weights, first.spec)
+        fused = apply_loras(pipe, loras, log)
     load_seconds = time.perf_counter() - t0
     log.info(f"  loaded in {describe_seconds(load_seconds)}")
     return (Loaded(pipe, upsampler, weights, fused, loras), embeds,
@@ -5176,7 +5865,9 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
         return sidecar_data(rt, job, plan, model, wall, writer.audio)
 
     with record_cpu_fallbacks(log) as fallbacks:
-        sound = write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio).audio
+        sound = write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio,
+                            log=log).audio
+    record_run(rt, job, plan, wall)  # the next estimate of this model here learns from it
     used = kernels_used(plan)
     emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
          f"{job.out_frames} frames at {job.fps} fps" + (f", AAC sound at {sound.rate / 1000:g} kHz" if sound else "")
@@ -5184,6 +5875,38 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
     if job.draft:
         log.info(f"  the full video of this draft: {final_command(job)}")
     return Outcome(job.output.name, "done", wall, used, job)
+
+
+def make_video_safely(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: dict, setup: float) -> Outcome:
+    """make_video; if it ends in invalid numbers or a flat picture while a checked kernel was in use,
+    once more, by itself, on the known-safe path (chunked attention, PyTorch's conv3d), said aloud
+    and recorded in the sidecar; never more than once."""
+    try:
+        return make_video(rt, model, job, plan, embeds, setup)
+    except (NonFiniteError, BrokenVideoError) as first:
+        safe = safe_path(plan)
+        if safe is None:
+            raise
+        plan, changes = safe
+        rt.log.warn(f"{first}: making it again with {' and '.join(changes)} (the known-safe path)")
+        rt.stats.retried = {"first_attempt": str(first), "changed": changes}
+        try:
+            return make_video(dataclasses.replace(rt, kernel=None), model, job, plan, embeds, setup)
+        except (NonFiniteError, BrokenVideoError) as second:
+            raise RunError(f"{first}; made again with {' and '.join(changes)}: {second}. "
+                           f"{mps_failure_advice(job, rt.device, rt.dtype_name)}") from None
+
+
+def safe_path(plan: MemoryPlan) -> tuple[MemoryPlan, list[str]] | None:
+    """(the plan without the checked kernels it used, what changed), or None if it used none."""
+    changes = []
+    if plan.attention_kernel:
+        changes.append(f"chunked attention instead of {plan.attention_kernel}")
+        plan = dataclasses.replace(plan, attention_kernel=None, kernel_verdict=None)
+    if plan.conv3d == "conv2d":
+        changes.append(f"PyTorch's conv3d instead of {CONV3D_NAME}")
+        plan = dataclasses.replace(plan, conv3d="stock")
+    return (plan, changes) if changes else None
 
 
 def kernels_used(plan: MemoryPlan) -> str:
@@ -5233,7 +5956,7 @@ def mps_failure_advice(job: Job, device: str, dtype_name: str, kernel: str | Non
 # ----------------------------------------------------------------------------------------------
 # 13. Batch: --jobs FILE (JSON Lines), several --image, or a folder of images
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 JOB_KEYS = {f.name for f in dataclasses.fields(Request)}  # a job may set any option a Request holds
 
 
@@ -5249,7 +5972,7 @@ def request_from_args(args: argparse.Namespace, image: Path, overrides: dict | N
     values["lora"] = tuple(values.get("lora") or ())
     values["keyframe"] = tuple(values.get("keyframe") or ())
     values["segment_prompt"] = tuple(values.get("segment_prompt") or ())
-    for key in ("extend", "end_image"):
+    for key in ("extend", "end_image", "audio"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     return Request(**values)
@@ -5453,16 +6176,31 @@ def matches_sidecar(job: Job) -> bool:
         data = read_json(job.sidecar)
     except (OSError, ValueError):
         return False
-    mine = {"prompt": job.request.prompt, "negative_prompt": job.negative_prompt,
-            "model_source": job.model_source, "preset": job.preset, "width": job.width,
-            "height": job.height, "num_frames": job.num_frames, "fps": job.fps,
-            "guidance_scale": job.guidance_scale, "image": str(job.request.image.resolve())}
-    if job.request.seed is not None:
-        mine["seed"] = job.seed
-    if not job.spec.distilled:
-        if [s.get("steps") for s in data.get("stages", [])] != [s.steps for s in job.stages]:
-            return False
-    return all(data.get(k) == v for k, v in mine.items())
+    if not isinstance(data, dict) or not mp4_complete(job.output):  # a 0-byte or cut-off MP4 is not done
+        return False
+    return made_alike(data, job)
+
+
+def made_alike(data: dict, job: Job) -> bool:
+    """A sidecar's video is this job's: every setting that shapes it (the reproduce command's, but
+    the quantization the plan picks and a seed left to chance) and the content of every input."""
+    import shlex
+
+    def settings(command: str) -> list[str]:
+        return [part for part in shlex.split(command) if not part.startswith("--quantize=")
+                and not (job.request.seed is None and part.startswith("--seed="))]
+
+    def hashes(items) -> list:
+        return [item.get("sha256") for item in items or [] if isinstance(item, dict)]
+
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        return (settings(str(data.get("command", ""))) == settings(command_for(job))
+                and data.get("image_sha256") == file_sha256(job.request.image)
+                and hashes(data.get("conditions")) == [c.sha256 for c in job.conditions]
+                and hashes(data.get("loras")) == [lora.sha256 for lora in job.loras]
+                and hashes([data.get("extend")]) == ([job.extend.sha256] if job.extend else [])
+                and hashes([data.get("soundtrack")]) == ([job.soundtrack.sha256] if job.soundtrack else []))
+    return False
 
 
 def check_batch_job(job: Job, name: str, seen: dict[str, str], outcomes: list[Outcome], jobs: list[Job]) -> None:
@@ -5727,6 +6465,7 @@ def default_video_lines(device: str) -> tuple[list[tuple[str, str, str]], str]:
     budget = memory_budget(job.request, device)
     dims = model_dims(model_folder(job.model_source), job.spec)
     elem = torch.tensor([], dtype=pick_dtype("auto", device)).element_size()
+    plan = None
     try:  # the same plan a run makes: one source for the memory advice
         plan = plan_memory(job, dims, device, elem, budget, int(DEFAULT_ATTENTION_BUDGET_GIB * 2**30), job.request)
         lines.append((PASS, f"the default video (5 s of 1080p) fits: planned peak {plan.peak_gib:.1f} of "
@@ -5734,11 +6473,14 @@ def default_video_lines(device: str) -> tuple[list[tuple[str, str, str]], str]:
     except UsageError as e:
         lines.append((WARN, f"the default video (5 s of 1080p) does not fit {gib(budget):.1f} GiB on {device}",
                       str(e).split("; ", 1)[-1]))
-    tflops = matmul_tflops(device, pick_dtype("auto", device))
-    seconds = estimate_seconds(job, tflops)
+    dtype = pick_dtype("auto", device)
+    tflops = probe_rate(device, dtype)  # measured once per machine, as a run's plan uses it
+    runs = timing_runs(job, plan, device, dtype_label(dtype)) if plan else []  # this Mac's own pace, once known
+    seconds = estimate_seconds(job, tflops, runs=runs)
     if device == "cpu" and seconds > SLOW_SECONDS:
         slow = f" (but slow: a default video takes {describe_duration(seconds)} on this CPU)"
-    lines.append((WARN if slow else PASS, "the default video would take " + describe_estimate(job, device, tflops), ""))
+    lines.append((WARN if slow else PASS, "the default video would take " +
+                  describe_estimate(job, device, tflops, runs=runs), ""))
     return lines, slow
 
 
@@ -5902,13 +6644,14 @@ def build_parser() -> argparse.ArgumentParser:
         usage="%(prog)s --image PATH --prompt TEXT [options]",
         description="Turn an image and a prompt into an MP4, locally (models: --list-models).",
         formatter_class=_HelpFormatter,
+        add_help=False,  # -h in "other" below: one group fewer on the screen
         epilog="examples:\n"
                "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
                "  python generate_video.py --image in.png --prompt \"...\" --draft --variations 4\n"
                "  python generate_video.py --jobs jobs.jsonl --output-dir videos/",
     )
     io = p.add_argument_group("input and output")
-    io.add_argument("--image", action="append", metavar="PATH", help="PNG/JPEG/WebP; repeat, or a folder: batch")
+    io.add_argument("--image", action="append", metavar="PATH", help="PNG/JPEG/WebP/HEIC; repeat, or a folder: batch")
     io.add_argument("--prompt", metavar="TEXT", help="what should happen in the video")
     io.add_argument("--end-image", type=Path, metavar="PATH", default=None, help="the video ends on this image")
     io.add_argument("--keyframe", action="append", default=None, metavar="PATH@T",
@@ -5934,6 +6677,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--upsampler", metavar="ID_OR_DIR", default=None, help="latent upscaler (default: the model's)")
     m.add_argument("--no-audio", action="store_true", help="LTX-2: leave out the sound it makes")
     m.add_argument("--enhance-prompt", action="store_true", help="LTX-2: Gemma rewrites the prompt first")
+    m.add_argument("--audio", metavar="FILE", help="LTX-2: a soundtrack to make the video to")
 
     v = p.add_argument_group("size and length")
     v.add_argument("--resolution", choices=tuple(RESOLUTIONS), default=None,
@@ -5975,6 +6719,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GB to use (default: 75%% of a Mac's)")
 
     o = p.add_argument_group("other")
+    o.add_argument("-h", "--help", action="help", help="show this help and exit")
     o.add_argument("--check", action="store_true", help="check this machine and exit (works offline)")
     o.add_argument("-v", "--verbose", action="store_true", help="library logs, tracebacks (-q: errors only)")
     o.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)  # named in --verbose's help

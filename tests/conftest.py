@@ -15,6 +15,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the Hub
 import generate_video as gv  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """Each test its own verdict and timing cache (outside its tmp_path, which tests list): what
+    one run learns (a kernel verdict, a pace) never reaches another test, nor the user's ~/.cache."""
+    monkeypatch.setenv("GENERATE_VIDEO_CACHE", str(tmp_path_factory.mktemp("generate_video_cache")))
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "mps: needs an Apple Silicon GPU (skipped elsewhere)")
     config.addinivalue_line("markers", "real_weights: needs downloaded checkpoints (skipped here)")

@@ -260,6 +260,9 @@ REAL_LTX2_TRANSFORMER = {
 # 2.3: gated attention, cross-attention modulation, STG through perturbed attention, no prompt embeddings.
 REAL_LTX23_TRANSFORMER = dict(REAL_LTX2_TRANSFORMER, gated_attn=True, cross_attn_mod=True, audio_gated_attn=True,
                               audio_cross_attn_mod=True, use_prompt_embeddings=False, perturbed_attn=True)
+# 2.5 (the script's --version 2.5): 2.3's with no bias on the video feed-forward and the learned
+# marker for latent frames that hold one pixel frame (the first).
+REAL_LTX25_TRANSFORMER = dict(REAL_LTX23_TRANSFORMER, ff_bias=False, use_keyframes_abs_pos_embedding=True)
 # Every linear layer's input a multiple of 32, as in the real model: the int8 kernels need it
 # (torch's CPU int8 matmul crashes on a width of 8; quanto's MPS path asks for 32).
 TINY_LTX2_TRANSFORMER = {  # shrunk: widths, depth, latent and caption channels
@@ -433,7 +436,45 @@ LTX2_CONFIGS = {  # version -> (transformer, connectors, VAE, vocoder, upscaler)
     "2.3": ((REAL_LTX23_TRANSFORMER, TINY_LTX2_TRANSFORMER), (REAL_LTX23_CONNECTORS, TINY_LTX23_CONNECTORS),
             (REAL_LTX23_VAE, TINY_LTX23_VAE), (REAL_LTX23_VOCODER, TINY_LTX23_VOCODER),
             (REAL_LTX23_UPSAMPLER, TINY_LTX2_UPSAMPLER)),
+    # 2.5: the script has no 2.5 upscaler config (it raises for "2.5"): 2.3's layout
+    "2.5": ((REAL_LTX25_TRANSFORMER, TINY_LTX2_TRANSFORMER), (REAL_LTX23_CONNECTORS, TINY_LTX23_CONNECTORS),
+            (REAL_LTX23_VAE, TINY_LTX23_VAE), (REAL_LTX23_VOCODER, TINY_LTX23_VOCODER),
+            (REAL_LTX23_UPSAMPLER, TINY_LTX2_UPSAMPLER)),
 }
+
+
+# LTX-2.5's text encoder: Gemma 4 12B fine-tuned by Lightricks (Gemma4UnifiedForConditionalGeneration).
+# Its config.json is not on this machine (only the class's defaults and the width 3840 the
+# transformer's caption_channels implies), so this is the class with the Gemma 3 miniature's
+# sizes; no vision tower (the LTX text encoder reads text only).
+TINY_GEMMA4_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=1, head_dim=16, global_head_dim=16, sliding_window=16,
+                        max_position_embeddings=2048)
+
+
+def write_gemma4_tokenizer(folder: Path) -> int:
+    """Gemma 4's tokenizer as diffusers saves it with transformers 5: tokenizer.json and
+    tokenizer_config.json (GemmaTokenizer, the tokenizers backend; no sentencepiece model), which
+    adds no <bos> (Lightricks' LTXGemmaTokenizer prepends it for Gemma 4). Returns the vocabulary size."""
+    from transformers import GemmaTokenizer
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}  # Gemma's ids 0-4
+    vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})  # byte fallback
+    for word in ("▁", "▁a", "▁boat", "▁waves", "▁sea", "a", "e", "s"):
+        vocab.setdefault(word, len(vocab))
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=[])
+    tokenizer.model_max_length = 1024
+    tokenizer.save_pretrained(folder)
+    return len(vocab)
+
+
+def tiny_gemma4(vocab: int):
+    import torch
+    from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration
+
+    torch.manual_seed(3)
+    return Gemma4UnifiedForConditionalGeneration(Gemma4UnifiedConfig(
+        text_config=dict(TINY_GEMMA4_TEXT, vocab_size=vocab), vision_config=None, audio_config=None)).eval()
 
 
 def ltx2_pipeline(version: str = "2.0", seed: int = 4):
@@ -450,8 +491,9 @@ def ltx2_pipeline(version: str = "2.0", seed: int = 4):
     from transformers import AutoTokenizer
 
     transformer, connectors, vae, vocoder, _ = (dict(real, **tiny) for real, tiny in LTX2_CONFIGS[version])
+    gemma4 = version == "2.5"
     with tempfile.TemporaryDirectory() as tmp:
-        vocab = write_gemma_tokenizer(Path(tmp))
+        vocab = (write_gemma4_tokenizer if gemma4 else write_gemma_tokenizer)(Path(tmp))
         tokenizer = AutoTokenizer.from_pretrained(tmp)
     torch.manual_seed(seed)
     return LTX2ImageToVideoPipeline(
@@ -459,9 +501,9 @@ def ltx2_pipeline(version: str = "2.0", seed: int = 4):
             {k: v for k, v in REAL_SCHEDULER_090.items() if not k.startswith("_")}),
         vae=AutoencoderKLLTX2Video(**vae).eval(),
         audio_vae=AutoencoderKLLTX2Audio(**dict(REAL_LTX2_AUDIO_VAE, **TINY_LTX2_AUDIO_VAE)).eval(),
-        text_encoder=tiny_gemma(vocab), tokenizer=tokenizer, connectors=LTX2TextConnectors(**connectors).eval(),
-        transformer=LTX2VideoTransformer3DModel(**transformer).eval(),
-        vocoder=(LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder)(**vocoder).eval())
+        text_encoder=(tiny_gemma4 if gemma4 else tiny_gemma)(vocab), tokenizer=tokenizer,
+        connectors=LTX2TextConnectors(**connectors).eval(), transformer=LTX2VideoTransformer3DModel(**transformer).eval(),
+        vocoder=(LTX2Vocoder if version == "2.0" else LTX2VocoderWithBWE)(**vocoder).eval())
 
 
 def ltx2_upsampler(version: str = "2.0"):
@@ -520,6 +562,37 @@ def save_gemma_processor(folder: Path) -> None:
     (folder / "preprocessor_config.json").write_text(json.dumps(
         dict(REAL_GEMMA3_PREPROCESSOR, **TINY_GEMMA3_PREPROCESSOR), indent=2))
     (folder / "chat_template.jinja").write_text(GEMMA3_CHAT_TEMPLATE)
+
+
+# Lightricks/LTX-2.5-Diffusers (diffusers' ltx2.md): the distilled transformer in transformer/ (the
+# index's), the full one in transformer_full/ (not in the index), the distilled scheduler, the
+# upscaler in latent_upsampler/, the full model's stage-2 LoRA at the root, the duration head and
+# the diffusion decoder (neither run here).
+LTX25_INDEX = dict(LTX23_INDEX, _diffusers_version="0.42.0.dev0",
+                   text_encoder=["transformers", "Gemma4UnifiedForConditionalGeneration"],
+                   tokenizer=["transformers", "GemmaTokenizer"], processor=[None, None], prompt_enhancer=[None, None],
+                   duration_head=["ltx2", "LTX2DurationHead"])
+REAL_LTX25_SCHEDULER = {"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": False,
+                        "base_shift": 0.95, "max_shift": 2.05, "base_image_seq_len": 1024, "max_image_seq_len": 4096,
+                        "shift_terminal": None}  # the script's scheduler for a distilled checkpoint
+
+
+def save_ltx25(folder: Path) -> None:
+    import torch
+    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2 import LTX2DurationHead
+
+    pipe = ltx2_pipeline("2.5", seed=11)
+    save_ltx2(pipe, folder, ltx2_upsampler("2.5"), index=LTX25_INDEX, junk=("diffusion_decoder/config.json",))
+    shutil.rmtree(folder / "tokenizer")
+    write_gemma4_tokenizer(folder / "tokenizer")
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(REAL_LTX25_SCHEDULER, indent=2))
+    torch.manual_seed(12)
+    full = dict(REAL_LTX25_TRANSFORMER, **TINY_LTX2_TRANSFORMER)
+    LTX2VideoTransformer3DModel(**full).save_pretrained(folder / "transformer_full", max_shard_size=SHARD)
+    LTX2DurationHead(video_cross_attention_dim=32, audio_cross_attention_dim=32, pooler_hidden_dim=32,
+                     num_pooler_heads=2, mlp_hidden_dim=32).save_pretrained(folder / "duration_head")
+    distilled_lora(folder / gv.LTX25_STAGE2_LORA.split("@")[0], seed=13)
 
 
 def save_ltx2(pipe, folder: Path, upsampler=None, index: dict = LTX2_INDEX, junk=LTX2_ROOT_JUNK) -> None:
@@ -615,6 +688,7 @@ def build_repos(root: Path) -> dict[str, Path]:
     save_ltx2(distilled23, repo("diffusers/LTX-2.3-Distilled-Diffusers"), index=LTX23_INDEX, junk=())
     for name in ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"):
         save_gemma_processor(repos[name] / "processor")
+    save_ltx25(repo("Lightricks/LTX-2.5-Diffusers"))
     save_ltx2_upsampler(ltx2_upsampler("2.3"), distilled23.vae,
                         repo("rootonchair/LTX-2.3-spatial-upscaler-x2-v1.1-Diffusers"))
     for folder in repos.values():

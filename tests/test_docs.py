@@ -73,3 +73,31 @@ def test_the_readme_states_the_scripts_size():
     size = (ROOT / "generate_video.py").stat().st_size / 1000
     stated = [int(n) for n in re.findall(r"(\d+) KB script|script \((\d+) KB", README) for n in n if n]
     assert stated and all(abs(n - size) <= 0.05 * size for n in stated), (stated, size)
+
+
+def test_the_readme_is_for_users_and_its_numbers_are_the_planners(tmp_path):
+    """Issue 25: at most ~300 lines; the cost table's minutes are the planner's projection for an
+    M4 Max (run_benchmarks.py's rate), the default download its table's, the default's Mac size its plan's."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
+    from run_benchmarks import M4_MAX_BF16_TFLOPS
+
+    assert len(README.splitlines()) <= 300
+    image = make_image(tmp_path / "in.png", 1920, 1080)
+    rows = re.findall(r"^\| `([\w.-]+)`[^|]*\| ~([\d.]+) (min|hours) \| ~([\d.]+) (min|hours) \|$", README, re.M)
+    assert {r[0] for r in rows} == {"ltx-distilled", "ltx2", "ltx2.5", "ltx2.5-dev"}
+    for model, *cells in rows:
+        for (value, unit), res in zip((cells[:2], cells[2:]), ("720p", "1080p")):
+            spec = gv.MODELS[model]
+            job = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "o.mp4", model=model,
+                                         preset="fast" if spec.distilled else "quality", resolution=res,
+                                         duration=5.0), gv.Log(0))
+            minutes = gv.estimate_seconds(job, M4_MAX_BF16_TFLOPS) / 60
+            stated = float(value) * (60 if unit == "hours" else 1)
+            assert abs(stated - minutes) <= 0.1 * minutes, (model, res, stated, minutes)
+    assert f"**~{gv.MODELS[gv.DEFAULT_MODEL_FAST].download_gb:.0f} GB**" in README
+    default = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp_path / "o.mp4"), gv.Log(0))
+    plan = gv.plan_memory(default, default.dims, "mps", 2, int(16 * gv.MPS_WORKING_SET * 2**30), 2**30,
+                          default.request)
+    assert plan.peak_gib <= 16 * gv.MPS_WORKING_SET and "fits every Apple Silicon Mac from\n  16 GB up" in README

@@ -108,6 +108,23 @@ def test_variations_make_consecutive_seeds_in_one_model_load(models, image, tmp_
     assert seeds == [5, 6, 7]
     frames = [probe(tmp_path / n)["frames"][4] for n in names]
     assert not np.array_equal(frames[0], frames[1])  # different seeds, different videos
+    # the plan once, then one line for each further seed
+    assert cap.err.count("  stage1: ") == 1 and cap.err.count("  time: ") == 1
+    assert "plan: as above, seed 6 (try-s6.mp4)" in cap.err and "plan: as above, seed 7 (try-s7.mp4)" in cap.err
+
+
+def test_a_final_made_without_a_name_keeps_its_drafts_seed_in_it(models, image, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run(["--image", image, "--prompt", "p", "--draft"] + fast(models) + FAST)[0] == 0
+    drafts = sorted(tmp_path.glob("*-draft.json"))
+    assert [d.name for d in drafts] == ["in-draft.json"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the suggested command works from any folder
+    side = json.loads(drafts[0].read_text())
+    rc, cap = run(shlex.split(side["final_command"])[2:], capsys)
+    assert rc == 0, cap.err
+    assert (elsewhere / "in-s5.mp4").is_file()
 
 
 def test_batch_jobs_take_draft_variations_and_from_draft(models, tmp_path, capsys):

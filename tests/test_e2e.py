@@ -540,3 +540,89 @@ def test_a_dangling_symlink_as_output_is_refused_before_any_work(models, image, 
     rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
     assert rc == 2 and "broken symbolic link" in cap.err and "loading" not in cap.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "link.mp4"] and out.is_symlink()
+
+
+def test_the_estimate_learns_a_second_identical_run_is_estimated_at_the_firsts_actual_time(models, image, tmp_path,
+                                                                                           capsys):
+    """Issue 25: a finished run records each part's pace for this machine and model; the same job
+    again is estimated from it (within 25% of the first's actual time: here to the rounding), and
+    says so; the matmul probe is measured once and kept."""
+    import json
+
+    argv = ["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96", "--height", "64",
+            "--num-frames", "9", "--steps", "2", "--seed", "1"]
+    assert gv.main(argv + ["-o", str(tmp_path / "a.mp4")]) == 0
+    first = json.loads((tmp_path / "a.json").read_text())
+    err = capsys.readouterr().err
+    assert "matmul rate" in err and "earlier run" not in err  # the probe, without history
+    assert gv.main(argv + ["-o", str(tmp_path / "b.mp4")]) == 0
+    second = json.loads((tmp_path / "b.json").read_text())
+    err = capsys.readouterr().err
+    assert "(from 1 earlier run(s) of" in err and second["estimate_basis"]["earlier_runs"] == 1
+    actual = first["timings_s"]["total"]
+    assert abs(second["estimated_seconds"] - actual) <= 0.25 * actual, (second["estimated_seconds"], actual)
+    assert second["estimate_basis"]["matmul_tflops"] == first["estimate_basis"]["matmul_tflops"]  # measured once
+    history = json.loads((gv.timings_path()).read_text())
+    (entry,) = history.values()
+    assert len(next(iter(entry["runs"].values()))) == 2 and entry["matmul_tflops"] > 0
+
+
+def test_steps_that_slow_down_are_said_once_and_kept_in_the_sidecar(models, image, tmp_path, capsys, monkeypatch):
+    """Issue 26: a stage's steps slowing by more than THROTTLE_RATIO (a hot Mac's GPU clock
+    dropping) get one notice with the numbers and a sidecar record; steady steps get none."""
+    import json
+    import time as time_
+
+    from diffusers import LTXVideoTransformer3DModel
+
+    calls, pace = [], {"first": 0.02, "later": 0.15}
+    real = LTXVideoTransformer3DModel.forward
+    monkeypatch.setattr(gv, "THROTTLE_MIN_STEP", 0.05)  # tiny steps here; real ones take seconds
+
+    def hotter(self, *args, **kwargs):
+        calls.append(1)
+        time_.sleep(pace["first"] if len(calls) <= 8 else pace["later"])  # 2 forwards a step (CFG)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LTXVideoTransformer3DModel, "forward", hotter)
+    argv = ["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96", "--height", "64",
+            "--num-frames", "9", "--steps", "10"]
+    assert gv.main(argv + ["-o", str(tmp_path / "hot.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: steps are getting slower") == 1 and "the Mac may be throttling" in err
+    record = json.loads((tmp_path / "hot.json").read_text())["throttling"]
+    assert record["stage"] == "denoise" and record["latest_steps_s"] > 1.5 * record["first_steps_s"]
+    calls.clear()
+    pace.update(first=0.05, later=0.05)  # steady steps
+    assert gv.main(argv + ["-o", str(tmp_path / "cool.mp4")]) == 0
+    assert "getting slower" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "cool.json").read_text())["throttling"] is None
+
+
+@pytest.mark.parametrize("change", ["image content", "lora scale", "empty mp4", "cut mp4"])
+def test_a_batch_resumes_only_a_video_made_exactly_so(models, tmp_path, capsys, change):
+    """Issue 26: "already done" needs the video made with everything that shapes it (the reproduce
+    command's settings and each input's content) and a complete MP4; a changed image behind the
+    same path, another LoRA scale, a 0-byte or cut-off MP4 are made again."""
+    from test_lora import tiny_lora
+
+    (tmp_path / "in").mkdir()
+    image = make_image(tmp_path / "in" / "x.png")
+    lora = tiny_lora(tmp_path / "style.safetensors", models["i2v"])
+    argv = ["--image", tmp_path / "in", "--prompt", "waves", "--output-dir", tmp_path / "out", "--model", models["i2v"],
+            "--seed", 1, "--lora", f"{lora}:0.5"] + SMALL[:6]
+    rc, cap = run(argv, capsys)
+    assert rc == 0, cap.err
+    video = tmp_path / "out" / "x.mp4"
+    rc, cap = run(argv, capsys)
+    assert rc == 0 and "0 done, 1 resumed" in cap.err, cap.err  # the same job: resumed
+    if change == "image content":
+        make_image(image, 170, 90)
+    elif change == "lora scale":
+        argv[argv.index(f"{lora}:0.5")] = f"{lora}:0.8"
+    elif change == "empty mp4":
+        video.write_bytes(b"")
+    else:
+        video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    rc, cap = run(argv + ["--overwrite"], capsys)
+    assert rc == 0 and "1 done, 0 resumed" in cap.err, cap.err

@@ -103,7 +103,7 @@ def test_extend_needs_a_video_and_the_condition_pipeline(models, tmp_path, capsy
     assert rc == 2 and "not a readable video" in cap.err
     src = original(tmp_path / "orig.mp4", frames=9)
     rc, cap = run(["--extend", src, "--prompt", "p", "--model", models["i2v"], "-o", tmp_path / "x.mp4"], capsys)
-    assert rc == 2 and "--extend needs LTX's condition pipeline" in cap.err
+    assert rc == 2 and "--extend needs a condition pipeline" in cap.err
     # the default model follows the preset: --preset quality's (the 13B distilled) has a condition pipeline too
     job = gv.plan_job(gv.Request(image=src, prompt="p", output=tmp_path / "x.mp4", extend=src, preset="quality",
                                  memory_budget_gb=96), gv.Log(0))
@@ -136,3 +136,12 @@ def test_the_context_frames_are_prepared_as_lightricks_prepares_every_conditioni
     plain = [np.asarray(Image.fromarray(f)) for f in tail]
     assert len(seen[0]) == 17 and all(np.array_equal(a, b) for a, b in zip(seen[0], expected))
     assert not any(np.array_equal(a, b) for a, b in zip(seen[0], plain))  # blurred and compressed, each
+
+
+def test_the_plan_of_an_extension_states_the_length_of_the_result(models, tmp_path):
+    src = original(tmp_path / "clip.mp4")  # 25 frames
+    job = gv.plan_job(gv.Request(image=src, prompt="p", output=tmp_path / "o.mp4", extend=src, num_frames=16,
+                                 model=str(models["cond"])), gv.Log(0))
+    plan = gv.MemoryPlan(2**34, None, False, False, "none", {}, 0.0, 0)
+    first = gv.describe_plan(job, plan, "cpu", "float32")[0]
+    assert "41 frames at 24 fps (1.71 s) (33 generated, 17 of them the original's last)" in first, first

@@ -258,6 +258,30 @@ def test_a_portrait_phone_photo_is_planned_upright(tmp_path):
     assert job.width < job.height and job.width == 480
 
 
+def test_an_iphone_heic_photo_runs_upright_as_its_jpeg_would(models, tmp_path, capsys):
+    """HEIC, the iPhone's default format (made here with pillow-heif, which reads it for PIL),
+    with EXIF orientation 6: a portrait video, and the frame the pipeline gets is the JPEG's."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    rng = np.random.RandomState(1)
+    pixels = np.clip(np.tile(np.linspace(30, 220, 160), (96, 1))[..., None] + rng.randint(0, 20, (96, 160, 3)), 0,
+                     255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(pixels).save(photo, exif=exif.tobytes(), quality=95)
+    assert gv.check_image(photo) == (96, 160)
+    upright = np.asarray(gv.read_rgb(photo)).astype(int)
+    assert upright.shape == (160, 96, 3) and np.abs(upright - np.rot90(pixels, -1)).mean() < 6  # HEIC is lossy
+    out = tmp_path / "v.mp4"
+    rc = gv.main(["--image", str(photo), "--prompt", "p", "--model", str(models["i2v"]), "--width", "64", "--height",
+                  "96", "--num-frames", "9", "--steps", "2", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert probe(out)["size"] == (64, 96)
+
+
 @pytest.mark.parametrize("name, mode, data", [
     ("16-bit grey PNG", "I;16", (np.tile(np.linspace(0, 1, 256), (64, 1)) * 65535).astype(np.uint16)),
     ("32-bit integer TIFF", "I", (np.tile(np.linspace(0, 1, 256), (64, 1)) * (2**31 - 1)).astype(np.int32)),
@@ -291,3 +315,27 @@ def test_a_very_long_prompt_costs_one_short_warning(models, image, tmp_path, cap
     rc, cap = run(["--image", image, "--prompt", prompt, "--model", models["i2v"], "-o", tmp_path / "q.mp4", "-q"]
                   + SMALL, capsys)
     assert rc == 0 and cap.err == ""
+
+
+def test_a_long_phase_without_progress_says_how_long_it_has_run(models, image, tmp_path, capsys, monkeypatch):
+    """No silent stretch: finishing the MP4 (x264 catching up after the last frame) and loading
+    print their elapsed time every HEARTBEAT_SECONDS (shortened here), and stop when done."""
+    import time as time_
+
+    monkeypatch.setattr(gv, "HEARTBEAT_SECONDS", 0.1)
+    real_finish = gv.VideoWriter.finish
+
+    def slow_finish(self):
+        time_.sleep(0.35)
+        return real_finish(self)
+
+    monkeypatch.setattr(gv.VideoWriter, "finish", slow_finish)
+    out = tmp_path / "v.mp4"
+    assert gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96",
+                    "--height", "64", "--num-frames", "9", "--steps", "2", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    beats = [line for line in err.splitlines() if line.startswith("  finishing the MP4 (H.264): 0:00 so far")]
+    assert 2 <= len(beats) <= 4, err
+    last_beat = max(i for i, line in enumerate(err.splitlines()) if "so far" in line)
+    assert last_beat < len(err.splitlines())  # and the run goes on to its end
+    assert out.is_file()

@@ -502,3 +502,34 @@ def test_a_far_slower_kernel_asked_for_by_name_still_gets_an_estimate(image):
     plan = gv.MemoryPlan(2**36, 512, True, True, "none", {}, 0.0, 0, attention_kernel="k 1",
                          kernel_verdict={"speedup": 0.0, "correct": True})
     assert 0 < gv.estimate_seconds(job, 14.0, plan) < float("inf")
+
+
+@pytest.mark.parametrize("fails", [1, 2])
+def test_a_broken_video_on_a_checked_kernel_is_made_again_once_on_the_safe_path(models, image, tmp_path, monkeypatch,
+                                                                                capsys, fails):
+    """Issue 26: a flat (or NaN) video while the conv3d path (or a Metal kernel) was in use is made
+    again by itself without it, said and recorded; a second failure names both; never a third."""
+    monkeypatch.setenv("GENERATE_VIDEO_CACHE", str(tmp_path / "cache"))
+    real, calls = gv.LTX.decode.__func__, []
+
+    def broken_first(cls, pipe, latents, job, generator, rt, progress):
+        calls.append(1)
+        if len(calls) <= fails:
+            yield np.zeros((job.num_frames, job.gen_height, job.gen_width, 3), np.uint8)
+            return
+        yield from real(cls, pipe, latents, job, generator, rt, progress)
+
+    monkeypatch.setattr(gv.LTX, "decode", classmethod(broken_first))
+    out = tmp_path / "v.mp4"
+    rc = gv.main(["--image", str(image), "--prompt", "p", "--model", str(models["i2v"]), "--width", "96", "--height",
+                  "64", "--num-frames", "9", "--steps", "2", "--conv3d", "conv2d", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert len(calls) == 2  # once more, never a third time
+    assert "making it again with PyTorch's conv3d instead of conv3d as conv2d (the known-safe path)" in err
+    if fails == 1:
+        side = json.loads(out.with_suffix(".json").read_text())
+        assert rc == 0 and side["retried"]["changed"] == ["PyTorch's conv3d instead of conv3d as conv2d"]
+        assert side["memory_plan"]["vae_conv3d"] == "stock" and "flat colour" in side["retried"]["first_attempt"]
+    else:
+        last = err.strip().splitlines()[-1]
+        assert rc == 1 and last.count("flat colour") == 2 and "made again with" in last and not out.exists()

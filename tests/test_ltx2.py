@@ -234,8 +234,7 @@ def test_the_conditioning_image_gets_ltx2s_crf_33_round_trip_without_pyav(hub, t
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--draft"], "--draft/--from-draft is not available for ltx2"),
-    (["--end-image", "END"], "need LTX's condition pipeline"),
+    (["--segment-prompt", "a", "--segment-prompt", "b"], "--segment-prompt needs a condition pipeline"),
 ])
 def test_features_ltx2_cannot_run_yet_are_refused_before_anything_loads(tmp_path, capsys, extra, message):
     image = make_image(tmp_path / "in.png", 160, 96)
@@ -481,3 +480,125 @@ def test_a_lora_keeps_the_weights_unquantized_because_on_quantized_layers_it_doe
     with pytest.raises(gv.UsageError, match="a Mac with 96 GB or more runs it"):
         plan_on_a_mac(tmp_path, 64, lora=(str(lora),))  # int8 without the LoRA
     assert plan_on_a_mac(tmp_path, 128, lora=(str(lora),)).quantize == "none"
+
+
+def test_an_end_image_and_a_keyframe_run_through_ltx2s_condition_pipeline_at_their_exact_frames(
+        hub, tmp_path, capsys, monkeypatch):
+    """Lightricks' distilled.py / ti2vid_two_stages.py: frame 0 replaces the first latent frame, every
+    other image is an appended keyframe condition at its pixel frame (keyframe_cond.py), in both
+    stages, encoded again at each stage's size; CRF ours (0 to the pipeline)."""
+    from diffusers import LTX2ConditionPipeline
+
+    calls, placed = [], []
+    real_call, real_place = LTX2ConditionPipeline.__call__, LTX2ConditionPipeline._prepare_keyframe_coords
+
+    def call(self, *args, **kwargs):
+        calls.append([(c.index, c.strength, c.crf, c.frames.size) for c in kwargs["conditions"]])
+        return real_call(self, *args, **kwargs)
+
+    def place(self, **kwargs):
+        placed.append(kwargs["pixel_frame_idx"])
+        return real_place(self, **kwargs)
+
+    monkeypatch.setattr(LTX2ConditionPipeline, "__call__", call)
+    monkeypatch.setattr(LTX2ConditionPipeline, "_prepare_keyframe_coords", place)
+    middle = make_image(tmp_path / "mid.png", 160, 96)
+    rc, cap, out = run(hub, tmp_path, capsys, extra=["--end-image", str(make_image(tmp_path / "end.png", 96, 160)),
+                                                      "--keyframe", f"{middle}@#8"])
+    assert rc == 0, cap.err
+    assert [[c[:3] for c in stage] for stage in calls] == [[(0, 1.0, 0), (1, 1.0, 0), (1, 1.0, 0)]] * 2
+    assert placed == [8, 16, 8, 16]  # the keyframe at frame 8 and the end image at the last (16), both stages
+    assert {c[3] for stage in calls for c in stage} == {(192, 128)}  # prepared at full size; the pipeline resizes
+    info = probe(out)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert len(info["frames"]) == 17 and [c["frame_index"] for c in side["conditions"]] == [8, 16]
+    assert "--keyframe" in side["command"] and side["audio"] is not None
+    assert "Traceback" not in cap.err and "warn" not in cap.err.lower()
+
+
+def test_an_ltx2_draft_has_its_sound_and_its_final_is_the_run_from_scratch(hub, tmp_path, capsys, monkeypatch):
+    """A draft is stage 1 alone (half size, with the sound stage 1 made); it keeps what stage 2
+    starts from, the sound's latents included; its final runs stage 2 only and equals the whole
+    run made from scratch with the same settings."""
+    import shlex
+
+    from diffusers import LTX2VideoTransformer3DModel
+    from safetensors.torch import load_file
+
+    passes, written = [], {}
+    real_forward, real_write = LTX2VideoTransformer3DModel.forward, gv.write_video
+
+    def forward(self, hidden_states, *args, **kwargs):
+        passes.append(hidden_states.shape[1])
+        return real_forward(self, hidden_states, *args, **kwargs)
+
+    def keep(frames, job, *a, **k):
+        written[job.output.stem] = chunks = []
+        return real_write((chunks.append(c.copy()) or c for c in frames), job, *a, **k)
+
+    monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
+    monkeypatch.setattr(gv, "write_video", keep)
+    rc, cap, draft = run(hub, tmp_path, capsys, extra=["--draft"], name="d.mp4")
+    assert rc == 0, cap.err
+    assert len(passes) == 8 and probe(draft)["size"] == (96, 64)
+    streams, pcm = audio_streams(draft)
+    assert any("Audio: aac" in s for s in streams) and np.abs(pcm).max() > 0  # the draft has its sound
+    kept = load_file(str(tmp_path / "d.latents.safetensors"))
+    assert set(kept) == {"latents", "audio"}  # stage 2 of the final starts from both
+    passes.clear()
+    final = tmp_path / "f.mp4"
+    assert gv.main(["--from-draft", str(draft.with_suffix(".json")), "-o", str(final)]) == 0, capsys.readouterr().err
+    assert len(passes) == 3  # stage 2 only
+    fside = json.loads(final.with_suffix(".json").read_text())
+    scratch = tmp_path / "s.mp4"
+    assert gv.main(shlex.split(fside["command"])[2:] + ["-o", str(scratch)]) == 0, capsys.readouterr().err
+    a, b = (np.concatenate(written[n]) for n in ("f", "s"))
+    assert a.shape == (17, 128, 192, 3) and np.array_equal(a, b)
+    assert abs(len(audio_streams(final)[1]) - len(audio_streams(scratch)[1])) == 0
+
+
+def test_an_ltx2_extension_continues_the_picture_and_the_sound(hub, tmp_path, capsys, monkeypatch):
+    """--extend on LTX-2: the original's last 17 frames are a video condition at frame 0 of the
+    condition pipeline; their sound is held in every pass, clean and at timestep 0 (Lightricks'
+    retake.py keeps audio with a denoise mask of 0); the MP4 is the original (frames and sound)
+    followed by exactly the new frames and the new sound."""
+    from diffusers import LTX2ConditionPipeline, LTX2VideoTransformer3DModel
+
+    rc, cap, first = run(hub, tmp_path, capsys, name="first.mp4")  # 17 frames with sound: the original
+    assert rc == 0, cap.err
+    held, conditions = [], []
+    real_forward, real_call = LTX2VideoTransformer3DModel.forward, LTX2ConditionPipeline.__call__
+
+    def forward(self, hidden_states, *args, **kwargs):
+        t = kwargs["audio_timestep"]
+        held.append((t.dim(), int((t == 0).sum(1).min()) if t.dim() == 2 else None, float(t.max()),
+                     kwargs["audio_hidden_states"][:, :self.audio_prefix.shape[1]].clone()))
+        return real_forward(self, hidden_states, *args, **kwargs)
+
+    def call(self, *args, **kwargs):
+        conditions.append([(c.index, len(c.frames) if isinstance(c.frames, list) else 1) for c in kwargs["conditions"]])
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
+    monkeypatch.setattr(LTX2ConditionPipeline, "__call__", call)
+    out = tmp_path / "longer.mp4"
+    rc = gv.main(["--extend", str(first), "--prompt", "the waves keep coming", "--model", "ltx2", "--preset", "fast",
+                  "--num-frames", "8", "-o", str(out), "--seed", "6", "--memory-budget", "200"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert conditions == [[(0, 17)]] * 2  # the original's last 17 frames, in both stages
+    prefix = round(17 / 24 * 25)  # audio latents (25 a second) under the context frames
+    assert all(dim == 2 and zeros == prefix and top > 0 for dim, zeros, top, _ in held)
+    assert all(bool((h[3] == held[0][3]).all()) for h in held[:8])  # the same clean sound in every stage-1 pass
+    frames_in, frames_out = probe(first)["frames"], probe(out)["frames"]
+    from test_extend import psnr
+
+    # the original's frames re-encoded (a random model's noise-like frames lose more to H.264 than a photo)
+    assert len(frames_out) == 17 + 8 and min(psnr(a, b) for a, b in zip(frames_in, frames_out[:17])) > 30
+    _, pcm_in = audio_streams(first)
+    _, pcm_out = audio_streams(out)
+    assert abs(len(pcm_out) - 25 / 24 * 24000) <= AAC_FRAME  # the sound as long as the video
+    n = len(pcm_in) - 2 * AAC_FRAME
+    assert np.corrcoef(pcm_in[AAC_FRAME:n, 0], pcm_out[AAC_FRAME:n, 0])[0, 1] > 0.95  # the original's own sound first
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["extend"]["new_frames"] == 8 and side["audio"]["duration_s"] == round(25 / 24, 6)

@@ -47,7 +47,7 @@ def test_help_fits_a_screen_and_models_are_listed_apart(capsys, monkeypatch):
     for text in ("default: auto", "--list-models", "--attention ", "--jobs", "--check"):
         assert text in out
     lines = out.splitlines()
-    assert len(lines) <= 62 and max(len(line) for line in lines) <= 80  # one option per line, none wrapped
+    assert len(lines) <= 61 and max(len(line) for line in lines) <= 80
     examples = lines[lines.index("examples:") + 1:]
     assert len(examples) == 3 and all(e.startswith("  python generate_video.py ") for e in examples)
     assert gv.main(["--list-models"]) == 0

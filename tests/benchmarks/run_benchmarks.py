@@ -253,7 +253,8 @@ def bench_ltx2(rows):
     tmp = Path(tempfile.mkdtemp())
     image = make_image(tmp / "in.png", 1920, 1080)
     for res in ("720p", "1080p"):
-        for model, preset in (("ltx-distilled", "fast"), ("ltx2", "fast"), ("ltx2-dev", "quality")):
+        for model, preset in (("ltx-distilled", "fast"), ("ltx2", "fast"), ("ltx2-dev", "quality"),
+                              ("ltx2.5", "fast"), ("ltx2.5-dev", "quality")):
             job = gv.plan_job(gv.Request(image=image, prompt="p", output=tmp / "o.mp4", model=model, preset=preset,
                                          resolution=res, duration=5.0), gv.Log(0))
             total = sum(s.tflop for s in job.stages) + gv.decode_tflop(job)
@@ -261,15 +262,16 @@ def bench_ltx2(rows):
             rows.append((f"projection: {model} ({preset}), 5 s of {res}: TFLOP and M4 Max minutes "
                          f"(at {M4_MAX_BF16_TFLOPS} TFLOPS x the plan's efficiencies)",
                          f"{total:,.0f} TFLOP", f"{minutes:.1f} min", "—"))
-    for gb in (32, 36, 48, 64, 96, 128):
-        req = gv.Request(image=image, prompt="p", output=tmp / "o.mp4", model="ltx2", duration=5.0)
+    for model, res, gb in [(m, r, gb) for m in ("ltx2", "ltx2.5") for r in ("720p", "1080p")
+                           for gb in (16, 24, 32, 36, 48, 64, 96, 128)]:
+        req = gv.Request(image=image, prompt="p", output=tmp / "o.mp4", model=model, duration=5.0, resolution=res)
         job = gv.plan_job(req, gv.Log(0))
         try:
             plan = gv.plan_memory(job, job.dims, "mps", 2, int(gb * gv.MPS_WORKING_SET * 2**30), 2**30, req)
             got = f"{plan.quantize}, {plan.peak_gib:.1f} GiB peak, offload {plan.offload}"
         except gv.UsageError as e:
             got = "refused: " + str(e)[:60]
-        rows.append((f"plan: ltx2, 5 s of 1080p on a {gb} GB Mac (budget {gb * gv.MPS_WORKING_SET:.0f} GiB)", got,
+        rows.append((f"plan: {model}, 5 s of {res} on a {gb} GB Mac (budget {gb * gv.MPS_WORKING_SET:.0f} GiB)", got,
                      "—", "fits or says which Mac does"))
 
     folder = tmp / "ltx2"
