@@ -40,6 +40,7 @@ class FakeHub:
         self.root = Path(root)
         self.log: list[Request] = []
         self.cut_after: int | None = None  # bytes of a weights file's body to send before dying
+        self.bytes_per_s: int | None = None  # a slow line: weights files sent at this pace
         self.gated: set[str] = set()  # repos whose files need a token (a licence to accept), as Gemma's
         self._server: ThreadingHTTPServer | None = None
         self._commits: dict[str, str] = {}
@@ -180,6 +181,14 @@ class FakeHub:
             h.wfile.flush()
             h.close_connection = True
             threading.Thread(target=self.stop, daemon=True).start()  # the server goes away
+            return
+        if self.bytes_per_s and name.endswith(".safetensors"):
+            import time
+
+            for i in range(0, len(body), 16384):
+                h.wfile.write(body[i:i + 16384])
+                h.wfile.flush()
+                time.sleep(16384 / self.bytes_per_s)
             return
         h.wfile.write(body)
 

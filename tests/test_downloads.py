@@ -124,3 +124,34 @@ def test_a_hub_that_accepts_and_never_answers_ends_the_run_in_seconds_with_one_l
     last = err.strip().splitlines()[-1]
     assert rc == 1 and last.startswith("error: ") and "Traceback" not in err, err
     assert seconds < 30, seconds  # measured ~6 s with 1 s timeouts (the listing, then the download, each retried)
+
+
+def test_sigterm_during_a_slow_download_ends_the_run_in_seconds(hub_root, tmp_path):
+    """Issue 26: the download pool of huggingface_hub was waited on after a signal (11.5 minutes
+    seen); the wait is ours now, so SIGTERM ends the run at once, with the usual one line."""
+    import signal
+    import time
+
+    server = FakeHub(hub_root).start()
+    server.bytes_per_s = 20_000  # each of the tiny LTX-2's weight shards (~1-2 MB) takes a minute or more
+    try:
+        image = make_image(tmp_path / "in.png", 160, 96)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_DISABLE", "HF_HUB_OFFLINE"))}
+        env.update(HF_ENDPOINT=server.url, HF_HUB_CACHE=str(tmp_path / "cache"))
+        proc = subprocess.Popen([sys.executable, str(ROOT / "generate_video.py"), "--image", str(image), "--prompt",
+                                 "p", "--model", "ltx2", "-o", str(tmp_path / "a.mp4"), "--memory-budget", "200",
+                                 *ALIAS_ARGS["ltx2"]], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env=env)
+        seen = ""
+        deadline = time.time() + 120
+        while "downloading " not in seen and time.time() < deadline:
+            seen += proc.stderr.readline()
+        assert "downloading " in seen, seen
+        time.sleep(1.0)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+        assert proc.returncode == 143 and time.time() - t0 < 10, (proc.returncode, time.time() - t0)
+        assert "Traceback" not in rest and not (tmp_path / "a.mp4").exists()
+    finally:
+        server.stop()
