@@ -308,6 +308,7 @@ LTX25_IMAGE_CRF = 18
 LTX25_STAGE2_LORA = f"ltx-2.5-22b-distilled-lora-450-bf16.safetensors@{LTX25_REPO}"
 LTX25_ENHANCER = "google/gemma-4-E2B-it"
 ANCESTRAL_ETA = 1.0
+ANCESTRAL_NOISE_SEED_OFFSET = 10000
 # --audio (Lightricks' a2vid_two_stage.py): the sound is read at the audio VAE's 16 kHz, stereo, as
 # a log-mel spectrogram (ltx-core model/audio_vae/ops.py AudioProcessor: n_fft 1024, hop 160,
 # slaney mel scale and norm, magnitude, log of at least 1e-5), encoded, and held fixed ("frozen":
@@ -315,7 +316,6 @@ ANCESTRAL_ETA = 1.0
 SOUNDTRACK_RATE = 16000  # Hz
 SOUNDTRACK_OUT_RATE = 48000  # Hz: the sound written with the video (AAC)
 MEL_FFT, MEL_HOP, MEL_FLOOR = 1024, 160, 1e-5
-ANCESTRAL_NOISE_SEED_OFFSET = 10000
 # Billions: transformer 18.99 + text connectors 3.17 (the script's 2.5 configs built empty: the
 # "22b" of the file names); Gemma 4 12B by its name; video VAE 0.73, audio VAE 0.05, vocoder 0.13;
 # upscaler as 2.3's. The LoRA: 2.3's rank-384 count x 450/384.
@@ -1203,7 +1203,7 @@ def download_bar(log: Log | None = None, total: int = 0) -> type:
     from tqdm.auto import tqdm
 
     progress = Progress(log, "download", time.perf_counter()) if log is not None and total else None
-    state = {"done": 0, "started": time.perf_counter()}
+    done = [0]  # bytes written so far, by every file's bar
 
     class Quiet(tqdm):
         def __init__(self, *args, **kwargs):
@@ -1213,10 +1213,10 @@ def download_bar(log: Log | None = None, total: int = 0) -> type:
 
         def update(self, n=1):
             if self.counts and progress is not None and n:
-                state["done"] += n
-                rate = state["done"] / max(time.perf_counter() - state["started"], 1e-3)
-                progress.update(min(state["done"] / total, 1.0),
-                                f"{describe_bytes(state['done'])} of {describe_bytes(total)}, {rate / 1e6:.1f} MB/s")
+                done[0] += n
+                rate = done[0] / max(time.perf_counter() - progress.started, 1e-3)
+                progress.update(min(done[0] / total, 1.0),
+                                f"{describe_bytes(done[0])} of {describe_bytes(total)}, {rate / 1e6:.1f} MB/s")
             return super().update(n)
 
     return Quiet
@@ -1432,8 +1432,6 @@ REFUSALS = (
             "weights are offered for LTX-2's Gemma and transformer"),
     Refusal(lambda r: r.audio, lambda c: "soundtrack" in c.family.supports,
             "--audio: {c.spec.alias} makes silent video; a soundtrack drives LTX-2's picture (--model ltx2)"),
-    Refusal(lambda r: r.audio and r.no_audio, lambda c: False,
-            "--audio with --no-audio: the video carries the soundtrack it was made to; leave out one of them"),
     Refusal(lambda r: r.no_audio, lambda c: c.family.audio,
             "--no-audio: {c.spec.alias} makes no sound (its videos are silent already)"),
     Refusal(lambda r: r.enhance_prompt, lambda c: not c.spec.prompt_enhancer,
@@ -1483,6 +1481,8 @@ def check_request(request: Request) -> None:
         raise UsageError(f"--variations must be between 1 and {MAX_VARIATIONS}, got {request.variations}")
     if request.from_draft is not None and (request.draft or request.variations > 1):
         raise UsageError("--from-draft renders that one draft in full; it takes neither --draft nor --variations")
+    if request.audio is not None and request.no_audio:
+        raise UsageError("--audio with --no-audio: the video carries the soundtrack it was made to; leave out one of them")
     for name, most in (("fps", MAX_FPS), ("steps", MAX_STEPS)):
         value = getattr(request, name)
         if value is not None and value > most:
@@ -2349,15 +2349,15 @@ def widest_tile(job: Job, dims: ModelDims, elem: int, plan: MemoryPlan, device: 
     the plan in budget (every array under MPS's limit) and the decoder's largest convolution under
     TILE_OP_SECONDS at the conv rate the conv3d check measured here; without a measured rate, as
     it was (the VAE's own tile)."""
-    rate = estimate_basis(1.0, plan)
-    if not (plan.vae_spatial_tiling and job.family.vae_tiles and rate["decode_measured"]):
+    rate = measured_decode_tflops(plan)
+    if not (plan.vae_spatial_tiling and job.family.vae_tiles and rate):
         return plan
     savings = Savings(plan.attention_chunk, True, plan.vae_temporal_tiling, plan.offload, plan.quantize, plan.conv3d)
     frames = 17 if plan.vae_temporal_tiling or dims.framewise_builtin else job.num_frames
     for tile in sorted(job.family.vae_tiles[1:], reverse=True):
         # the decoder's full-resolution convolutions: 3x3x3 over tile/4 px (LTX's 4x4 patches), channels in and out
         conv_tflop = 2 * 27 * dims.vae_channels**2 * frames * (tile // 4) ** 2 / 1e12
-        if conv_tflop / rate["decode_tflops"] > TILE_OP_SECONDS:
+        if conv_tflop / rate > TILE_OP_SECONDS:
             continue
         parts, peak, largest = estimate_memory(job, dims, elem, dataclasses.replace(savings, tile=tile),
                                                device in ("mps", "cpu"))
@@ -2490,13 +2490,19 @@ def decode_tflop(job: Job) -> float:
     return job.num_frames * job.gen_width * job.gen_height * DECODE_FLOP_PER_PIXEL / 1e12
 
 
+def measured_decode_tflops(plan: MemoryPlan | None) -> float | None:
+    """The VAE decode's conv rate the conv3d check measured here for the path the plan takes
+    (PyTorch's conv3d, or as conv2d), if it ran and was right; else None."""
+    conv = plan.conv3d_verdict if plan and plan.conv3d_verdict and plan.conv3d_verdict.get("correct") else None
+    rate = conv and conv.get("tflops" if plan.conv3d == "conv2d" else "stock_tflops")
+    return rate if rate and rate > 0 else None
+
+
 def estimate_basis(tflops: float, plan: MemoryPlan | None = None) -> dict:
     """The rates (TFLOPS) the estimate divides each part's FLOP by, and which are assumed."""
     speedup = (plan.kernel_verdict or {}).get("speedup", 1.0) if plan and plan.attention_kernel else 1.0
     speedup = max(speedup or 0.0, 0.01)  # a kernel asked for by name may be slower: never a rate of 0
-    conv = plan.conv3d_verdict if plan and plan.conv3d_verdict and plan.conv3d_verdict.get("correct") else None
-    decode = conv and conv.get("tflops" if plan.conv3d == "conv2d" else "stock_tflops")
-    decode = decode if decode and decode > 0 else None
+    decode = measured_decode_tflops(plan)
     assumed = [f"dense {DENSE_EFFICIENCY:g} of the matmul rate",
                f"attention {ATTENTION_EFFICIENCY:g}" + (f" x {speedup:g} (measured here for {plan.attention_kernel})"
                                                         if speedup != 1.0 else "")]
@@ -2545,17 +2551,16 @@ def describe_duration(seconds: float) -> str:
 def describe_estimate(job: Job, device: str, tflops: float, plan: MemoryPlan | None = None,
                       runs: Sequence[dict] = ()) -> str:
     seconds = estimate_seconds(job, tflops, plan, runs)
-    if runs:
-        return (f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'} (from "
-                f"{len(runs)} earlier run(s) of {job.spec.alias} here, each part at its measured pace)")
-    total = sum(s.tflop for s in job.stages) + decode_tflop(job)
     advice = ": use a Mac with Apple Silicon or a CUDA GPU" if device == "cpu" and seconds > SLOW_SECONDS else ""
+    where = f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'}{advice}"
+    if runs:
+        return f"{where} (from {len(runs)} earlier run(s) of {job.spec.alias} here, each part at its measured pace)"
+    total = sum(s.tflop for s in job.stages) + decode_tflop(job)
     basis = estimate_basis(tflops, plan)
     measured = (f", attention at {basis['attention_tflops'] / tflops:.2g} of it with {plan.attention_kernel}"
                 if plan and plan.attention_kernel else "") + \
         (f", conv3d at a measured {basis['decode_tflops']:.3g} TFLOPS" if basis["decode_measured"] else "")
-    return (f"{describe_duration(seconds)} on this {device.upper() if device != 'cpu' else 'CPU'}{advice} "
-            f"(an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate{measured})")
+    return f"{where} (an estimate: ~{total:,.0f} TFLOP at a measured {tflops:.2f} TFLOPS matmul rate{measured})"
 
 
 # The estimate learns: each finished video records, for this machine (chip, device, dtype, torch)
@@ -2868,8 +2873,9 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     if Path(source).exists():
         folder, revision = Path(source), None
     else:
-        # Only what model_index.json names. Single file: the big transformer and the VAE come from it (the repo's own transformer may
-        # even be another size; its VAE would be 2.5 GB more to fetch, where Lightricks loads the file's).
+        # Only what model_index.json names. Single file: the big transformer and the VAE come from it
+        # (the repo's own transformer may even be another size; its VAE would be 2.5 GB more to fetch,
+        # where Lightricks loads the file's).
         unused = spec.family.unused_components  # prompt enhancers and such: never run here
         own = ("transformer", "vae") if single else ("transformer",) if spec.transformer_folder else ()
         folder, revision = snapshot_components(source, skip=unused + own, log=log)
@@ -2899,7 +2905,7 @@ def fetch_weights(job: Job, log: Log) -> Weights:
     lora = None
     if job.stage2_lora:  # the recipe's stage-2 LoRA, one file of the maker's repo
         name, repo = job.stage2_lora.split("@")
-        lora = _snapshot(repo, [name], log)[0] / name  # its second stage's distilled LoRA
+        lora = _snapshot(repo, [name], log)[0] / name
     own_folder = spec.transformer_folder if spec.transformer_folder and (folder / spec.transformer_folder).is_dir() \
         else None
     return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora,
@@ -4061,11 +4067,15 @@ class LTX2(LTX):
         strengths = [1.0] + [c.strength for c in job.conditions]
         kwargs["conditions"] = [LTX2VideoCondition(frames=image, index=min(k, 1), strength=strength, crf=0)
                                 for k, (image, strength) in enumerate(zip(images, strengths))]
-        if job.soundtrack and stage is job.stages[0]:  # the video's length of it
+        if stage is not job.stages[0]:
+            return
+        if job.soundtrack:  # the video's length of it
             kwargs["audio_latents"] = sound_latents(pipe, read_audio(job.soundtrack.path, SOUNDTRACK_RATE),
                                                     job.num_frames / job.fps)
-        elif job.extend and stage is job.stages[0] and context_sound(job).shape[1]:  # the original's sound, then room
-            kwargs["audio_latents"] = sound_latents(pipe, context_sound(job), job.num_frames / job.fps)
+        elif job.extend:  # the original's sound over the context frames, then room (none if it is silent)
+            wave = context_sound(job)
+            if wave.shape[1]:
+                kwargs["audio_latents"] = sound_latents(pipe, wave, job.num_frames / job.fps)
 
     @staticmethod
     def pipeline_for(pipe, job: Job, log: Log):
