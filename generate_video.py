@@ -94,8 +94,20 @@ MAX_FPS = 120  # frames per second
 MAX_VARIATIONS = 64  # per command: one model load makes them all
 EXTEND_CONTEXT = 17  # frames of the original (8k+1: three latent frames) that start an extension
 DRAFT_LATENTS_SUFFIX = ".latents.safetensors"  # beside a draft's MP4 and sidecar
+EXTEND_SOUND_RATE = 48000  # Hz: an extended video's own sound, kept under its part by a silent model
 STAGE_SEED_STRIDE = 0x9E3779B97F4A7C15  # stage k > 0 reseeds at seed + k * this (mod 2**63): see denoise()
+# A running job keeps what it has denoised in a hidden file beside its output, so the same command
+# resumes a run that was killed (memory pressure, a closed lid or terminal): see Resume.
+RESUME_SUFFIX = ".resume.safetensors"  # the state file: "." + the output's name + this
+RESUME_SAVE_SECONDS = 30.0  # s between saves inside a stage (or every step, if steps are slower)
+RESUME_KEEP_DAYS = 14  # a saved state untouched this long is stale: removed like a killed run's temp files
 MAX_STEPS = 500  # denoising steps
+# Numbers a user gives are finite and inside these, checked where they are parsed (a value like
+# 1e308 s would overflow every frame count computed from it).
+MAX_DURATION_S = 3600.0  # s of video in one command (a long clip is made window by window)
+MAX_MEMORY_BUDGET_GB = 4096.0  # GB: beyond any Mac's memory
+MAX_GUIDANCE = 100.0  # classifier-free guidance scale (LTX's recipes use 1 to 5)
+MAX_TFLOPS = 10_000.0  # a matmul rate read from the timing cache beyond this is not this machine's
 BOUND_REASONS = {"fps": "players and H.264 levels stop there; the models were trained at 8-30 fps",
                  "steps": "flow-matching samplers stop improving long before; 50 is the usual guided count"}
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -445,7 +457,8 @@ FAMILIES: dict[str, type[Family]] = {}
 
 # What a family may support beyond plain image-to-video (Family.supports); the planner refuses an
 # option whose feature the chosen family lacks (REFUSALS).
-FEATURES = ("draft", "lora", "lora_passes", "conditions", "keyframes", "extend", "enhance_prompt", "soundtrack")
+FEATURES = ("draft", "lora", "lora_passes", "conditions", "keyframes", "extend", "segments", "enhance_prompt",
+            "soundtrack")
 
 
 def register(*pipeline_classes: str):
@@ -567,14 +580,20 @@ class Log:
         if self.level >= LOG_NORMAL:
             emit(f"warning: {msg}", sys.stderr)
 
+    def verbose(self, msg: str) -> None:
+        """Detail for -v only."""
+        if self.level >= LOG_VERBOSE:
+            emit(msg, sys.stderr)
+
 
 class Progress:
     """One long stage's progress on stderr: a bar redrawn in place on a terminal, a plain line
     every 10% otherwise (logs, pipes); stage ETA from its own pace, and the job's elapsed time."""
 
-    def __init__(self, log: Log, stage: str, job_started: float):
+    def __init__(self, log: Log, stage: str, job_started: float, start: float = 0.0):
         self.log, self.stage, self.job_started = log, stage, job_started
         self.started = time.perf_counter()
+        self.start = start  # the fraction done before this run (a resumed stage): the pace counts what is left
         self.tty = sys.stderr.isatty()
         self.next_line = 0.0  # non-terminal: the next fraction worth a line
 
@@ -584,7 +603,7 @@ class Progress:
         self.next_line = int(fraction * 10 + 1) / 10
         now = time.perf_counter()
         spent = now - self.started
-        eta = f", ETA {clock(spent / fraction * (1 - fraction))}" if 0 < fraction < 1 else ""
+        eta = f", ETA {clock(spent / (fraction - self.start) * (1 - fraction))}" if self.start < fraction < 1 else ""
         bar = "#" * int(fraction * 20) + "-" * (20 - int(fraction * 20))
         text = (f"  {self.stage} [{bar}] {fraction:4.0%} {detail}".rstrip()
                 + f"  {clock(spent)}{eta} (job {clock(now - self.job_started)})")
@@ -623,6 +642,11 @@ def heartbeat(log: Log | None, what: str, every: float | None = None):
         thread.join()
         if tty and time.perf_counter() - started >= every:
             emit("\r" + " " * 60 + "\r", sys.stderr, end="")
+
+
+def notes(e: BaseException) -> str:
+    """What was added to an error on its way up ("; the same command resumes v.mp4 from ..."). """
+    return "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
 
 
 def first_line(e: BaseException, default: str = "") -> str:
@@ -682,6 +706,9 @@ def read_json(path: Path) -> dict:
         return json.load(f)
 
 
+SAFETENSORS_HEADER_MAX = 100_000_000  # bytes: safetensors' own limit on a header
+
+
 def read_safetensors_header(path: Path) -> dict:
     """A .safetensors file's header (tensor names, dtypes, shapes); no tensor is read. OSError,
     ValueError or struct.error for a file that is not one."""
@@ -689,8 +716,54 @@ def read_safetensors_header(path: Path) -> dict:
 
     with open(path, "rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > min(SAFETENSORS_HEADER_MAX, os.fstat(f.fileno()).st_size - 8):  # damaged, or not one
+            raise ValueError(f"a header of {header_len} bytes in a file of {os.fstat(f.fileno()).st_size}")
         header = json.loads(f.read(header_len))
     return header if isinstance(header, dict) else {}
+
+
+@contextlib.contextmanager
+def signals_deferred(reraise: bool = True):
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (a few file operations), so a
+    cleanup or a publish is never cut in half. A signal that came meanwhile is delivered after,
+    to the handler it would have met, unless `reraise` is False (the run is already ending)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if caught and reraise:
+            signal.raise_signal(caught[0])
+
+
+def resume_path(output: Path) -> Path:
+    """The hidden file beside a video where its run keeps the state a stopped run resumes from."""
+    return output.with_name(f".{output.name}{RESUME_SUFFIX}")
+
+
+def read_resume_record(output: Path) -> dict | None:
+    """The record of a stopped run's saved state for this output (seed, stage, step, what shaped
+    it), read from the file's header alone; None when there is none or it is not ours."""
+    import struct
+
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, struct.error):
+        record = json.loads(read_safetensors_header(resume_path(output))["__metadata__"]["resume"])
+        if isinstance(record, dict) and type(record.get("seed")) is int and isinstance(record.get("shaping"), dict) \
+                and type(record.get("saved_at")) is float and math.isfinite(record["saved_at"]):
+            return record
+    return None
 
 
 def safetensors_params(path: Path) -> int:
@@ -710,6 +783,22 @@ def read_audio(path: Path, rate: int):
                           "-ac", "2", "-ar", str(rate), "-f", "f32le", "-"], capture_output=True)
     data = np.frombuffer(run.stdout, "<f4")
     return np.ascontiguousarray(data[:len(data) // 2 * 2].reshape(-1, 2).T)
+
+
+def resample(samples, rate: int, to: int):
+    """[channels, n] float samples at `rate` Hz as at `to` Hz, band-limited (the FFT's own
+    interpolation, as scipy.signal.resample does)."""
+    import numpy as np
+
+    n = samples.shape[1]
+    m = round(n * to / rate)
+    if n == 0 or m == n:
+        return samples
+    spectrum = np.fft.rfft(samples, axis=1)
+    keep = min(spectrum.shape[1], m // 2 + 1)
+    out = np.zeros((samples.shape[0], m // 2 + 1), complex)
+    out[:, :keep] = spectrum[:, :keep]
+    return (np.fft.irfft(out, m, axis=1) * (m / n)).astype(samples.dtype)
 
 
 def file_sha256(path: Path) -> str:
@@ -763,13 +852,53 @@ def run_tag() -> str:
 
 
 def temp_path(final: Path, ext: str) -> Path:
-    """A new, empty temp file beside `final` (same file system, so renaming it is atomic)."""
+    """A new, empty temp file beside `final` (same file system, so renaming it is atomic), locked
+    by this process while it lives (hold_lock)."""
     import tempfile
 
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem[:PARTIAL_STEM_CHARS]}.{run_tag()}.",
                                suffix=f".partial.{ext}", dir=final.parent)
-    os.close(fd)
+    hold_lock(fd, tmp)
     return Path(tmp)
+
+
+# Temp file -> the descriptor holding its lock. A lock lives as long as its holder, so this lives
+# with the process: a run in another PID namespace (a container, `unshare`) may see our PID as
+# dead, but never our lock as free (remove_stale_partials). Closed once its file is gone.
+HELD_LOCKS: dict[str, int] = {}
+
+
+def hold_lock(fd: int, path: str) -> None:
+    """Keep `fd` open with an exclusive flock on `path` (the file's inode: it follows a rename)."""
+    import fcntl
+
+    for held, old in list(HELD_LOCKS.items()):  # published or removed since: let go
+        if not os.path.exists(held):
+            os.close(old)
+            del HELD_LOCKS[held]
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a file system without locks: the PID in the name is all there is
+        os.close(fd)
+        return
+    HELD_LOCKS[path] = fd
+
+
+def locked_by_a_live_run(path: str) -> bool:
+    """Whether a live process (of any PID namespace on this kernel) holds this file's lock."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 @functools.lru_cache(maxsize=1)
@@ -795,6 +924,31 @@ def verdict_cache_path() -> Path:
 # 3. Request: what was asked and what it resolves to, as types
 # Strings become real types once, at the boundary (the parser, a jobs file); everything after
 # works on these frozen dataclasses.
+
+
+def _number(kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], Any]:
+    """An argparse type: parse `kind`, then check it, with a message that says the rule."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return convert
+
+
+positive_int = _number(int, lambda v: v > 0, "positive")
+duration_seconds = _number(float, lambda v: 0 < v <= MAX_DURATION_S, f"positive and at most {MAX_DURATION_S:g}")
+time_seconds = _number(float, lambda v: 0 <= v <= MAX_DURATION_S, f"between 0 and {MAX_DURATION_S:g}")
+memory_gb = _number(float, lambda v: 0 < v <= MAX_MEMORY_BUDGET_GB, f"positive and at most {MAX_MEMORY_BUDGET_GB:g}")
+guidance_value = _number(float, lambda v: 0 <= v <= MAX_GUIDANCE, f"between 0 and {MAX_GUIDANCE:g}")
+seed_int = _number(int, lambda v: 0 <= v <= MAX_SEED, f"between 0 and {MAX_SEED}")
+
 
 
 @dataclass(frozen=True)
@@ -949,6 +1103,8 @@ class Job:
     soundtrack: Soundtrack | None = None  # --audio
     segments: tuple[str, ...] = ()  # a long clip's window prompts (each window num_frames long)
     downscale: bool = False  # generated larger than the target by design (the maker's geometry): resized down
+    window: int = 0  # a long clip's window: each after the first starts from the last frames of the one before
+    held_sound: Any = None  # ... and, with a family that makes sound, from their sound (16 kHz stereo)
 
     @property
     def family(self) -> type[Family]:
@@ -1006,6 +1162,29 @@ class MemoryPlan:
     vae_tile: int | None = None  # px of the spatial tiles when larger than the VAE's own (widest_tile)
 
 
+@dataclass(frozen=True)
+class AudioTrack:
+    """A soundtrack for the video: float samples in [-1, 1], [channels, samples], at `rate` Hz."""
+
+    samples: Any
+    rate: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    def fitted(self, seconds: float) -> AudioTrack:
+        """Exactly `seconds` long: the vocoder's output is a few ms off the video's length (its
+        latent grid is 25 per second), so the tail is cut or padded with silence."""
+        import numpy as np
+
+        n = round(seconds * self.rate)
+        samples = self.samples[:, :n]
+        if samples.shape[1] < n:
+            samples = np.pad(samples, ((0, 0), (0, n - samples.shape[1])))
+        return AudioTrack(samples, self.rate)
+
+
 @dataclass
 class RunStats:
     """Measured while a job runs; goes to the sidecar."""
@@ -1024,6 +1203,7 @@ class RunStats:
     enhanced_prompt: str | None = None  # --enhance-prompt: the rewrite the model read
     throttling: dict | None = None  # steps that slowed down within a stage (notice_throttling)
     retried: dict | None = None  # a first attempt that failed on a checked kernel, and what the second changed
+    resumed: dict | None = None  # the saved state of a stopped run this one resumed from (Resume.record)
     started: float = field(default_factory=time.perf_counter)  # for the progress display's job clock
 
     def add(self, name: str, seconds: float) -> None:
@@ -1041,6 +1221,7 @@ class Runtime:
     log: Log
     stats: RunStats = field(default_factory=RunStats)
     kernel: tuple | None = None
+    resume: Any = None  # the job's Resume: its saved state, if a stopped run left one, and its saver
 
     @property
     def dtype_name(self) -> str:
@@ -1161,10 +1342,13 @@ def _snapshot(repo: str, patterns: list[str], log: Log | None = None) -> tuple[P
     except OSError as e:
         import errno
 
-        if e.errno == errno.ENOSPC:  # a disk that filled during the download: say disk, not network
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # a disk that filled during the download: say disk
             raise RunError(f"the disk holding the Hugging Face cache ({hub_cache_dir()}) filled up while downloading "
                            f"{repo}; free some space (or set HF_HOME to a folder on a disk with room) and run "
                            "again: files already downloaded are kept") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # the cache, not the network
+            raise RunError(f"the Hugging Face cache ({hub_cache_dir()}) cannot be written ({first_line(e)}); "
+                           "set HF_HOME to a folder of your own (or fix the cache's permissions) and run again") from None
         raise RunError(f"could not download {repo}: {e.__class__.__name__}: {first_line(e)}; check the network "
                        "and the id, then run again (files already downloaded are kept), or pass a local folder") from None
     except Exception as e:  # huggingface_hub raises many network error types
@@ -1344,6 +1528,7 @@ class ModelDims:
     # weights are a share of the transformer's that video tokens never use
     audio_hidden: int = 0
     audio_head_dim: int = 0  # LTX-2's audio attention (a Metal kernel is checked at both head sizes)
+    latent_channels: int = 128  # per latent pixel, as the transformer returns them (resume state's size)
 
     @property
     def head_dims(self) -> tuple[int, ...]:
@@ -1461,7 +1646,7 @@ REFUSALS = (
 def plan_job(request: Request, log: Log, decode_image: bool = True) -> Job:
     """Validate everything cheap and resolve the job. Loads no model."""
     check_request(request)  # 1. numbers and text on their own
-    extension, image_size, ext_fps = plan_input(request, decode_image)  # 2. the picture it starts from
+    extension, image_size, ext_fps = plan_input(request, decode_image, log)  # 2. the picture it starts from
     choice = choose_model(request, image_size, extension is not None, log)  # 3. model, preset, size
     refuse_unusable(request, choice)  # 4. options this model or path cannot use
     check_size(request, choice, log)
@@ -1503,10 +1688,10 @@ def check_request(request: Request) -> None:
         raise UsageError(f"--memory-budget must be positive, got {request.memory_budget_gb}")
 
 
-def plan_input(request: Request, decode_image: bool) -> tuple[Extension | None, tuple[int, int], int | None]:
+def plan_input(request: Request, decode_image: bool, log: Log) -> tuple[Extension | None, tuple[int, int], int | None]:
     """Step 2: (extension, size, its fps): the video --extend continues, or --image's size."""
     if request.extend is not None:
-        extension, width, height, fps = plan_extension(request, request.fps)
+        extension, width, height, fps = plan_extension(request, request.fps, log)
         return extension, (width, height), fps
     return None, check_image(request.image, decode=decode_image), None
 
@@ -1661,7 +1846,9 @@ def build_job(request: Request, choice: Choice, frames: int, fps: int, extension
     tag = "-draft" if request.draft else f"-s{request.seed}" if request.from_draft and request.seed is not None else ""
     output = request.output or unique_output_path(request.image, Path.cwd(), tag)  # a final keeps its draft's seed
     check_output(output, request.overwrite, request.draft)
-    seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
+    check_not_an_input(output, request)
+    seed = request.seed if request.seed is not None else saved_seed(output)
+    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
     return Job(
@@ -1670,9 +1857,16 @@ def build_job(request: Request, choice: Choice, frames: int, fps: int, extension
         negative_prompt=spec.family.negative_prompt if request.negative_prompt is None else request.negative_prompt,
         stages=stages if not request.draft else stages[:1], output=output, sidecar=output.with_suffix(".json"),
         dims=dims, draft=request.draft, loras=resolve_loras(request, spec, dims, choice.two_stage, log),
-        conditions=plan_conditions(request, spec, frames, fps), extend=extension,
+        conditions=plan_conditions(request, spec, frames, fps, extension.context if extension else 1), extend=extension,
         segments=tuple(f"{request.prompt} {p}".strip() for p in request.segment_prompt),
     )
+
+
+def saved_seed(output: Path) -> int | None:
+    """A stopped run of this output left its state: the seed it drew, so that running the same
+    command (with no --seed) again resumes it instead of starting over with a new seed."""
+    record = read_resume_record(output)
+    return record["seed"] if record and 0 <= record["seed"] <= MAX_SEED else None
 
 
 def plan_upsampler(request: Request, choice: Choice) -> str | None:
@@ -1747,7 +1941,7 @@ def plan_frames(request: Request, fps: int, spec: ModelSpec) -> tuple[int, str |
             f"{frames} frames ({(frames - 1) / fps:.1f} s at {fps} fps) is more than {spec.alias} can make at once "
             f"({spec.max_frames} at most, {(spec.max_frames - 1) / fps:.1f} s); use a shorter --duration or "
             f"--num-frames {spec.max_frames}" + (", or several --segment-prompt (a long clip, window by window)"
-                                                 if "conditions" in spec.family.supports else "")
+                                                 if "segments" in spec.family.supports else "")
         )
     return frames, notice
 
@@ -1924,19 +2118,24 @@ def need_condition_pipeline(what: str, spec: ModelSpec, verb: str = "needs", fea
                          f"yet; use a distilled LTX-Video such as {DEFAULT_MODEL_FAST}{also}")
 
 
-def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) -> tuple[Condition, ...]:
-    """--end-image and --keyframe PATH@T (seconds, or #frame) as frames of this video. LTX's
-    condition pipeline places a single image at any frame exactly (it becomes extra tokens at that
-    time position), so no rounding to the 8k+1 grid is needed; each is checked like --image."""
+def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int, first: int = 1) -> tuple[Condition, ...]:
+    """--end-image and --keyframe PATH@T (seconds, or #frame) as frames of this video, from frame
+    `first` (an extension's first frames are the original's last, held: an image there would never
+    show). LTX's condition pipeline places a single image at any frame exactly (it becomes extra
+    tokens at that time position), so no rounding to the 8k+1 grid is needed; each is checked like
+    --image."""
     wanted: list[tuple[str, Path, int]] = []
     for text in request.keyframe:
         path_text, _, when = text.rpartition("@")
         if not path_text or not when:
             raise UsageError(f"--keyframe {text}: use PATH@SECONDS or PATH@#FRAME, e.g. end.png@4.5")
         try:
-            frame = int(when[1:]) if when.startswith("#") else round(float(when) * fps)
+            float(when.removeprefix("#"))  # neither a number nor #frame: ValueError
+            frame = int(when[1:]) if when.startswith("#") else round(time_seconds(when) * fps)
         except ValueError:
             raise UsageError(f"--keyframe {text}: {when!r} is neither seconds nor #frame") from None
+        except (argparse.ArgumentTypeError, OverflowError):
+            raise UsageError(f"--keyframe {text}: the time must be between 0 and {MAX_DURATION_S:g} s") from None
         wanted.append((f"--keyframe {text}", Path(path_text).expanduser(), frame))
     if request.end_image is not None:
         wanted.append((f"--end-image {request.end_image}", Path(request.end_image).expanduser(), frames - 1))
@@ -1945,6 +2144,9 @@ def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) ->
     need_condition_pipeline(f"{wanted[0][0]}: images after the first frame", spec, "need", "keyframes")
     conditions, taken = [], {0: "--image"}
     for what, path, frame in wanted:
+        if 0 <= frame < first and first > 1:
+            raise UsageError(f"{what}: frame {frame} is one of the original's last {first} frames, which begin the "
+                             f"new part unchanged; place it at frame {first} ({first / fps:.2f} s) or later")
         if not 1 <= frame <= frames - 1:
             raise UsageError(f"{what}: frame {frame} is outside this video (frames 1 to {frames - 1}, "
                              f"0 to {(frames - 1) / fps:.2f} s; frame 0 is --image)")
@@ -1960,8 +2162,13 @@ def plan_conditions(request: Request, spec: ModelSpec, frames: int, fps: int) ->
     return tuple(sorted(conditions, key=lambda c: c.frame))
 
 
+VFR_TOLERANCE = 0.01  # share of frame steps whose length may change (an odd glitch), beyond one
+
+
 def probe_video(path: Path) -> tuple[int, int, float, int]:
-    """(width, height, fps, frames) of a video file, or a UsageError."""
+    """(width, height, fps, frames) of a video file with a constant frame rate, or a UsageError:
+    a still image, or a phone's variable-frame-rate clip (its frames are not evenly spaced, and
+    the continuation could not be timed to them), is refused before any model loads."""
     import imageio_ffmpeg
 
     if not path.is_file():
@@ -1970,14 +2177,38 @@ def probe_video(path: Path) -> tuple[int, int, float, int]:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+        frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
     except (OSError, RuntimeError, StopIteration, KeyError):
         raise UsageError(f"--extend {path}: not a readable video") from None
     width, height = meta["size"]
-    return width, height, float(meta.get("fps") or 0), frames
+    fps = float(meta.get("fps") or 0)
+    if frames < 2 or not seconds or not fps:
+        raise UsageError(f"--extend {path}: a still picture, not a video; to start from a picture, give it as --image")
+    if not 1 <= round(fps) <= MAX_FPS:  # the models make 1 to MAX_FPS fps video; another rate would be retimed
+        raise UsageError(f"--extend {path}: it plays at {fps:g} fps; what is made from it plays at 1 to {MAX_FPS} "
+                         f"fps. Convert it first: ffmpeg -i {path.name} -vf fps=24 -c:a copy at24.mp4")
+    varied, deltas = frame_rate_changes(path)
+    if varied > max(1, VFR_TOLERANCE * deltas):
+        raise UsageError(f"--extend {path}: its frame rate varies ({varied} of {deltas} frame steps differ, as in "
+                         f"a phone's clip); make it constant first: "
+                         f"ffmpeg -i {path.name} -vf fps={round(fps)} -c:a copy constant.mp4")
+    return width, height, fps, frames
 
 
-def plan_extension(request: Request, fps_wanted: int | None) -> tuple[Extension, int, int, int]:
+def frame_rate_changes(path: Path) -> tuple[int, int]:
+    """(frame steps whose duration differs from the one before, frame steps): ffmpeg's vfrdet
+    filter over the whole video (one decode); (0, 0) if ffmpeg says nothing."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    run = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+                          "-map", "0:v:0", "-vf", "vfrdet", "-f", "null", "-"], capture_output=True, text=True)
+    found = re.findall(r"VFR:[-\w.]+ \((\d+)/(\d+)\)", run.stderr)
+    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+
+
+def plan_extension(request: Request, fps_wanted: int | None, log: Log) -> tuple[Extension, int, int, int]:
     """--extend VIDEO: (extension, width, height, fps). The new part has the original's size and
     fps and begins with its last EXTEND_CONTEXT frames as a video condition at frame 0 (the
     model's pipeline is checked by plan_job once the model is known)."""
@@ -1992,6 +2223,9 @@ def plan_extension(request: Request, fps_wanted: int | None) -> tuple[Extension,
     fps_int = max(1, round(fps))
     if fps_wanted is not None and fps_wanted != fps_int:
         raise UsageError(f"--fps {fps_wanted}: --extend keeps the original's {fps_int} fps")
+    if abs(fps - fps_int) > 1e-3:  # 29.97 (NTSC) and its kind: the models and this writer take whole rates
+        log.info(f"note: the original is {fps:.3f} fps; the result plays at {fps_int} fps "
+                 f"({abs(fps_int / fps - 1):.1%} {'faster' if fps_int > fps else 'slower'})")
     context = next(n for n in (EXTEND_CONTEXT, 9, 1) if frames >= n)
     return Extension(path.resolve(), file_sha256(path), frames, context, request.extend_only), width, height, fps_int
 
@@ -2004,8 +2238,8 @@ def plan_windows(request: Request, spec: ModelSpec, fps: int) -> tuple[int, str]
     n = len(request.segment_prompt)
     if n < 2:
         raise UsageError("--segment-prompt: give two or more (one prompt is --prompt)")
-    need_condition_pipeline("--segment-prompt", spec)
-    for what in ("extend", "end_image", "draft", "from_draft"):
+    need_condition_pipeline("--segment-prompt", spec, feature="segments")
+    for what in ("extend", "end_image", "draft", "from_draft", "audio"):
         if getattr(request, what):
             raise UsageError(f"--segment-prompt makes one long clip from --image; it does not take "
                              f"--{what.replace('_', '-')}")
@@ -2021,6 +2255,50 @@ def plan_windows(request: Request, spec: ModelSpec, fps: int) -> tuple[int, str]
     made = n * window - EXTEND_CONTEXT * (n - 1)
     return window, f"{n} windows of {window} frames, each after the first starting from the last " \
                    f"{EXTEND_CONTEXT} of the one before: {made} frames ({made / fps:.1f} s)"
+
+
+def request_inputs(request: Request) -> list[Path]:
+    """The files a request reads (its image, end image, keyframes, video, sound, draft, LoRAs)."""
+    paths = [request.image, request.end_image, request.extend, request.audio, request.from_draft]
+    paths += [Path(k.rpartition("@")[0]) for k in request.keyframe]
+    paths += [Path(x.split(":")[0].split("@")[0]) for x in request.lora]
+    return [Path(p).expanduser() for p in paths if p]
+
+
+def check_not_an_input(output: Path, request: Request, jobs_file: Path | None = None) -> None:
+    """Nothing this run writes (the video, its sidecar, a draft's latents) may be a file it reads:
+    --overwrite would replace the user's own input (a jobs file in.json beside in.png...)."""
+    mine = [output, output.with_suffix(".json"), output.with_name(output.stem + DRAFT_LATENTS_SUFFIX)]
+    keys = {same_file_key(p): p for p in request_inputs(request) + ([jobs_file] if jobs_file else [])}
+    for path in mine:
+        if same_file_key(path) in keys:
+            raise UsageError(f"--output {output.name}: this run would write {path.name}, which is one of its "
+                             f"inputs ({keys[same_file_key(path)]}); choose another --output name")
+
+
+def same_file_key(path: Path) -> str:
+    """One key per file, however it is spelled (relative, absolute, via .., on a case-insensitive
+    volume)."""
+    key = os.path.realpath(path)
+    return key.casefold() if case_insensitive(os.path.dirname(key)) else key
+
+
+@functools.lru_cache(maxsize=64)
+def case_insensitive(folder: str) -> bool:
+    """Whether names in this folder ignore case (APFS and HFS+ by default, FAT, SMB shares): a
+    hidden probe file's name asked for in the other case. A folder we cannot write: the
+    platform's default (a Mac's disks ignore case)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gv-case-probe-", dir=folder)
+    except OSError:
+        return sys.platform in ("darwin", "win32")
+    os.close(fd)
+    try:
+        return os.path.exists(os.path.join(folder, os.path.basename(probe).upper()))
+    finally:
+        os.unlink(probe)
 
 
 def check_output(path: Path, overwrite: bool, draft: bool = False) -> None:
@@ -2041,6 +2319,9 @@ def check_output(path: Path, overwrite: bool, draft: bool = False) -> None:
         raise UsageError(f"--output {path.name}: the name is too long ({longest} bytes with the sidecar's "
                          f"or latents' suffix; this folder allows {name_max}); choose a shorter name")
     for existing in files:
+        if existing.is_dir():  # --overwrite could not replace it either: said now, not after the run
+            raise UsageError(f"{existing} is a folder; this run writes a file of that name: choose another "
+                             "--output name")
         if existing.is_symlink() and not existing.exists():  # dangling: publishing would fail at the end
             raise UsageError(f"{existing} is a broken symbolic link; remove it or choose another --output")
         if existing.exists() and not overwrite:
@@ -2194,11 +2475,40 @@ def read_draft(path: Path) -> dict:
 def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """--from-draft: every setting the draft was made with, unless given here (then it must
     match, checked by attach_draft once planned)."""
-    data = read_draft(Path(ns.from_draft).expanduser())
+    path = Path(ns.from_draft).expanduser()
+    data = read_draft(path)
+    try:
+        given = draft_settings(data)
+    except (TypeError, KeyError, AttributeError, IndexError, ValueError) as e:  # a hand-edited sidecar
+        raise UsageError(f"--from-draft {path}: its settings are damaged ({e.__class__.__name__}: {first_line(e)}); "
+                         "make the draft again") from None
+    actions = {a.dest: a for a in parser._actions}
+    for key, value in given.items():
+        if getattr(ns, key, None) in (None, actions[key].default) and value is not None:
+            setattr(ns, key, checked_by_parser(actions[key], value, f"--from-draft {path}: {key}"))
+
+
+def checked_by_parser(action: argparse.Action, value, what: str):
+    """A value read from a file of the user's, checked by the option's own parser type (the one
+    validator the command line and jobs files go through): UsageError if it would not parse."""
+    convert = action.type or str
+    if isinstance(action, argparse._StoreTrueAction) or isinstance(value, bool):  # true/false: for flags only
+        if isinstance(action, argparse._StoreTrueAction) and isinstance(value, bool):
+            return value
+        raise UsageError(f"{what}: {json.dumps(value)[:40]} is not a value it takes")
+    try:
+        if isinstance(value, list):
+            return [convert(str(v)) for v in value]
+        return convert(str(value))
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+        raise UsageError(f"{what}: {e}") from None
+
+
+def draft_settings(data: dict) -> dict:
+    """The settings a draft's sidecar records, by option name."""
     info = data["draft"]
-    defaults = {a.dest: a.default for a in parser._actions}
     negative = data.get("negative_prompt")
-    given = {"image": [data.get("image")], "prompt": data.get("prompt"),
+    return {"image": [data["image"]] if data.get("image") else None, "prompt": data.get("prompt"),
              "negative_prompt": None if negative == DEFAULT_PROMPT_NEGATIVE else negative,
              "seed": data.get("seed"), "model": data.get("model"), "upsampler": info.get("final_upsampler"),
              "width": (info.get("final_size") or [None, None])[0], "height": (info.get("final_size") or [None, None])[1],
@@ -2206,9 +2516,6 @@ def fill_from_draft(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
              "lora": [lora_arg(x["source"], x["scale"], x["passes"]) for x in data.get("loras") or []] or None,
              "keyframe": [f"{c['image']}@#{c['frame_index']}" for c in data.get("conditions") or []] or None,
              "audio": (data.get("soundtrack") or {}).get("file"), "enhance_prompt": data.get("enhanced_prompt") is not None}
-    for key, value in given.items():
-        if getattr(ns, key, None) in (None, defaults.get(key)) and value is not None:
-            setattr(ns, key, value)
 
 
 def attach_draft(job: Job) -> Job:
@@ -2222,7 +2529,7 @@ def attach_draft(job: Job) -> Job:
                          "make the draft again")
     if file_sha256(latents) != info.get("latents_sha256"):
         raise UsageError(f"--from-draft: {latents} changed since the draft was made; make the draft again")
-    mine, theirs = draft_shaping(job), info.get("shaping") or {}
+    mine, theirs = draft_shaping(job), info.get("shaping") if isinstance(info.get("shaping"), dict) else {}
     for key in sorted(set(mine) | set(theirs)):
         if mine.get(key) != theirs.get(key):
             def short(v):
@@ -2612,7 +2919,9 @@ def update_timings(device: str, dtype_name: str, change: Callable[[dict], None])
         with contextlib.suppress(OSError, ValueError):
             data = read_json(path)
         data = data if isinstance(data, dict) else {}
-        entry = data.setdefault(timing_key(device, dtype_name), {})
+        entry = data.get(timing_key(device, dtype_name))
+        if not isinstance(entry, dict):  # a hand-edited or damaged file: this machine's entry anew
+            entry = data[timing_key(device, dtype_name)] = {}
         change(entry)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path, "json")
@@ -2627,8 +2936,15 @@ def pace_key(job: Job, plan: MemoryPlan) -> str:
 
 
 def timing_runs(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> list[dict]:
-    runs = read_timings(device, dtype_name).get("runs", {}).get(pace_key(job, plan), [])
-    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    """Earlier runs' paces for this job's pace key; what is not a run of finite rates is ignored."""
+    runs = read_timings(device, dtype_name).get("runs")
+    runs = runs.get(pace_key(job, plan)) if isinstance(runs, dict) else None
+    return [r for r in runs if is_rates(r)] if isinstance(runs, list) else []
+
+
+def is_rates(run: Any) -> bool:
+    """A run as record_run writes it: {part: seconds per unit}, finite and not negative."""
+    return isinstance(run, dict) and all(type(v) in (int, float) and 0 <= v < 1e9 for v in run.values())
 
 
 def record_run(rt: Runtime, job: Job, plan: MemoryPlan, wall: float) -> None:
@@ -2638,9 +2954,10 @@ def record_run(rt: Runtime, job: Job, plan: MemoryPlan, wall: float) -> None:
     rates["other"] = max(0.0, wall - sum(timings[part] for part in work if part in timings))
 
     def change(entry: dict) -> None:
-        runs = entry.setdefault("runs", {})
+        runs = entry["runs"] = entry["runs"] if isinstance(entry.get("runs"), dict) else {}
         key = pace_key(job, plan)
-        runs[key] = ([r for r in runs.get(key, []) if isinstance(r, dict)] + [rates])[-TIMING_RUNS:]
+        earlier = runs.get(key) if isinstance(runs.get(key), list) else []
+        runs[key] = ([r for r in earlier if is_rates(r)] + [rates])[-TIMING_RUNS:]
 
     update_timings(rt.device, rt.dtype_name, change)
 
@@ -2650,7 +2967,7 @@ def probe_rate(device: str, dtype) -> float:
     (measured again each run it swung by half: 0.09 to 0.13 on one CPU within minutes)."""
     name = dtype_label(dtype)
     rate = read_timings(device, name).get("matmul_tflops")
-    if isinstance(rate, (int, float)) and rate > 0:
+    if type(rate) in (int, float) and 0 < rate < MAX_TFLOPS:
         return float(rate)
     rate = matmul_tflops(device, dtype)
     update_timings(device, name, lambda entry: entry.update(matmul_tflops=rate))
@@ -2680,6 +2997,15 @@ def matmul_tflops(device: str, dtype, seconds: float = 0.3) -> float:
         count += 1
         sync()
     return 2 * n**3 * count / (time.perf_counter() - t0) / 1e12
+
+
+def resume_bytes(job: Job) -> int:
+    """The resume state's size at its largest: a stage's latents beside the stage before's output
+    (float32), and a long clip's finished windows."""
+    d = job.dims or model_dims(None, job.spec)
+    sizes = [latent_tokens(s.width, s.height, job.num_frames, d) * d.patch**2 * d.latent_channels * 4
+             for s in job.stages]
+    return max(a + b for a, b in zip(sizes, [0, *sizes])) + sizes[-1] * (job.windows - 1)
 
 
 def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> list[str]:
@@ -2716,6 +3042,8 @@ def describe_plan(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> l
             v for k, v in (job.dims.params if job.dims else {}).items()
             if k != "stage2_lora" or job.stage2_lora) * HUB_BYTES_PER_PARAM
         lines.append(f"  download: ~{describe_bytes(stored)} the first time (then kept in {hub_cache_dir()})")
+    lines.append(f"  if stopped: the same command resumes (its state, ~{describe_bytes(resume_bytes(job))}, is kept "
+                 f"beside the video every {RESUME_SAVE_SECONDS:.0f} s)")
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in plan.estimate.items() if v >= 0.05)
     lines.append(f"  memory: at most about {plan.peak_gib:.1f} GiB at once, of the {gib(plan.budget_bytes):.1f} GiB "
                  f"this run may use (GiB: {parts}; {plan.tokens:,} tokens a pass)")
@@ -2866,6 +3194,33 @@ def check_model_available(job: Job) -> None:
                              f"local folder")
 
 
+def check_weight_files(where: Path) -> None:
+    """Every .safetensors file here (a folder, or one file) readable and as long as its header says
+    (its last tensor's end): a download cut short outside this tool, a file of another user's, a
+    disk error, each named with its fix instead of failing deep inside the load."""
+    import struct
+
+    for path in [where] if where.is_file() else sorted(where.rglob("*.safetensors")):
+        real = path.resolve()
+        try:
+            header = read_safetensors_header(path)
+            size = os.path.getsize(path)
+            with open(path, "rb") as f:
+                (header_len,) = struct.unpack("<Q", f.read(8))
+        except PermissionError:
+            raise RunError(f"cannot read {path} (permission denied): make it readable (chmod a+r {real}) "
+                           "or set HF_HOME to a cache of your own") from None
+        except (OSError, ValueError, struct.error) as e:
+            raise RunError(f"{path} is damaged ({first_line(e, 'unreadable')}): delete {real} and run again "
+                           "to fetch it again") from None
+        length = max((t["data_offsets"][1] for k, t in header.items()
+                      if k != "__metadata__" and isinstance(t, dict) and len(t.get("data_offsets") or ()) == 2),
+                     default=0)
+        if size < 8 + header_len + length:  # cut short: fewer bytes than its own tensors need
+            raise RunError(f"{path} is cut short ({size:,} of {8 + header_len + length:,} bytes: a download "
+                           f"stopped outside this tool?); delete {real} and run again to fetch it again")
+
+
 def fetch_weights(job: Job, log: Log) -> Weights:
     """Download (or find in the cache) what the job needs; never pickles, never remote code."""
     spec, source = job.spec, job.model_source
@@ -2908,6 +3263,9 @@ def fetch_weights(job: Job, log: Log) -> Weights:
         lora = _snapshot(repo, [name], log)[0] / name
     own_folder = spec.transformer_folder if spec.transformer_folder and (folder / spec.transformer_folder).is_dir() \
         else None
+    for where in (folder, upsampler, transformer_file, lora):
+        if where is not None:
+            check_weight_files(Path(where))
     return Weights(pipeline_class, folder, revision, transformer_file, transformer_config, upsampler, lora,
                    fetch_processor(job, log), own_folder)
 
@@ -3305,6 +3663,16 @@ def judged(verdict: dict, dtype_name: str, reference: str, truth: str | None = N
     return dict(verdict, ok=True, correct=True, reason=f"max error {worst:.3g}, {speedup:.2f}x {reference}'s speed")
 
 
+def is_verdict(entry: Any) -> bool:
+    """A cached verdict as this tool writes it (a hand-edited or damaged one is checked again)."""
+    def number(v) -> bool:
+        return type(v) in (int, float) and 0 <= v < math.inf
+
+    return (isinstance(entry, dict) and isinstance(entry.get("ok"), bool) and isinstance(entry.get("reason"), str)
+            and isinstance(entry.get("identity"), str) and number(entry.get("checked_tokens", 0))
+            and all(number(entry[k]) for k in ("max_error", "speedup", "tolerance") if k in entry))
+
+
 def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Log | None = None) -> dict:
     """The verdict cached under `key` if it covered at least `extent` (tokens checked), else
     check() now, said aloud (seconds, once), and cached (written atomically: two runs at once
@@ -3314,7 +3682,7 @@ def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Lo
     with contextlib.suppress(OSError, ValueError):
         cache = read_json(path)
     entry = cache.get(key) if isinstance(cache, dict) else None
-    if isinstance(entry, dict) and entry.get("checked_tokens", 0) >= extent and not entry.get("retry"):
+    if is_verdict(entry) and entry.get("checked_tokens", 0) >= extent and not entry.get("retry"):
         return entry
     if log is not None:
         log.info(f"checking {key.split('|')[0]} on this machine (once for this torch, macOS, chip and dtype)")
@@ -3675,6 +4043,8 @@ class Family:
     enhancer_processor: str | None = None  # "folder@repo" of the processor its prompt enhancer reads with
     enhancer_kv_per_token = 0  # elements of the enhancer's KV cache per token (memory plan)
     vae_tiles: tuple[int, ...] = ()  # px of spatial tiles its VAE decodes in, its own first; () its own only
+    step_tensors = ("latents",)  # what a stage carries from step to step (the pipeline's names): resume keeps them
+    latent_channels = 128  # per latent pixel, until the transformer's config is read (ModelDims)
 
     @classmethod
     def generic_spec(cls, source: str) -> ModelSpec:
@@ -3692,7 +4062,7 @@ class Family:
     def dims(cls, spec: ModelSpec) -> ModelDims:
         heads, hidden, vae_channels, layers, spatial, temporal, patch = cls.default_dims
         return ModelDims({}, heads, hidden, vae_channels, spatial, temporal, patch,
-                         framewise_builtin=cls.framewise_vae, layers=layers)
+                         framewise_builtin=cls.framewise_vae, layers=layers, latent_channels=cls.latent_channels)
 
     @classmethod
     def dims_from_configs(cls, dims: ModelDims, transformer: dict, vae: dict) -> ModelDims:
@@ -3702,7 +4072,8 @@ class Family:
         return dataclasses.replace(
             dims, heads=heads, hidden=heads * transformer.get("attention_head_dim", dims.hidden // heads),
             layers=transformer.get("num_layers", dims.layers), patch=transformer.get("patch_size", dims.patch),
-            vae_channels=channels[0] if channels else dims.vae_channels)
+            vae_channels=channels[0] if channels else dims.vae_channels,
+            latent_channels=transformer.get("out_channels") or dims.latent_channels)
 
     @classmethod
     def pipeline_class(cls) -> type:
@@ -3764,6 +4135,18 @@ class Family:
     def finish(cls, pipe, carried: dict, job: Job, rt: Runtime):
         """The last stage's latents, ready for decode (rt.stats.audio: a soundtrack, if any)."""
         return carried["latents"]
+
+    @staticmethod
+    def window_job(job: Job, window: int, sound: AudioTrack | None) -> Job:
+        """The job a long clip's window runs as: after the first, it continues the window before
+        (`sound`: that window's soundtrack, for a family that makes sound)."""
+        return dataclasses.replace(job, window=window) if window else job
+
+    @staticmethod
+    def skipped_pass(transformer, inputs: dict) -> tuple:
+        """What the transformer answers for a step replayed on resume (Replay; its result is
+        replaced by the saved state): its input, shaped as its output, at no cost."""
+        return tuple(inputs[k].clone() for k in ("hidden_states", "audio_hidden_states") if inputs.get(k) is not None)
 
     @classmethod
     def decode(cls, pipe, latents, job: Job, generator, rt: Runtime, progress) -> Iterator:
@@ -3892,7 +4275,7 @@ class LTXCondition(LTX):
 
     generic_alias = "ltx-distilled"
     max_sequence_length = 256
-    supports = LTX.supports | {"conditions", "keyframes", "extend"}
+    supports = LTX.supports | {"conditions", "keyframes", "extend", "segments"}
     image_noise_input = True
 
     @classmethod
@@ -3933,6 +4316,13 @@ class CogVideoX(Family):
     fps_input = False
     default_dims = (48, 3072, 128, 42, 8, 4, 2)
     framewise_vae = True
+    step_tensors = ("latents", "old_pred_original_sample")  # DPM is a two-step sampler: its last x0 too
+    latent_channels = 16
+
+    @staticmethod
+    def skipped_pass(transformer, inputs: dict) -> tuple:
+        """The input is the latents with the image's beside them (channels): the latents' part."""
+        return (inputs["hidden_states"][:, :, :transformer.config.out_channels].clone(),)
 
     @classmethod
     def refine(cls, spec: ModelSpec, folder: Path) -> ModelSpec:
@@ -3988,7 +4378,8 @@ class LTX2(LTX):
     text_encoder_label = "Gemma"
     max_sequence_length = 1024
     negative_prompt = LTX2_NEGATIVE_PROMPT
-    supports = frozenset({"draft", "lora", "lora_passes", "enhance_prompt", "keyframes", "extend", "soundtrack"})
+    supports = frozenset({"draft", "lora", "lora_passes", "enhance_prompt", "keyframes", "extend", "segments",
+                          "soundtrack"})
     audio = True
     default_dims = (32, 4096, 256, 48, 32, 8, 1)
     large_dims = None
@@ -3998,6 +4389,7 @@ class LTX2(LTX):
     upsample_pipeline = ("LTX2LatentUpsamplePipeline", {})  # on the denormalized latents stage 1 returns
     unused_components = ("processor", "prompt_enhancer", "duration_head")
     stage_note = " (video and audio)"
+    step_tensors = ("latents", "audio_latents")
     fallback_alias = None
     enhancer_processor = LTX2_ENHANCER_PROCESSOR
     enhancer_kv_per_token = GEMMA_KV_PER_TOKEN
@@ -4043,7 +4435,7 @@ class LTX2(LTX):
                       frame_rate=job.fps, guidance_scale=guidance, generator=generator,
                       image_crf=0,  # the CRF round trip was ours (prepare_image): no PyAV needed
                       output_type="latent", return_dict=False, **extras, **job.spec.call_options)
-        if job.conditions or job.soundtrack or job.extend:  # the condition pipeline (pipeline_for)
+        if cls.conditioned(job):  # the condition pipeline (pipeline_for)
             cls.as_conditions(pipe, job, stage, kwargs)
         if stage.timesteps:
             kwargs["sigmas"] = [t / 1000 for t in stage.timesteps]
@@ -4053,6 +4445,24 @@ class LTX2(LTX):
         else:
             kwargs["num_inference_steps"] = stage.steps
         return kwargs
+
+    @staticmethod
+    def window_job(job: Job, window: int, sound: AudioTrack | None) -> Job:
+        """A later window holds the sound of the frames it starts from, as --extend holds the
+        original's: the window before's soundtrack over its last EXTEND_CONTEXT frames."""
+        if not window:
+            return job
+        held = None
+        if sound is not None:
+            tail = sound.samples[:, -round(EXTEND_CONTEXT / job.fps * sound.rate):]
+            held = resample(tail, sound.rate, SOUNDTRACK_RATE)
+        return dataclasses.replace(job, window=window, held_sound=held)
+
+    @staticmethod
+    def conditioned(job: Job) -> bool:
+        """Runs the condition pipeline: images pinned after frame 0, a soundtrack, a video (or a
+        long clip's window before) to continue."""
+        return bool(job.conditions or job.soundtrack or job.extend or job.window)
 
     @staticmethod
     def as_conditions(pipe, job: Job, stage: Stage, kwargs: dict) -> None:
@@ -4072,7 +4482,7 @@ class LTX2(LTX):
         if job.soundtrack:  # the video's length of it
             kwargs["audio_latents"] = sound_latents(pipe, read_audio(job.soundtrack.path, SOUNDTRACK_RATE),
                                                     job.num_frames / job.fps)
-        elif job.extend:  # the original's sound over the context frames, then room (none if it is silent)
+        elif job.extend or job.held_sound is not None:  # the sound of the frames continued, then room
             wave = context_sound(job)
             if wave.shape[1]:
                 kwargs["audio_latents"] = sound_latents(pipe, wave, job.num_frames / job.fps)
@@ -4084,16 +4494,16 @@ class LTX2(LTX):
         first frame of a latent frame, (index - 1) x 8 + 1: an end image 7 frames early; Lightricks'
         keyframe conditions take the pixel frame, ltx-core conditioning/types/keyframe_cond.py)."""
         pipe.transformer.audio_prefix = None
-        if not (job.conditions or job.soundtrack or job.extend):
+        if not LTX2.conditioned(job):
             return pipe
         from diffusers import LTX2ConditionPipeline
 
         with quiet_libraries(log):  # from_pipe casts every module: a warning each ("kept in float32: []")
             runner = LTX2ConditionPipeline.from_pipe(pipe)
         runner.set_progress_bar_config(disable=True)
-        wave = context_sound(job) if job.extend else None
+        wave = context_sound(job) if job.extend or job.held_sound is not None else None
         if wave is not None and wave.shape[1]:  # held in every pass by hold_audio_prefix
-            held = runner._pack_audio_latents(sound_latents(pipe, wave, job.extend.context / job.fps))
+            held = runner._pack_audio_latents(sound_latents(pipe, wave, context_frames(job) / job.fps))
             pipe.transformer.audio_prefix = runner._normalize_audio_latents(
                 held, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
         if job.soundtrack:  # the sound held as given: timestep 0, no noise, no step
@@ -4300,9 +4710,16 @@ def frozen_audio_scheduler(config):
     return Frozen.from_config(flow_match_config(config))
 
 
+def context_frames(job: Job) -> int:
+    """Frames a continuation starts from: an extension's context, a long clip's window overlap."""
+    return job.extend.context if job.extend else EXTEND_CONTEXT
+
+
 def context_sound(job: Job):
     """--extend: the original's sound over its last `context` frames, 16 kHz stereo (empty when
-    the original is silent)."""
+    the original is silent); a long clip's later window: the window before's, over its last frames."""
+    if job.held_sound is not None:
+        return job.held_sound
     wave = read_audio(job.extend.video, SOUNDTRACK_RATE)
     start = round((job.extend.frames - job.extend.context) / job.fps * SOUNDTRACK_RATE)
     return wave[:, start:start + round(job.extend.context / job.fps * SOUNDTRACK_RATE)]
@@ -4737,14 +5154,19 @@ def device_memory_bytes(device: str) -> int:
     return 0
 
 
-def _step_callback(stats: RunStats, device: str, stage: str, steps: int, progress: Progress):
-    """Per step: time it, track device memory, stop on NaN/inf latents (a broken video), and
-    show the stage's progress."""
+def _step_callback(stats: RunStats, device: str, stage: Stage, progress: Progress, keep: Callable | None = None,
+                   replay: Replay | None = None):
+    """Per step: time it, track device memory, stop on NaN/inf latents (a broken video), show the
+    stage's progress, and `keep` the state (a Resume's step_done); a resumed stage's replayed steps
+    only put the saved state back (`replay`)."""
     import torch
 
-    last, mine = [time.perf_counter()], []
+    last, mine, steps = [time.perf_counter()], [], stage.steps
 
     def callback(pipe, i, t, kwargs):
+        if replay is not None and replay.replaying(i, kwargs):
+            last[0] = time.perf_counter()
+            return {}
         latents = kwargs["latents"]
         if not bool(torch.isfinite(latents).all()):
             raise NonFiniteError(stage, i)
@@ -4752,9 +5174,11 @@ def _step_callback(stats: RunStats, device: str, stage: str, steps: int, progres
         stats.step_seconds.append(round(now - last[0], 4))
         mine.append(now - last[0])
         last[0] = now
-        notice_throttling(stats, stage, mine, progress.log)
+        notice_throttling(stats, stage.name, mine, progress.log)
         stats.device_peak_bytes = max(stats.device_peak_bytes, device_memory_bytes(device))
         progress.update((i + 1) / steps, f"step {i + 1}/{steps}")
+        if keep is not None and i + 1 < steps:  # after the last, the stage's end is saved
+            keep(i + 1, kwargs)
         return {}
 
     return callback
@@ -4821,6 +5245,11 @@ def denoise(rt: Runtime, model: Loaded, job: Job, embeds: dict, image, generator
     carried: dict = {}
     for index, stage in enumerate(job.stages):
         reseed_stage(generator, job, index)
+        finished = rt.resume.finished_stage(index, generator) if rt.resume else None
+        if finished is not None:  # a stopped run had finished this stage: its output is saved
+            carried = {k: v.to(rt.device) for k, v in finished.items()}
+            rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
+            continue
         if stage.reused:
             carried = load_draft_latents(Path(stage.reused), rt.device)
             rt.log.info(f"{stage.name}: reused from the draft ({Path(stage.reused).name}): no transformer passes")
@@ -4833,11 +5262,33 @@ def denoise(rt: Runtime, model: Loaded, job: Job, embeds: dict, image, generator
             if model.upsampler is not None:
                 carried["latents"] = upsample_latents(rt, model, carried["latents"])
             family.continue_from(pipe, kwargs, stage, carried)
-        carried = family.stage_result(pipe, run_stage(rt, family.pipeline_for(pipe, job, rt.log), kwargs, stage), job, stage)
+        out = run_stage(rt, family.pipeline_for(pipe, job, rt.log), kwargs, stage, index, family)
+        carried = family.stage_result(pipe, out, job, stage)
         rt.stats.stage_shapes[stage.name] = list(carried["latents"].shape)
+        if rt.resume:
+            rt.resume.stage_done(index, carried, generator)
     if job.draft:  # what stage 2 of its final starts from (LTX-2: the sound's latents too)
         save_draft_latents(carried, job, rt.stats)
     return family.finish(pipe, carried, job, rt)
+
+
+def denoise_window(rt: Runtime, model: Loaded, job: Job, window: int, run: Callable, generator):
+    """One window's latents ready for decoding: `run()` (denoise), or for a window a stopped run
+    had finished, its saved latents and its generator as denoising left it (the decode draws)."""
+    resume = rt.resume
+    if resume is None:
+        return run()
+    resume.in_window(window)
+    saved = resume.window_output(window)
+    if saved is not None:
+        generator.set_state(saved["rng"])
+        if "sound" in saved:  # the window's soundtrack, as its family's finish made it
+            rt.stats.audio = AudioTrack(saved["sound"].numpy(), int(saved["sound_rate"]))
+        return saved["latents"].to(rt.device)
+    latents = run()
+    if job.windows > 1:
+        resume.window_done(window, latents, generator, rt.stats.audio)
+    return latents
 
 
 def reseed_stage(generator, job: Job, index: int) -> None:
@@ -4852,16 +5303,28 @@ def stage_line(stage: Stage, note: str = "") -> str:
         f"{len(stage.timesteps)} timesteps" if stage.timesteps else f"{stage.steps} steps") + note
 
 
-def run_stage(rt: Runtime, pipe, kwargs: dict, stage: Stage):
-    """One stage's pipeline call with our progress display and NaN guard, timed into rt.stats.
-    no_grad, not inference_mode: quanto's int4 weights (LTX-2) fail under inference mode."""
+def run_stage(rt: Runtime, pipe, kwargs: dict, stage: Stage, index: int, family: type[Family]):
+    """One stage's pipeline call with our progress display and NaN guard, timed into rt.stats, its
+    state kept for resuming (rt.resume; a resumed stage replays its finished steps). no_grad, not
+    inference_mode: quanto's int4 weights (LTX-2) fail under inference mode."""
     import torch
 
-    stats = rt.stats
-    kwargs["callback_on_step_end"] = _step_callback(stats, rt.device, stage.name, stage.steps,
-                                                    Progress(rt.log, stage.name, stats.started))
+    stats, resume, generator = rt.stats, rt.resume, kwargs.get("generator")
+    done = resume.replayed_steps(index) if resume else 0
+    keep = None
+    if resume is not None:
+        if family.step_tensors != ("latents",):  # the pipeline hands its callback the others too
+            known = getattr(pipe, "_callback_tensor_inputs", ["latents"])
+            pipe._callback_tensor_inputs = list(dict.fromkeys([*known, *family.step_tensors]))
+            kwargs["callback_on_step_end_tensor_inputs"] = list(family.step_tensors)
+        keep = lambda step, tensors: resume.step_done(  # noqa: E731
+            index, step, {k: tensors.get(k) for k in family.step_tensors}, generator)
+    replay = Replay(pipe, family, done, resume.saved_steps() if done else {}, generator)
+    kwargs["callback_on_step_end"] = _step_callback(stats, rt.device, stage,
+                                                    Progress(rt.log, stage.name, stats.started, done / stage.steps),
+                                                    keep, replay if done else None)
     t0 = time.perf_counter()
-    with torch.no_grad(), quiet_libraries(rt.log, bars=True):
+    with torch.no_grad(), quiet_libraries(rt.log, bars=True), replay:
         out = pipe(**kwargs)
     stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
     stats.add("denoise", time.perf_counter() - t0)
@@ -4911,6 +5374,226 @@ def save_draft_latents(carried: dict, job: Job, stats: RunStats) -> None:
     stats.latents_sha256 = file_sha256(tmp)
 
 
+class Resume:
+    """A job's saved state while it denoises, kept in resume_path(output) so that the same command
+    resumes a stopped run: the outputs of the windows and stages already finished, and inside the
+    running stage its step tensors (the family's step_tensors) and its generator's state, with a
+    record of everything that shaped them (resume_shaping). Written atomically at most every
+    RESUME_SAVE_SECONDS (or every step, when steps are slower) and at each stage's end; removed
+    when the video lands. A resumed stage replays its finished steps without transformer passes
+    (family.skipped_pass), so the pipeline's own noise, scheduler and conditioning follow the
+    same course, then takes the saved tensors and generator state in place: the video equals an
+    uninterrupted run's."""
+
+    def __init__(self, job: Job, shaping: dict, log: Log):
+        self.job, self.shaping, self.log = job, shaping, log
+        self.path = resume_path(job.output)
+        self.at = (0, 0, 0)  # (window, stage, step) the saved state resumes at
+        self.saved: dict = {}  # the loaded state's tensors, by name
+        self.windows: dict[int, dict] = {}  # finished windows' outputs: {"latents", "rng"} each
+        self.carried: dict = {}  # the current window's last finished stage's output
+        self.window = 0
+        self.kept: str | None = None  # where the last save of this run resumes ("stage 1 step 5/7")
+        self.broken = False  # a save failed (a full disk): no more tries this run
+        self.last_save = time.perf_counter()
+        self.record: dict | None = None  # what was resumed from (the sidecar's "resumed")
+
+    @classmethod
+    def open(cls, job: Job, shaping: dict, log: Log) -> Resume:
+        """This job's state keeper; if a stopped run of the same job left its state, loaded."""
+        resume = cls(job, shaping, log)
+        record = read_resume_record(job.output)
+        if record is None:
+            return resume
+        changed = [RESUME_SHAPING_WORDS.get(k, k) for k in dict.fromkeys([*shaping, *record["shaping"]])
+                   if shaping.get(k) != record["shaping"].get(k)]
+        if changed:
+            log.info(f"a stopped run of {job.output.name} left its state, made with other {', '.join(changed)}: "
+                     "starting fresh")
+            return resume
+        resume.load(record)
+        return resume
+
+    def load(self, record: dict) -> None:
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(self.path))
+            why = self.invalid(record, tensors)
+        except Exception as e:  # a damaged file (safetensors' own error type, a cut-off file): start over
+            why = f"unreadable ({e.__class__.__name__})"
+        if why:
+            self.log.info(f"the saved state of a stopped run ({self.path.name}) is {why}: starting fresh")
+            return
+        window, stage, step = (record[k] for k in ("window", "stage", "step"))
+        self.at, self.saved = (window, stage, step), tensors
+        self.record = {k: record.get(k) for k in ("window", "stage", "step", "saved_at")}
+        for name, value in tensors.items():
+            kind, _, rest = name.partition(".")
+            if kind.startswith("w") and kind[1:].isdigit():  # a finished window's output
+                self.windows.setdefault(int(kind[1:]), {})[rest] = value
+        ended = max(0.0, self.path.stat().st_mtime - float(record["saved_at"]))
+        self.log.info(f"resuming from {self.where(window, stage, step)} "
+                      f"(saved {describe_seconds(ended)} before the run ended)")
+
+    def invalid(self, record: dict, tensors: dict) -> str | None:
+        """Why a saved state cannot be resumed (None: it can): not as this tool wrote it (its
+        checksum), or a resume point this job does not have."""
+        if record.get("sha256") != state_digest(tensors, {k: v for k, v in record.items() if k != "sha256"}):
+            return "changed or damaged since it was saved"
+        window, stage, step = (record.get(k) for k in ("window", "stage", "step"))
+        stages = self.job.stages
+        if not all(type(v) is int for v in (window, stage, step)) or not 0 <= window < self.job.windows \
+                or not 0 <= stage <= len(stages) or not 0 <= step < (stages[stage].steps if stage < len(stages) else 1):
+            return f"at a point this job does not have (window {window}, stage {stage}, step {step})"
+        need = ["carried.latents"] * (stage > 0) + ["now.latents", "now.rng"] * (step > 0) + [
+            f"w{w}.{k}" for w in range(window) for k in ("latents", "rng")]
+        missing = [k for k in need if k not in tensors]
+        return f"missing {', '.join(missing)}" if missing else None
+
+    def where(self, window: int, stage: int, step: int) -> str:
+        """A resume point in words: "stage 2 step 3/8", "window 2, stage 1 step 4/7", "the decode"."""
+        stages = self.job.stages
+        where = f"stage {stage + 1} step {step}/{stages[stage].steps}" if stage < len(stages) else "the decode"
+        return f"window {window + 1}, {where}" if self.job.windows > 1 else where
+
+    def in_window(self, window: int) -> None:
+        self.window, self.carried = window, {}
+
+    def window_output(self, window: int) -> dict | None:
+        """A window finished before the stop: {"latents", "rng"} (its generator after denoising)."""
+        return self.windows.get(window) if window < self.at[0] else None
+
+    def finished_stage(self, index: int, generator) -> dict | None:
+        """The output of the stage before `index + 1`, if the stopped run had finished stage `index`;
+        after the last finished one the generator is as that stage left it (the decode draws)."""
+        if self.window != self.at[0] or index >= self.at[1]:
+            return None
+        if index == self.at[1] - 1 and "now.rng" in self.saved:
+            generator.set_state(self.saved["now.rng"])
+        return {k.split(".", 1)[1]: v for k, v in self.saved.items() if k.startswith("carried.")}
+
+    def replayed_steps(self, index: int) -> int:
+        """Steps of stage `index` the stopped run had finished (replayed without passes)."""
+        return self.at[2] if (self.window, index) == self.at[:2] else 0
+
+    def saved_steps(self) -> dict:
+        return {k.split(".", 1)[1]: v for k, v in self.saved.items() if k.startswith("now.")}
+
+    def window_done(self, window: int, latents, generator, sound) -> None:
+        import torch
+
+        self.windows[window] = {"latents": latents, "rng": generator.get_state()}
+        if sound is not None:
+            self.windows[window] |= {"sound": torch.from_numpy(sound.samples.copy()), "sound_rate": torch.tensor(sound.rate)}
+
+    def stage_done(self, index: int, carried: dict, generator) -> None:
+        """Stage `index` finished: kept, and saved at once (the next stage resumes from it)."""
+        self.carried = dict(carried)  # as it was: the next stage upscales carried["latents"] in place
+        self.save(index + 1, 0, {}, generator)
+
+    def step_done(self, index: int, step: int, tensors: dict, generator) -> None:
+        """After a step of stage `index`: saved if RESUME_SAVE_SECONDS passed since the last save."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path)  # the last sign of life ("saved 12 s before the run ended")
+        if time.perf_counter() - self.last_save >= RESUME_SAVE_SECONDS:
+            self.save(index, step, tensors, generator)
+
+    def save(self, stage: int, step: int, tensors: dict, generator) -> None:
+        """The state as it is now, written to a temp file then renamed over the last one."""
+        from safetensors.torch import save_file
+
+        state = {f"now.{k}": v for k, v in tensors.items() if v is not None}
+        state |= {f"carried.{k}": v for k, v in self.carried.items()}
+        state |= {f"w{w}.{k}": v for w, out in self.windows.items() for k, v in out.items()}
+        if generator is not None:
+            state["now.rng"] = generator.get_state()
+        record = {"seed": self.job.seed, "window": self.window, "stage": stage, "step": step,
+                  "saved_at": time.time(), "shaping": self.shaping}
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        record["sha256"] = state_digest(state, record)
+        if self.broken:
+            return
+        try:
+            tmp = temp_path(self.job.output, "safetensors")
+            try:
+                save_file(state, str(tmp), metadata={"resume": json.dumps(record)})
+                with signals_deferred():
+                    os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except Exception as e:  # a full disk (safetensors' own error type too): the run goes on without
+            self.broken = True  # a way back; the video's own write will meet the disk, and say so
+            self.log.verbose(f"the state to resume from was not saved: {first_line(e, 'write failed')}")
+            return
+        self.kept = self.where(self.window, stage, step)
+        self.last_save = time.perf_counter()
+
+    def remove(self) -> None:
+        """The video landed: nothing left to resume."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def state_digest(tensors: dict, record: dict) -> str:
+    """SHA-256 of a resume state's tensors (names, dtypes, shapes, bytes) and its record: a state
+    edited by hand or damaged on disk is never resumed from."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}".encode())
+        h.update(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+RESUME_SHAPING_WORDS = {"command": "settings", "inputs": "input files", "model": "model weights", "device": "device",
+                        "dtype": "precision",
+                        "numerics": "attention or VAE settings", "versions": "library versions"}
+
+
+class Replay:
+    """A resumed stage's first `steps` steps run without the transformer (family.skipped_pass
+    answers in its place); at the last of them the saved step tensors and generator state are
+    put in place, and the transformer answers again."""
+
+    def __init__(self, pipe, family: type[Family], steps: int, saved: dict, generator):
+        self.transformer, self.family, self.steps = pipe.transformer, family, steps
+        self.saved, self.generator = saved, generator
+        self.own = self.transformer.__dict__.get("forward")  # accelerate's offload wraps forward per instance
+
+    def __enter__(self) -> Replay:
+        if self.steps:
+            family, transformer = self.family, self.transformer
+            transformer.forward = lambda *args, **kwargs: family.skipped_pass(transformer, kwargs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        if self.own is not None:
+            self.transformer.forward = self.own
+        else:
+            self.transformer.__dict__.pop("forward", None)
+
+    def replaying(self, i: int, tensors: dict) -> bool:
+        """True for a replayed step (nothing else to do for it); at the last, the state is put back."""
+        if i >= self.steps:
+            return False
+        if i == self.steps - 1:
+            for name, value in self.saved.items():
+                if name == "rng":
+                    self.generator.set_state(value)
+                elif tensors.get(name) is not None:
+                    tensors[name].copy_(value)
+            self.restore()
+        return True
+
+
 # ----------------------------------------------------------------------------------------------
 # 11. Decode and files: frames out, the MP4 and its sidecar published as one unit
 # Every output is written under a temporary name beside its target, named
@@ -4941,6 +5624,7 @@ def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
         image = (image if isinstance(image, list) else [image]) + [
             prepare_image(c.path, *size, job.spec.image_blur_sigma, job.spec.image_crf) for c in job.conditions]
     context: collections.deque = collections.deque()  # the window before's last frames (generation size)
+    sounds: list[AudioTrack] = []  # each window's soundtrack (a family with sound)
     for window, prompt in enumerate(job.segments or (job.request.prompt,)):
         if window:  # a long clip: this window starts from the last frames of the one before
             rt.log.info(f"window {window + 1} of {job.windows}: {prompt[:70]}")
@@ -4949,7 +5633,11 @@ def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
             rt.log.info(f"window 1 of {job.windows}: {prompt[:70]}")
         # Window k reseeds at seed + k: each window's noise is its own, and reproducible.
         generator = make_generator(rt.device, (job.seed + window) % 2**63)
-        latents = denoise(rt, model, job, pick(prompt), image, generator)
+        part = job.family.window_job(job, window, sounds[-1] if sounds else None)
+        latents = denoise_window(rt, model, part, window,
+                                 lambda: denoise(rt, model, part, pick(prompt), image, generator), generator)
+        if job.segments and rt.stats.audio is not None:
+            sounds.append(rt.stats.audio)
         context = collections.deque(maxlen=EXTEND_CONTEXT)
         for frames in decoded_chunks(rt, model.pipe, latents, job, generator, context if job.segments else None):
             drop = min(skip, len(frames))
@@ -4958,6 +5646,36 @@ def generate(rt: Runtime, model: Loaded, job: Job, embeds) -> Iterator:
                 yield frames[drop:]
         del latents
         empty_device_cache(rt.device)
+    if job.extend is not None and not job.family.audio and not job.extend.only:
+        rt.stats.audio = original_sound(job, rt.log)
+    if len(sounds) > 1:
+        rt.stats.audio = joined_sound(sounds, job)
+
+
+def joined_sound(sounds: Sequence[AudioTrack], job: Job) -> AudioTrack:
+    """A long clip's soundtrack: the first window's, then each later window's from where its new
+    frames start (its first EXTEND_CONTEXT frames' sound was the window before's, held)."""
+    import numpy as np
+
+    rate = sounds[0].rate
+    skip = round(EXTEND_CONTEXT / job.fps * rate)
+    return AudioTrack(np.concatenate([sounds[0].samples] + [s.samples[:, skip:] for s in sounds[1:]], axis=1), rate)
+
+
+def original_sound(job: Job, log: Log) -> AudioTrack | None:
+    """--extend with a model that makes no sound: the original's own sound under its part, then
+    silence (None when the original has none): its sound is never dropped."""
+    import numpy as np
+
+    rate = EXTEND_SOUND_RATE
+    old = read_audio(job.extend.video, rate)
+    if old.shape[1] == 0:
+        return None
+    length = min(old.shape[1], round(job.extend.frames / job.fps * rate))
+    track = np.zeros((2, round(job.out_frames / job.fps * rate)), np.float32)
+    track[:, :length] = old[:, :length]
+    log.info(f"sound: the original's, under its part; the new part is silent ({job.spec.alias} makes no sound)")
+    return AudioTrack(track, rate)
 
 
 def decoded_chunks(rt: Runtime, pipe, latents, job: Job, generator, context=None) -> Iterator:
@@ -5163,6 +5881,20 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def stale_resume_state(entry: os.DirEntry) -> bool:
+    """A stopped run's saved state nobody resumed for RESUME_KEEP_DAYS (the last run touched it
+    at every step), this user's own regular file."""
+    import stat as stat_mod
+
+    if not (entry.name.startswith(".") and entry.name.endswith(RESUME_SUFFIX)):
+        return False
+    with contextlib.suppress(OSError):
+        st = entry.stat(follow_symlinks=False)
+        return (stat_mod.S_ISREG(st.st_mode) and st.st_uid == os.getuid()
+                and time.time() - st.st_mtime > RESUME_KEEP_DAYS * 86400)
+    return False
+
+
 def remove_stale_partials(folder: Path, log: Log) -> list[str]:
     """Remove our temp files in `folder` whose run is gone (killed before it could clean up):
     only names of our pattern, owned by this user, made on this host by a process that no longer
@@ -5171,6 +5903,11 @@ def remove_stale_partials(folder: Path, log: Log) -> list[str]:
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
+            if stale_resume_state(entry):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+                continue
             m = PARTIAL_RE.match(entry.name)
             if not m or m["host"] != mine or int(m["pid"]) == os.getpid():
                 continue
@@ -5178,39 +5915,14 @@ def remove_stale_partials(folder: Path, log: Log) -> list[str]:
                 st = entry.stat(follow_symlinks=False)
                 import stat as stat_mod
 
-                if stat_mod.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not process_alive(int(m["pid"])):
+                if stat_mod.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not process_alive(int(m["pid"])) \
+                        and not locked_by_a_live_run(entry.path):
                     os.unlink(entry.path)
                     removed.append(entry.name)
     if removed:
         log.info(f"removed {len(removed)} partial file(s) left in {folder} by runs that were killed: "
                  + ", ".join(sorted(removed)))
     return removed
-
-
-@contextlib.contextmanager
-def signals_deferred(reraise: bool = True):
-    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (a few file operations), so a
-    cleanup or a publish is never cut in half. A signal that came meanwhile is delivered after,
-    to the handler it would have met, unless `reraise` is False (the run is already ending)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {}
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        if caught and reraise:
-            signal.raise_signal(caught[0])
 
 
 @contextlib.contextmanager
@@ -5242,32 +5954,67 @@ def publish(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
     umask = os.umask(0)
     os.umask(umask)
     placed: list[Path] = []
+    aside: list[tuple[Path, Path]] = []  # (what --overwrite replaces, moved here until all landed)
     try:
         with signals_deferred(), folder_lock(final_dir):
             for tmp, final in pairs:
                 os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the user's usual file mode
             try:
+                if overwrite:  # all or nothing: the old files move aside first, back if any step fails
+                    aside = _move_aside([final for _, final in pairs])
                 for tmp, final in pairs:
-                    if overwrite:
-                        os.replace(tmp, final)
-                    else:
-                        _claim(tmp, final)
+                    _claim(tmp, final)
                     placed.append(final)
             except BaseException:
-                if not overwrite:
-                    for final in placed:
-                        with contextlib.suppress(OSError):
-                            final.unlink()
+                for final in placed:
+                    with contextlib.suppress(OSError):
+                        final.unlink()
+                _put_back(aside)
                 raise
+            for old, _ in aside:
+                with contextlib.suppress(OSError):
+                    old.unlink()
     finally:
         for tmp, _ in pairs:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
 
+def _move_aside(finals: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """Each existing file among `finals` renamed to a hidden name beside it: [(aside, final)]. A
+    name that cannot be moved (a folder, another user's file in a sticky folder) is a RunError,
+    and what was moved goes back first."""
+    aside: list[tuple[Path, Path]] = []
+    for final in finals:
+        if not (final.exists() or final.is_symlink()):
+            continue
+        if final.is_dir() and not final.is_symlink():
+            _put_back(aside)
+            raise RunError(f"{final} is a folder; kept it, and wrote nothing. Choose another --output name")
+        hidden = final.with_name(f".{final.name[:PARTIAL_STEM_CHARS]}.{run_tag()}.replaced")
+        try:
+            os.replace(final, hidden)
+        except OSError as e:
+            _put_back(aside)
+            raise RunError(f"cannot replace {final} ({first_line(e, 'not allowed')}); kept it, and wrote "
+                           "nothing. Choose another --output name") from None
+        aside.append((hidden, final))
+    return aside
+
+
+def _put_back(aside: Sequence[tuple[Path, Path]]) -> None:
+    for hidden, final in reversed(aside):
+        with contextlib.suppress(OSError):
+            os.replace(hidden, final)
+
+
+class NameTakenError(RunError):
+    """The output's name was taken by another run (or the user) while this one made its video."""
+
+
 def _claim(tmp: Path, final: Path) -> None:
     """Take the name `final` for `tmp` only if nothing (not even a dangling link) holds it."""
-    appeared = RunError(f"{final} appeared while generating (another run?); kept it, and wrote nothing. "
+    appeared = NameTakenError(f"{final} appeared while generating (another run?); kept it, and wrote nothing. "
                         "Pass --overwrite to replace it")
     try:
         os.link(tmp, final)
@@ -5340,29 +6087,6 @@ class BrokenVideoError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class AudioTrack:
-    """A soundtrack for the video: float samples in [-1, 1], [channels, samples], at `rate` Hz."""
-
-    samples: Any
-    rate: int
-
-    @property
-    def channels(self) -> int:
-        return int(self.samples.shape[0])
-
-    def fitted(self, seconds: float) -> AudioTrack:
-        """Exactly `seconds` long: the vocoder's output is a few ms off the video's length (its
-        latent grid is 25 per second), so the tail is cut or padded with silence."""
-        import numpy as np
-
-        n = round(seconds * self.rate)
-        samples = self.samples[:, :n]
-        if samples.shape[1] < n:
-            samples = np.pad(samples, ((0, 0), (0, n - samples.shape[1])))
-        return AudioTrack(samples, self.rate)
-
-
 def write_wav(track: AudioTrack, path: Path) -> None:
     """16-bit PCM WAV (the stdlib writes it; ffmpeg encodes it to AAC from there)."""
     import wave
@@ -5395,15 +6119,22 @@ class VideoWriter:
         self.audio: AudioTrack | None = None
         # macro_block_size=1: imageio would otherwise pad 1080 to 1088 rows. +faststart puts the
         # moov atom first so players start before the whole file is read.
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self.tmp), self.size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="quiet",  # errors: ours, one line
-            output_params=["-crf", str(crf), "-preset", "medium", "-movflags", "+faststart",
-                           "-tag:v", "avc1"])
         try:
+            self._gen = imageio_ffmpeg.write_frames(
+                str(self.tmp), self.size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
+                pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="quiet",  # errors: ours
+                output_params=["-crf", str(crf), "-preset", "medium", "-movflags", "+faststart",
+                               "-tag:v", "avc1"])
             self._gen.send(None)
-        except OSError as e:
-            raise write_failure(e, path) from None
+        except BaseException as e:  # the writer never started (no ffmpeg, a refused size): no temp file stays
+            with signals_deferred(reraise=False):
+                self.tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise write_failure(e, path) from None
+            if isinstance(e, RuntimeError):  # imageio-ffmpeg: no ffmpeg binary found
+                raise RunError(f"the video writer could not start ({first_line(e, 'ffmpeg missing')}); "
+                               "reinstall imageio-ffmpeg: pip install --force-reinstall imageio-ffmpeg") from None
+            raise
 
     def write(self, frames) -> None:
         import numpy as np
@@ -5642,6 +6373,7 @@ def sidecar_data(rt: Runtime, job: Job, plan: MemoryPlan, model: Loaded, wall: f
         "seconds_per_step": round(sum(steps) / len(steps), 4) if steps else None,
         "throttling": stats.throttling,
         "retried": stats.retried,
+        "resumed": stats.resumed,
         "peak_memory_gib": {"process_rss": round(gib(peak_rss_bytes()), 3),
                             "device": round(gib(stats.device_peak_bytes), 3)},
         "versions": versions(),
@@ -5808,9 +6540,12 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
             if not batch and not isinstance(e, (NonFiniteError, BrokenVideoError, NotImplementedError, RunError)):
                 raise
             error = explain_failure(e, job, rt.device, rt.dtype_name, plan.attention_kernel, plan.conv3d == "conv2d")
+            for note in getattr(e, "__notes__", ()) if error is not e else ():  # how to resume it
+                error.add_note(note)
             if not batch:
                 raise error from None
-            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - stats.started, str(error), job))
+            outcomes.append(Outcome(job.output.name, "failed", time.perf_counter() - stats.started,
+                                    f"{error}{notes(error)}", job))
             if isinstance(e, DiskFullError):  # every job after it would fail too: stop here
                 raise
             rt.log.info(f"error: {job.output.name}: {error}")
@@ -5899,6 +6634,8 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
     `setup`: seconds of loading and encoding this job is charged with (the group's first)."""
     stats, log = rt.stats, rt.log
     apply_savings(model.pipe, plan, job.family, rt.kernel)
+    rt = dataclasses.replace(rt, resume=Resume.open(job, resume_shaping(job, plan, rt, model.weights), log))
+    stats.resumed = rt.resume.record
     frames = generate(rt, model, job, lambda prompt: embeds[prompt_key(job, prompt)])
     wall = 0.0
 
@@ -5909,9 +6646,18 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
         wall = time.perf_counter() - stats.started + setup
         return sidecar_data(rt, job, plan, model, wall, writer.audio)
 
-    with record_cpu_fallbacks(log) as fallbacks:
-        sound = write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio,
-                            log=log).audio
+    try:
+        with record_cpu_fallbacks(log) as fallbacks:
+            sound = write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio,
+                                log=log).audio
+    except NameTakenError:  # another run's video has the name: the same command cannot resume
+        rt.resume.remove()
+        raise
+    except BaseException as e:  # Ctrl-C, SIGTERM, a failure: what was saved is kept, and said
+        if rt.resume.kept:
+            e.add_note(f"the same command resumes {job.output.name} from {rt.resume.kept}")
+        raise
+    rt.resume.remove()
     record_run(rt, job, plan, wall)  # the next estimate of this model here learns from it
     used = kernels_used(plan)
     emit(f"wrote {job.output.resolve()} ({job.out_frames / job.fps:.1f} s video, {job.width}x{job.height}, "
@@ -5920,6 +6666,34 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
     if job.draft:
         log.info(f"  the full video of this draft: {final_command(job)}")
     return Outcome(job.output.name, "done", wall, used, job)
+
+
+def resume_shaping(job: Job, plan: MemoryPlan, rt: Runtime, weights: Weights) -> dict:
+    """Everything that shapes a job's saved state: a stopped run resumes only when all are equal
+    (else it starts fresh, saying which differ): the settings (the reproduce command's), the
+    inputs' content, and what changes the numbers: device, precision, attention path, conv3d,
+    VAE tiling, the libraries' versions."""
+    inputs = [file_sha256(job.request.image), *(c.sha256 for c in job.conditions), *(x.sha256 for x in job.loras),
+              *([job.extend.sha256] if job.extend else []), *([job.soundtrack.sha256] if job.soundtrack else []),
+              *(file_sha256(Path(s.reused)) for s in job.stages if s.reused)]
+    return {"command": command_for(job, plan.quantize), "inputs": inputs, "model": weights_identity(weights),
+            "device": rt.device, "dtype": rt.dtype_name,
+            "numerics": [plan.attention_kernel, plan.attention_chunk, plan.conv3d, plan.vae_spatial_tiling,
+                         plan.vae_temporal_tiling, plan.vae_tile],
+            "versions": [_dist_version("torch"), _dist_version("diffusers"), _dist_version("transformers")]}
+
+
+def weights_identity(weights: Weights) -> list:
+    """What the loaded weights are: the Hub revision, and every weights file's size and time of
+    change (a folder whose weights were replaced in place is another model)."""
+    files = [weights.folder, weights.upsampler_folder, weights.transformer_file, weights.stage2_lora]
+    found = []
+    for where in (Path(f) for f in files if f is not None):
+        for path in [where] if where.is_file() else sorted(where.rglob("*.safetensors")):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                found.append([str(path), st.st_size, st.st_mtime_ns])
+    return [weights.revision, found]
 
 
 def make_video_safely(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: dict, setup: float) -> Outcome:
@@ -6206,13 +6980,6 @@ def batch_requests(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return result
 
 
-def output_key(path: Path) -> str:
-    """One key per file, however it is spelled (relative, absolute, via .., on a case-insensitive
-    Mac volume)."""
-    key = os.path.realpath(path)
-    return key.casefold() if sys.platform in ("darwin", "win32") else key
-
-
 def matches_sidecar(job: Job) -> bool:
     """True when the output and its sidecar already hold this very job (resume)."""
     if not (job.output.is_file() and job.sidecar.is_file()) or (job.draft and not job.latents_file.is_file()):
@@ -6251,7 +7018,7 @@ def made_alike(data: dict, job: Job) -> bool:
 def check_batch_job(job: Job, name: str, seen: dict[str, str], outcomes: list[Outcome], jobs: list[Job]) -> None:
     """A planned batch job: to run (appended to `jobs`), already done, or skipped (an outcome)."""
     item = job.request
-    key = output_key(job.output)
+    key = same_file_key(job.output)
     if key in seen:
         outcomes.append(Outcome(name, "skipped", 0.0, f"{job.output} is also the output of {seen[key]}"))
         return
@@ -6300,8 +7067,13 @@ def run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Lo
             planned = [dataclasses.replace(j, request=dataclasses.replace(j.request, overwrite=item.overwrite))
                        for j in expand_variations(plan_job(request, Log(LOG_QUIET), decode_image=False))]
             pick_device(item.device)  # "cuda" on a Mac: this job is refused, not the batch
+            for job in planned:  # a sidecar named like the jobs file (in.json beside in.png)
+                check_not_an_input(job.output, job.request, args.jobs and Path(args.jobs).expanduser())
         except (UsageError, RunError) as e:
             outcomes.append(Outcome(name, "skipped", 0.0, str(e)))
+            continue
+        except Exception as e:  # noqa: BLE001 (one bad job never ends the batch; its line says why)
+            outcomes.append(Outcome(name, "skipped", 0.0, f"{e.__class__.__name__}: {first_line(e)}"))
             continue
         for job in planned:
             check_batch_job(job, name, seen, outcomes, jobs)
@@ -6646,28 +7418,6 @@ class _Parser(argparse.ArgumentParser):
         return f"; did you mean {close[0]}?" if close else ""
 
 
-def _number(kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], Any]:
-    """An argparse type: parse `kind`, then check it, with a message that says the rule."""
-    noun = "a whole number" if kind is int else "a number"
-
-    def convert(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    return convert
-
-
-positive_int = _number(int, lambda v: v > 0, "positive")
-positive_float = _number(float, lambda v: 0 < v < math.inf, "positive")
-non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "0 or more")
-seed_int = _number(int, lambda v: 0 <= v <= MAX_SEED, f"between 0 and {MAX_SEED}")
-
-
 def attention_mode(text: str) -> str:
     """--attention: auto, metal, chunked (= slicing on), stock (= off) or rows per chunk."""
     return {"chunked": "on", "stock": "off", "metal": "metal"}.get(text) or slicing_mode(text)
@@ -6729,7 +7479,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"short side (default: {DEFAULT_RESOLUTION})")
     v.add_argument("--width", type=positive_int, default=None, metavar="PX", help="exact width (even)")
     v.add_argument("--height", type=positive_int, default=None, metavar="PX", help="exact height (even)")
-    v.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
+    v.add_argument("--duration", type=duration_seconds, default=None, metavar="SECONDS",
                    help=f"length (default: {DEFAULT_DURATION_S:g})")
     v.add_argument("--num-frames", type=positive_int, default=None, metavar="N",
                    help="frames instead of --duration (8k+1)")
@@ -6737,7 +7487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = p.add_argument_group("sampling, drafts and LoRAs")
     d.add_argument("--steps", type=positive_int, default=None, metavar="N", help="a full (undistilled) model's steps")
-    d.add_argument("--guidance-scale", type=non_negative_float, default=None, metavar="F",
+    d.add_argument("--guidance-scale", type=guidance_value, default=None, metavar="F",
                    help="guidance (default: the model's)")
     d.add_argument("--seed", type=seed_int, default=None, metavar="N", help="random seed (default: random)")
     d.add_argument("--draft", action="store_true", help="fast preset's stage 1 only: half size, quick")
@@ -6760,7 +7510,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--offload", choices=OFFLOADS, default="auto", metavar="MODE", help="auto|none|model|sequential")
     h.add_argument("--quantize", choices=QUANTIZE, default="auto", metavar="MODE",
                    help="LTX-2: auto|none|int8|int4 (default: auto)")
-    h.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB", dest="memory_budget_gb",
+    h.add_argument("--memory-budget", type=memory_gb, default=None, metavar="GB", dest="memory_budget_gb",
                    help="GB to use (default: 75%% of a Mac's)")
 
     o = p.add_argument_group("other")
@@ -6841,22 +7591,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        emit(f"error: {e}", sys.stderr)
+        emit(f"error: {e}{notes(e)}", sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt as e:
         if isinstance(e, Terminated):
             import signal
 
-            emit(f"interrupted by {signal.Signals(e.signum).name}: no partial file was left behind", sys.stderr)
+            emit(f"interrupted by {signal.Signals(e.signum).name}: no partial file was left behind{notes(e)}",
+                 sys.stderr)
             return 128 + e.signum
-        emit("interrupted: no partial file was left behind", sys.stderr)
+        emit(f"interrupted: no partial file was left behind{notes(e)}", sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # an unexpected failure: one line, the traceback with -v
         if args.verbose:
             import traceback
 
             traceback.print_exc()
-        emit(f"error: {e.__class__.__name__}: {first_line(e)} (run with -v for details)", sys.stderr)
+        emit(f"error: {e.__class__.__name__}: {first_line(e)} (run with -v for details){notes(e)}", sys.stderr)
         return EXIT_FAILURE
 
 

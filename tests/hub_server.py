@@ -40,6 +40,8 @@ class FakeHub:
         self.root = Path(root)
         self.log: list[Request] = []
         self.cut_after: int | None = None  # bytes of a weights file's body to send before dying
+        self.served: list[str] = []  # names of the files whose whole body was sent
+        self.dying = False  # cut: every later request is dropped unanswered, as by a server that is gone
         self.bytes_per_s: int | None = None  # a slow line: weights files sent at this pace
         self.gated: set[str] = set()  # repos whose files need a token (a licence to accept), as Gemma's
         self._server: ThreadingHTTPServer | None = None
@@ -147,6 +149,9 @@ class FakeHub:
         self._json(h, items + [self.entry(repo, f) for f in names], repo)
 
     def _resolve(self, h, repo: str, name: str, head: bool) -> None:
+        if self.dying:  # after the cut: nothing answers
+            h.close_connection = True
+            return
         if not self._known(h, repo):
             return
         path = self.root / repo / name
@@ -177,6 +182,14 @@ class FakeHub:
         if head:
             return
         if self.cut_after is not None and name.endswith(".safetensors") and len(body) > self.cut_after:
+            import time
+
+            # Deterministic: the cut waits (5 s at most) until a file downloaded beside it has been
+            # served whole, so a run always has finished files to keep and a part-file to drop.
+            deadline = time.monotonic() + 5
+            while not any(not n.endswith(".safetensors") for n in self.served) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.dying = True
             h.wfile.write(body[:self.cut_after])
             h.wfile.flush()
             h.close_connection = True
@@ -191,6 +204,7 @@ class FakeHub:
                 time.sleep(16384 / self.bytes_per_s)
             return
         h.wfile.write(body)
+        self.served.append(name)
 
     def _json(self, h, obj, repo: str) -> None:
         body = json.dumps(obj).encode()

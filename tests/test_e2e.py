@@ -167,7 +167,9 @@ def test_ctrl_c_exits_130_and_leaves_no_file(models, image, tmp_path, monkeypatc
     out = tmp_path / "int.mp4"
     rc, cap = run(["--image", image, "--prompt", "p", "--model", models["i2v"], "-o", out] + SMALL, capsys)
     assert rc == 130 and not out.exists() and not out.with_suffix(".json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+    # nothing half-made; what was denoised is kept, and the line says how to get it back
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".int.mp4.resume.safetensors", "in.png"]
+    assert "; the same command resumes int.mp4 from the decode" in cap.err
 
 
 def test_nan_latents_stop_with_a_fix_and_write_nothing(models, image, tmp_path, monkeypatch, capsys):
@@ -354,8 +356,8 @@ def test_real_ctrl_c_to_the_process_group_leaves_nothing(models, tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, seen + rest
-    assert "Traceback" not in rest and "interrupted" in rest
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.png"]
+    assert "Traceback" not in rest and "interrupted" in rest and "the same command resumes sig.mp4 from" in rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sig.mp4.resume.safetensors", "wide.png"]
 
 
 def test_t5_is_never_float16_and_is_released_after_encoding(models, image):
@@ -492,7 +494,8 @@ def test_a_model_missing_offline_exits_1_with_or_without_hf_hub_offline(models, 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_clean_up_like_ctrl_c(models, tmp_path, name):
-    """kill, timeout, a closed terminal: the signal goes to Python alone; nothing is left behind."""
+    """kill, timeout, a closed terminal: the signal goes to Python alone; nothing half-made is left
+    behind, only the state the same command resumes from."""
     import os
     import signal
     import subprocess
@@ -515,7 +518,8 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(models, tmp_path, name):
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 128 + sig, seen + rest
     assert "Traceback" not in rest and f"interrupted by {name}: no partial file was left behind" in rest
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.png"]
+    assert "; the same command resumes sig.mp4 from the decode" in rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sig.mp4.resume.safetensors", "wide.png"]
 
 
 def test_a_batch_never_replaces_a_json_file_of_the_users_without_overwrite(models, tmp_path, capsys):

@@ -56,7 +56,7 @@ BAD_JOBS = {
     "steps 1e9": ({"image": "a.png", "steps": 10**9}, "--steps 1000000000: at most 500"),
     "a lone surrogate": ({"image": "a.png", "prompt": "\ud800"}, "--prompt is not valid UTF-8"),
     "guidance NaN": ({"image": "a.png", "guidance_scale": math.nan}, "--guidance-scale"),
-    "guidance -5": ({"image": "a.png", "guidance_scale": -5}, "--guidance-scale: must be 0 or more"),
+    "guidance -5": ({"image": "a.png", "guidance_scale": -5}, "--guidance-scale: must be between 0 and 100"),
     "preset null": ({"image": "a.png", "preset": None}, "preset is null"),
     "seed true": ({"image": "a.png", "seed": True}, "seed must be a number"),
     "output outside": ({"image": "a.png", "output": "../escaped.mp4"}, "outside --output-dir"),
@@ -147,7 +147,7 @@ def test_a_full_disk_stops_the_batch_with_its_summary(models, tmp_path, capsys, 
     lines = cap.err.strip().splitlines()
     assert lines[-1].startswith("error: the disk holding") and "is full" in lines[-1]
     assert "1 done, 0 resumed, 0 skipped, 1 failed, 2 not run" in cap.err  # 3 and the good one not run
-    assert sorted(p.name for p in out.iterdir()) == ["1.json", "1.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == [".2.mp4.resume.safetensors", "1.json", "1.mp4"]  # 2 resumes
 
 
 def test_an_unexpected_error_in_one_job_is_that_jobs_failure(models, tmp_path, capsys, monkeypatch):

@@ -233,15 +233,38 @@ def test_the_conditioning_image_gets_ltx2s_crf_33_round_trip_without_pyav(hub, t
     assert side["conditioning_image"]["h264_crf"] == 33 and side["conditioning_image"]["blur_sigma"] == 0.0
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--segment-prompt", "a", "--segment-prompt", "b"], "--segment-prompt needs a condition pipeline"),
-])
-def test_features_ltx2_cannot_run_yet_are_refused_before_anything_loads(tmp_path, capsys, extra, message):
-    image = make_image(tmp_path / "in.png", 160, 96)
-    extra = [str(image) if e == "END" else e for e in extra]
-    rc = gv.main(["--image", str(image), "--prompt", "p", "--model", "ltx2", "-o", str(tmp_path / "x.mp4"), *extra])
-    err = capsys.readouterr().err
-    assert rc == 2 and message in err and "Traceback" not in err, err
+def test_an_ltx2_long_clip_carries_its_picture_and_its_sound_from_window_to_window(hub, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """--segment-prompt on LTX-2: window 2 runs the condition pipeline from window 1's last 17
+    frames (a video condition at frame 0) with their sound held in every pass, as --extend holds
+    an original's; the MP4 is window 1, then window 2's new frames, and one soundtrack as long."""
+    from diffusers import LTX2ConditionPipeline, LTX2VideoTransformer3DModel
+
+    prefixes, conditions = [], []
+    real_forward, real_call = LTX2VideoTransformer3DModel.forward, LTX2ConditionPipeline.__call__
+
+    def forward(self, hidden_states, *args, **kwargs):
+        prefixes.append(None if self.audio_prefix is None else self.audio_prefix.shape[1])
+        return real_forward(self, hidden_states, *args, **kwargs)
+
+    def call(self, *args, **kwargs):
+        conditions.append([(c.index, len(c.frames) if isinstance(c.frames, list) else 1) for c in kwargs["conditions"]])
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
+    monkeypatch.setattr(LTX2ConditionPipeline, "__call__", call)
+    rc, cap, out = run(hub, tmp_path, capsys, extra=["--num-frames", "40", "--segment-prompt", "the tide comes in",
+                                                      "--segment-prompt", "a gull lands"])
+    assert rc == 0, cap.err
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert [s["new_frames"] for s in side["segments"]] == [33, 16]  # windows of 33 frames: 2 x 33 - 17 = 49
+    assert conditions == [[(0, 17)]] * 2  # window 2 only (window 1 starts from the image): both its stages
+    held = round(17 / 24 * 25)  # audio latents (25 a second) under the 17 frames window 2 starts from
+    assert prefixes[:11] == [None] * 11 and set(prefixes[11:]) == {held}  # window 1's 8 + 3 passes hold nothing
+    assert len(probe(out)["frames"]) == 49
+    _, pcm = audio_streams(out)
+    assert abs(len(pcm) - 49 / 24 * 24000) <= AAC_FRAME and np.abs(pcm).max() > 0  # one track, the clip's length
+    assert side["audio"]["duration_s"] == round(49 / 24, 6)
 
 
 def test_audio_track_is_cut_or_padded_to_the_video_and_written_as_16_bit_pcm(tmp_path):
@@ -412,7 +435,8 @@ def test_a_failed_mux_leaves_nothing_behind(hub, tmp_path, capsys, monkeypatch):
     rc, cap, out = run(hub, tmp_path, capsys)
     assert rc == 1 and "Invalid data found when processing input" in cap.err.strip().splitlines()[-1], cap.err
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "cache")  # cache: the hub fixture's
-    assert left == ["in.png"]  # no video, sidecar, WAV or partial
+    assert left == [".v.mp4.resume.safetensors", "in.png"]  # no video, sidecar, WAV or partial: the state only
+    assert "the same command resumes v.mp4 from the decode" in cap.err
 
 
 def test_the_sidecar_command_pins_the_quantization_the_plan_chose(hub, tmp_path, capsys):
