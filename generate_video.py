@@ -2550,7 +2550,10 @@ def expand_variations(job: Job) -> list[Job]:
     for k in range(r.variations):
         seed = (job.seed + k) % (MAX_SEED + 1)
         output = job.output.with_name(f"{job.output.stem}-s{seed}.mp4")
-        jobs.append(plan_job(dataclasses.replace(r, seed=seed, output=output, variations=1), Log(LOG_QUIET)))
+        # Planned as if --overwrite: a variation made before is judged by made_before, once planned
+        planned = plan_job(dataclasses.replace(r, seed=seed, output=output, variations=1, overwrite=True),
+                           Log(LOG_QUIET))
+        jobs.append(dataclasses.replace(planned, request=dataclasses.replace(planned.request, overwrite=r.overwrite)))
     return jobs
 
 
@@ -6980,6 +6983,22 @@ def batch_requests(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return result
 
 
+def made_before(jobs: list[Job], log: Log) -> list[Job]:
+    """--variations run again (after a stop): a variation this very job made already is kept and
+    said, the others are made (a stopped one resumes); a name held by another video is refused as
+    check_output refuses it. One job: as it is."""
+    if len(jobs) == 1:
+        return jobs
+    todo = []
+    for job in jobs:
+        if not job.request.overwrite and matches_sidecar(job):
+            log.info(f"{job.output.name}: made before with these settings; kept")
+            continue
+        check_output(job.output, job.request.overwrite, job.draft)
+        todo.append(job)
+    return todo
+
+
 def matches_sidecar(job: Job) -> bool:
     """True when the output and its sidecar already hold this very job (resume)."""
     if not (job.output.is_file() and job.sidecar.is_file()) or (job.draft and not job.latents_file.is_file()):
@@ -7578,7 +7597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with terminate_like_ctrl_c():
                 return run_batch(args, parser, log)
         # 2. Validate everything cheap and plan the job, before any model is loaded.
-        jobs = expand_variations(plan_job(single_request(args, parser), log))
+        jobs = made_before(expand_variations(plan_job(single_request(args, parser), log)), log)
         # 3. Load once, encode, denoise, decode, write (run_group's recipe).
         with terminate_like_ctrl_c():
             run_jobs(jobs, log, batch=False)

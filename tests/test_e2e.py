@@ -340,11 +340,11 @@ def test_real_ctrl_c_to_the_process_group_leaves_nothing(models, tmp_path):
     import sys
     import time
 
-    image = make_image(tmp_path / "wide.png", 1920, 1080)
+    image = make_image(tmp_path / "wide.png", 1280, 720)
     out = tmp_path / "sig.mp4"
     proc = subprocess.Popen([sys.executable, str(Path(gv.__file__)), "--image", str(image), "--prompt", "p",
-                             "--model", str(models["i2v"]), "--resolution", "1080p", "--duration", "5",
-                             "--steps", "3", "--guidance-scale", "1", "-o", str(out)],
+                             "--model", str(models["i2v"]), "--resolution", "720p", "--duration", "5",
+                             "--steps", "2", "--guidance-scale", "1", "-o", str(out)],
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             # as from a terminal, even if pytest itself was started with SIGINT ignored
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

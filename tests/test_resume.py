@@ -277,3 +277,17 @@ def test_weights_replaced_in_place_start_fresh(models, tmp_path, capsys):
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # as if replaced
     rc, cap = run(argv, capsys)
     assert rc == 0 and "made with other model weights: starting fresh" in cap.err, cap.err
+
+
+def test_variations_stopped_part_way_rerun_keep_the_made_and_resume_the_stopped(models, tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    argv = ["--image", make_image(tmp_path / "in.png"), "--prompt", "a boat", "-o", out, "--variations", "3",
+            "--seed", "10", "--width", "192", "--height", "128", "--num-frames", "9"] + fast(models)
+    assert stopped_at_save(argv, 10 + 3)[0] == gv.EXIT_INTERRUPTED  # v-s10 made, v-s11 stopped in stage 1
+    made = (tmp_path / "v-s10.mp4").stat().st_mtime_ns
+    rc, cap = run(argv, capsys)
+    assert rc == 0, cap.err
+    assert "v-s10.mp4: made before with these settings; kept" in cap.err and "resuming from stage 1 step 3/7" in cap.err
+    assert (tmp_path / "v-s10.mp4").stat().st_mtime_ns == made
+    assert all((tmp_path / f"v-s{s}.mp4").is_file() for s in (10, 11, 12))
+    assert not list(tmp_path.glob(".*resume*"))
