@@ -72,20 +72,25 @@ def test_same_seed_same_video_other_seed_other_video(models, image, tmp_path):
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
 
 
-def test_fast_preset_1080p_5s_runs_both_stages_at_their_sizes(models, tmp_path, capsys):
+def test_fast_preset_1080p_runs_both_stages_at_their_sizes(models, tmp_path, capsys):
+    """The bar's size end to end (2 s here: 5 s is 121 frames, planned below, and ~50 s more of
+    x264 on 2 cores; the real 5 s is tests/benchmarks')."""
     image = make_image(tmp_path / "wide.png", 1920, 1080)
     out = tmp_path / "fast.mp4"
+    five = gv.plan_job(gv.Request(image=image, prompt="p", output=out, model=str(models["cond"]),
+                                  upsampler=str(models["up"]), resolution="1080p", duration=5.0), gv.Log(0))
+    assert five.num_frames == 121 and [(s.width, s.height) for s in five.stages] == [(960, 544), (1920, 1088)]
     rc, cap = run(["--image", image, "--prompt", "a boat drifts at sunset", "--model", models["cond"],
-                   "--upsampler", models["up"], "--resolution", "1080p", "--duration", 5, "--seed", 1, "-o", out],
+                   "--upsampler", models["up"], "--resolution", "1080p", "--duration", 2, "--seed", 1, "-o", out],
                   capsys)
     assert rc == 0, cap.err
     info = probe(out)
-    assert info["size"] == (1920, 1080) and len(info["frames"]) == 121 and info["fps"] == 24
+    assert info["size"] == (1920, 1080) and len(info["frames"]) == 49 and info["fps"] == 24
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["preset"] == "fast"
     s1, s2 = side["stages"]
     assert (s1["width"], s1["height"], s2["width"], s2["height"]) == (960, 544, 1920, 1088)
-    assert s1["latent_shape"][-3:] == [16, 17, 30] and s2["latent_shape"][-3:] == [16, 34, 60]
+    assert s1["latent_shape"][-3:] == [7, 17, 30] and s2["latent_shape"][-3:] == [7, 34, 60]
     assert side["upsample_seconds"] is not None and s1["seconds"] > 0 and s2["seconds"] > 0
     assert side["memory_plan"]["vae_spatial_tiling"] is True
     assert "stage1: 960x544" in cap.err and "TFLOP" in cap.err
