@@ -4,6 +4,7 @@ from the local Hub server by the real huggingface_hub client and run through mai
 read back with ffmpeg, audio included."""
 
 import json
+from collections.abc import Callable
 import subprocess
 
 import numpy as np
@@ -233,18 +234,16 @@ def test_the_conditioning_image_gets_ltx2s_crf_33_round_trip_without_pyav(hub, t
     assert side["conditioning_image"]["h264_crf"] == 33 and side["conditioning_image"]["blur_sigma"] == 0.0
 
 
-def test_an_ltx2_long_clip_carries_its_picture_and_its_sound_from_window_to_window(hub, tmp_path, capsys,
-                                                                                    monkeypatch):
-    """--segment-prompt on LTX-2: window 2 runs the condition pipeline from window 1's last 17
-    frames (a video condition at frame 0) with their sound held in every pass, as --extend holds
-    an original's; the MP4 is window 1, then window 2's new frames, and one soundtrack as long."""
+def spy_on_conditions(monkeypatch, seen: Callable) -> list:
+    """seen(transformer, kwargs) at every LTX-2 transformer pass; returns the list each condition
+    pipeline call appends its conditions to, as (index, frames)."""
     from diffusers import LTX2ConditionPipeline, LTX2VideoTransformer3DModel
 
-    prefixes, conditions = [], []
+    conditions = []
     real_forward, real_call = LTX2VideoTransformer3DModel.forward, LTX2ConditionPipeline.__call__
 
     def forward(self, hidden_states, *args, **kwargs):
-        prefixes.append(None if self.audio_prefix is None else self.audio_prefix.shape[1])
+        seen(self, kwargs)
         return real_forward(self, hidden_states, *args, **kwargs)
 
     def call(self, *args, **kwargs):
@@ -253,6 +252,17 @@ def test_an_ltx2_long_clip_carries_its_picture_and_its_sound_from_window_to_wind
 
     monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
     monkeypatch.setattr(LTX2ConditionPipeline, "__call__", call)
+    return conditions
+
+
+def test_an_ltx2_long_clip_carries_its_picture_and_its_sound_from_window_to_window(hub, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """--segment-prompt on LTX-2: window 2 runs the condition pipeline from window 1's last 17
+    frames (a video condition at frame 0) with their sound held in every pass, as --extend holds
+    an original's; the MP4 is window 1, then window 2's new frames, and one soundtrack as long."""
+    prefixes = []
+    conditions = spy_on_conditions(monkeypatch, lambda module, kwargs: prefixes.append(
+        None if module.audio_prefix is None else module.audio_prefix.shape[1]))
     rc, cap, out = run(hub, tmp_path, capsys, extra=["--num-frames", "40", "--segment-prompt", "the tide comes in",
                                                       "--segment-prompt", "a gull lands"])
     assert rc == 0, cap.err
@@ -586,25 +596,16 @@ def test_an_ltx2_extension_continues_the_picture_and_the_sound(hub, tmp_path, ca
     condition pipeline; their sound is held in every pass, clean and at timestep 0 (Lightricks'
     retake.py keeps audio with a denoise mask of 0); the MP4 is the original (frames and sound)
     followed by exactly the new frames and the new sound."""
-    from diffusers import LTX2ConditionPipeline, LTX2VideoTransformer3DModel
-
     rc, cap, first = run(hub, tmp_path, capsys, name="first.mp4")  # 17 frames with sound: the original
     assert rc == 0, cap.err
-    held, conditions = [], []
-    real_forward, real_call = LTX2VideoTransformer3DModel.forward, LTX2ConditionPipeline.__call__
+    held = []
 
-    def forward(self, hidden_states, *args, **kwargs):
+    def seen(module, kwargs):
         t = kwargs["audio_timestep"]
         held.append((t.dim(), int((t == 0).sum(1).min()) if t.dim() == 2 else None, float(t.max()),
-                     kwargs["audio_hidden_states"][:, :self.audio_prefix.shape[1]].clone()))
-        return real_forward(self, hidden_states, *args, **kwargs)
+                     kwargs["audio_hidden_states"][:, :module.audio_prefix.shape[1]].clone()))
 
-    def call(self, *args, **kwargs):
-        conditions.append([(c.index, len(c.frames) if isinstance(c.frames, list) else 1) for c in kwargs["conditions"]])
-        return real_call(self, *args, **kwargs)
-
-    monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
-    monkeypatch.setattr(LTX2ConditionPipeline, "__call__", call)
+    conditions = spy_on_conditions(monkeypatch, seen)
     out = tmp_path / "longer.mp4"
     rc = gv.main(["--extend", str(first), "--prompt", "the waves keep coming", "--model", "ltx2", "--preset", "fast",
                   "--num-frames", "8", "-o", str(out), "--seed", "6", "--memory-budget", "200"])
