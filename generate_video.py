@@ -644,6 +644,11 @@ def heartbeat(log: Log | None, what: str, every: float | None = None):
             emit("\r" + " " * 60 + "\r", sys.stderr, end="")
 
 
+def is_amount(value: Any, below: float = math.inf) -> bool:
+    """A number read back from a file of ours as we write them: int or float (not bool), 0 <= it < `below`."""
+    return type(value) in (int, float) and 0 <= value < below
+
+
 def notes(e: BaseException) -> str:
     """What was added to an error on its way up ("; the same command resumes v.mp4 from ..."). """
     return "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
@@ -712,14 +717,20 @@ SAFETENSORS_HEADER_MAX = 100_000_000  # bytes: safetensors' own limit on a heade
 def read_safetensors_header(path: Path) -> dict:
     """A .safetensors file's header (tensor names, dtypes, shapes); no tensor is read. OSError,
     ValueError or struct.error for a file that is not one."""
+    return safetensors_layout(path)[0]
+
+
+def safetensors_layout(path: Path) -> tuple[dict, int, int]:
+    """(header, the header's length, the file's size) of a .safetensors file, from its first bytes."""
     import struct
 
     with open(path, "rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > min(SAFETENSORS_HEADER_MAX, os.fstat(f.fileno()).st_size - 8):  # damaged, or not one
-            raise ValueError(f"a header of {header_len} bytes in a file of {os.fstat(f.fileno()).st_size}")
+        size = os.fstat(f.fileno()).st_size
+        if header_len > min(SAFETENSORS_HEADER_MAX, size - 8):  # damaged, or not one
+            raise ValueError(f"a header of {header_len} bytes in a file of {size}")
         header = json.loads(f.read(header_len))
-    return header if isinstance(header, dict) else {}
+    return header if isinstance(header, dict) else {}, header_len, size
 
 
 @contextlib.contextmanager
@@ -948,7 +959,6 @@ time_seconds = _number(float, lambda v: 0 <= v <= MAX_DURATION_S, f"between 0 an
 memory_gb = _number(float, lambda v: 0 < v <= MAX_MEMORY_BUDGET_GB, f"positive and at most {MAX_MEMORY_BUDGET_GB:g}")
 guidance_value = _number(float, lambda v: 0 <= v <= MAX_GUIDANCE, f"between 0 and {MAX_GUIDANCE:g}")
 seed_int = _number(int, lambda v: 0 <= v <= MAX_SEED, f"between 0 and {MAX_SEED}")
-
 
 
 @dataclass(frozen=True)
@@ -2261,7 +2271,7 @@ def request_inputs(request: Request) -> list[Path]:
     """The files a request reads (its image, end image, keyframes, video, sound, draft, LoRAs)."""
     paths = [request.image, request.end_image, request.extend, request.audio, request.from_draft]
     paths += [Path(k.rpartition("@")[0]) for k in request.keyframe]
-    paths += [Path(x.split(":")[0].split("@")[0]) for x in request.lora]
+    paths += [Path(parse_lora(x)[0]) for x in request.lora]
     return [Path(p).expanduser() for p in paths if p]
 
 
@@ -2947,7 +2957,7 @@ def timing_runs(job: Job, plan: MemoryPlan, device: str, dtype_name: str) -> lis
 
 def is_rates(run: Any) -> bool:
     """A run as record_run writes it: {part: seconds per unit}, finite and not negative."""
-    return isinstance(run, dict) and all(type(v) in (int, float) and 0 <= v < 1e9 for v in run.values())
+    return isinstance(run, dict) and all(is_amount(v, 1e9) for v in run.values())
 
 
 def record_run(rt: Runtime, job: Job, plan: MemoryPlan, wall: float) -> None:
@@ -3197,19 +3207,21 @@ def check_model_available(job: Job) -> None:
                              f"local folder")
 
 
+def safetensors_in(where: Path) -> list[Path]:
+    """The .safetensors files a weights location holds: the file itself, or every one in the folder."""
+    return [where] if where.is_file() else sorted(where.rglob("*.safetensors"))
+
+
 def check_weight_files(where: Path) -> None:
     """Every .safetensors file here (a folder, or one file) readable and as long as its header says
     (its last tensor's end): a download cut short outside this tool, a file of another user's, a
     disk error, each named with its fix instead of failing deep inside the load."""
     import struct
 
-    for path in [where] if where.is_file() else sorted(where.rglob("*.safetensors")):
+    for path in safetensors_in(where):
         real = path.resolve()
         try:
-            header = read_safetensors_header(path)
-            size = os.path.getsize(path)
-            with open(path, "rb") as f:
-                (header_len,) = struct.unpack("<Q", f.read(8))
+            header, header_len, size = safetensors_layout(path)
         except PermissionError:
             raise RunError(f"cannot read {path} (permission denied): make it readable (chmod a+r {real}) "
                            "or set HF_HOME to a cache of your own") from None
@@ -3668,12 +3680,9 @@ def judged(verdict: dict, dtype_name: str, reference: str, truth: str | None = N
 
 def is_verdict(entry: Any) -> bool:
     """A cached verdict as this tool writes it (a hand-edited or damaged one is checked again)."""
-    def number(v) -> bool:
-        return type(v) in (int, float) and 0 <= v < math.inf
-
     return (isinstance(entry, dict) and isinstance(entry.get("ok"), bool) and isinstance(entry.get("reason"), str)
-            and isinstance(entry.get("identity"), str) and number(entry.get("checked_tokens", 0))
-            and all(number(entry[k]) for k in ("max_error", "speedup", "tolerance") if k in entry))
+            and isinstance(entry.get("identity"), str) and is_amount(entry.get("checked_tokens", 0))
+            and all(is_amount(entry[k]) for k in ("max_error", "speedup", "tolerance") if k in entry))
 
 
 def cached_verdict(key: str, check: Callable[[], dict], extent: int = 0, log: Log | None = None) -> dict:
@@ -5322,12 +5331,12 @@ def run_stage(rt: Runtime, pipe, kwargs: dict, stage: Stage, index: int, family:
             kwargs["callback_on_step_end_tensor_inputs"] = list(family.step_tensors)
         keep = lambda step, tensors: resume.step_done(  # noqa: E731
             index, step, {k: tensors.get(k) for k in family.step_tensors}, generator)
-    replay = Replay(pipe, family, done, resume.saved_steps() if done else {}, generator)
+    replay = Replay(pipe, family, done, resume.saved_steps(), generator) if done else None
     kwargs["callback_on_step_end"] = _step_callback(stats, rt.device, stage,
                                                     Progress(rt.log, stage.name, stats.started, done / stage.steps),
-                                                    keep, replay if done else None)
+                                                    keep, replay)
     t0 = time.perf_counter()
-    with torch.no_grad(), quiet_libraries(rt.log, bars=True), replay:
+    with torch.no_grad(), quiet_libraries(rt.log, bars=True), replay or contextlib.nullcontext():
         out = pipe(**kwargs)
     stats.stage_seconds[stage.name] = round(time.perf_counter() - t0, 3)
     stats.add("denoise", time.perf_counter() - t0)
@@ -5506,6 +5515,8 @@ class Resume:
         """The state as it is now, written to a temp file then renamed over the last one."""
         from safetensors.torch import save_file
 
+        if self.broken:
+            return
         state = {f"now.{k}": v for k, v in tensors.items() if v is not None}
         state |= {f"carried.{k}": v for k, v in self.carried.items()}
         state |= {f"w{w}.{k}": v for w, out in self.windows.items() for k, v in out.items()}
@@ -5515,8 +5526,6 @@ class Resume:
                   "saved_at": time.time(), "shaping": self.shaping}
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         record["sha256"] = state_digest(state, record)
-        if self.broken:
-            return
         try:
             tmp = temp_path(self.job.output, "safetensors")
             try:
@@ -5569,9 +5578,8 @@ class Replay:
         self.own = self.transformer.__dict__.get("forward")  # accelerate's offload wraps forward per instance
 
     def __enter__(self) -> Replay:
-        if self.steps:
-            family, transformer = self.family, self.transformer
-            transformer.forward = lambda *args, **kwargs: family.skipped_pass(transformer, kwargs)
+        family, transformer = self.family, self.transformer
+        transformer.forward = lambda *args, **kwargs: family.skipped_pass(transformer, kwargs)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -6692,7 +6700,7 @@ def weights_identity(weights: Weights) -> list:
     files = [weights.folder, weights.upsampler_folder, weights.transformer_file, weights.stage2_lora]
     found = []
     for where in (Path(f) for f in files if f is not None):
-        for path in [where] if where.is_file() else sorted(where.rglob("*.safetensors")):
+        for path in safetensors_in(where):
             with contextlib.suppress(OSError):
                 st = path.stat()
                 found.append([str(path), st.st_size, st.st_mtime_ns])

@@ -282,14 +282,14 @@ def test_a_cached_weights_file_cut_short_is_named_with_its_fix(models, tmp_path,
 
 
 def test_an_unreadable_weights_file_is_not_called_missing(models, tmp_path, capsys, monkeypatch):
-    real = gv.read_safetensors_header
+    real = gv.safetensors_layout
 
     def denied(path):  # as for another user's file (the tests run as root, whom chmod does not stop)
         if str(path).endswith("diffusion_pytorch_model.safetensors"):
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(gv, "read_safetensors_header", denied)
+    monkeypatch.setattr(gv, "safetensors_layout", denied)
     rc, cap = run(["--image", make_image(tmp_path / "in.png"), "--prompt", "p", "--model", models["i2v"],
                    "-o", tmp_path / "v.mp4", *SMALL], capsys)
     assert rc == 1 and "(permission denied): make it readable" in cap.err and "missing" not in cap.err, cap.err
