@@ -496,6 +496,11 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+class Cancelled(KeyboardInterrupt):
+    """The web page's Cancel: the job ends at its next step as Ctrl-C ends it (nothing half-made is
+    left), and since it is wanted no more, its resume state goes too."""
+
+
 @contextlib.contextmanager
 def terminate_like_ctrl_c():
     """While a run is under way, SIGTERM and SIGHUP raise Terminated, so every cleanup that
@@ -567,23 +572,44 @@ def emit(text: str, stream=None, end: str = "\n") -> None:
 
 
 class Log:
-    """Stage lines on stderr; -q keeps errors and the final line only."""
+    """Stage lines on stderr; -q keeps errors and the final line only. Where lines and progress
+    go is this class's to say: the web page's log (PageLog) keeps them for the page, and its
+    `check` ends a job at its next step when the page's Cancel was pressed."""
 
     def __init__(self, level: int = LOG_NORMAL):
         self.level = level
 
     def info(self, msg: str) -> None:
         if self.level >= LOG_NORMAL:
-            emit(msg, sys.stderr)
+            self.write(msg)
 
     def warn(self, msg: str) -> None:
         if self.level >= LOG_NORMAL:
-            emit(f"warning: {msg}", sys.stderr)
+            self.write(f"warning: {msg}")
 
     def verbose(self, msg: str) -> None:
         """Detail for -v only."""
         if self.level >= LOG_VERBOSE:
-            emit(msg, sys.stderr)
+            self.write(msg)
+
+    def write(self, line: str) -> None:
+        emit(line, sys.stderr)
+
+    @property
+    def redraws(self) -> bool:
+        """Progress redrawn in place (a terminal), or a plain line every 10% (logs, pipes)."""
+        return sys.stderr.isatty()
+
+    def status(self, text: str, width: int, last: bool = False) -> None:
+        """A progress or heartbeat line: redrawn in place on a terminal (`last` ends it, "" clears it)."""
+        if self.redraws:
+            emit("\r" + text.ljust(width)[:width] + ("" if text else "\r"), sys.stderr, end="\n" if last else "")
+        else:
+            emit(text, sys.stderr)
+
+    def check(self) -> None:
+        """Called at every step: nothing here (Ctrl-C arrives as a signal); the page's log raises
+        Cancelled once its Cancel was pressed."""
 
 
 class Progress:
@@ -594,10 +620,11 @@ class Progress:
         self.log, self.stage, self.job_started = log, stage, job_started
         self.started = time.perf_counter()
         self.start = start  # the fraction done before this run (a resumed stage): the pace counts what is left
-        self.tty = sys.stderr.isatty()
+        self.tty = log.redraws
         self.next_line = 0.0  # non-terminal: the next fraction worth a line
 
     def update(self, fraction: float, detail: str = "") -> None:
+        self.log.check()
         if self.log.level < LOG_NORMAL or (not self.tty and fraction < self.next_line and fraction < 1):
             return
         self.next_line = int(fraction * 10 + 1) / 10
@@ -605,12 +632,8 @@ class Progress:
         spent = now - self.started
         eta = f", ETA {clock(spent / (fraction - self.start) * (1 - fraction))}" if self.start < fraction < 1 else ""
         bar = "#" * int(fraction * 20) + "-" * (20 - int(fraction * 20))
-        text = (f"  {self.stage} [{bar}] {fraction:4.0%} {detail}".rstrip()
-                + f"  {clock(spent)}{eta} (job {clock(now - self.job_started)})")
-        if self.tty:
-            emit("\r" + text.ljust(100)[:100], sys.stderr, end="\n" if fraction >= 1 else "")
-        else:
-            emit(text, sys.stderr)
+        self.log.status(f"  {self.stage} [{bar}] {fraction:4.0%} {detail}".rstrip()
+                        + f"  {clock(spent)}{eta} (job {clock(now - self.job_started)})", 100, last=fraction >= 1)
 
 
 HEARTBEAT_SECONDS = 10  # a phase without progress of its own says how long it has run, this often
@@ -625,13 +648,12 @@ def heartbeat(log: Log | None, what: str, every: float | None = None):
         return
     import threading
 
-    stop, started, tty = threading.Event(), time.perf_counter(), sys.stderr.isatty()
+    stop, started = threading.Event(), time.perf_counter()
     every = every or HEARTBEAT_SECONDS
 
     def beat():
         while not stop.wait(every):
-            text = f"  {what}: {clock(time.perf_counter() - started)} so far"
-            emit("\r" + text.ljust(60) if tty else text, sys.stderr, end="" if tty else "\n")
+            log.status(f"  {what}: {clock(time.perf_counter() - started)} so far", 60)
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -640,8 +662,8 @@ def heartbeat(log: Log | None, what: str, every: float | None = None):
     finally:
         stop.set()
         thread.join()
-        if tty and time.perf_counter() - started >= every:
-            emit("\r" + " " * 60 + "\r", sys.stderr, end="")
+        if log.redraws and time.perf_counter() - started >= every:
+            log.status("", 60)  # the line cleared
 
 
 def is_amount(value: Any, below: float = math.inf) -> bool:
@@ -6468,9 +6490,11 @@ class Outcome:
     job: Job | None = None  # the job it is the outcome of, once one was planned
 
 
-def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | None = None) -> list[Outcome]:
+def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | None = None,
+             kept: Kept | None = None) -> list[Outcome]:
     """Group by model (and device settings) and run; in batch mode a failing job is recorded
-    and the rest go on. Outcomes are appended to `outcomes` as they happen."""
+    and the rest go on. Outcomes are appended to `outcomes` as they happen. `kept`: the web page's
+    model between its runs."""
     outcomes = [] if outcomes is None else outcomes
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
@@ -6492,11 +6516,11 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
                      + (f", ETA {describe_seconds(eta)}" if eta is not None else "")
                      + f" ({describe_seconds(time.perf_counter() - started)} so far)")
 
-    for group in groups.values():
+    for key, group in groups.items():
         device = pick_device(group[0].request.device)
         try:
             run_group(Runtime(device, pick_dtype(group[0].request.dtype, device), log), group, outcomes, progress,
-                      batch)
+                      batch, kept and kept.for_group(key))
         except (RunError, UsageError) as e:  # the group's model could not be had: its jobs fail
             if not batch or isinstance(e, DiskFullError):
                 raise
@@ -6508,7 +6532,7 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
 
 
 def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: Callable[[int], None],
-              batch: bool = False) -> None:
+              batch: bool = False, kept: Kept | None = None) -> None:
     """Jobs that share a model: plan each, load the model once (the text encoder alone first,
     every prompt encoded, then freed), and make each video."""
     check_model_available(jobs[0])
@@ -6518,9 +6542,7 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
     tflops = probe_rate(rt.device, rt.dtype)
     shown = None
     for job, (plan, _) in settled:
-        runs = timing_runs(job, plan, rt.device, rt.dtype_name)
-        lines = describe_plan(job, plan, rt.device, rt.dtype_name) + [
-            f"  time: {describe_estimate(job, rt.device, tflops, plan, runs)}"]
+        lines = plan_lines(rt, job, plan, tflops)
         same = [re.sub(r", seed \d+$", "", lines[0])] + lines[1:]
         if same == shown:  # --variations, or a batch of one job's settings: the plan once, then a line each
             rt.log.info(f"plan: as above, seed {job.seed} ({job.output.name})")
@@ -6531,7 +6553,10 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
     # One load serves the group: its most careful offload and its smallest weights.
     offload = max((p.offload for _, (p, _) in settled), key=OFFLOADS.index)
     quantize = max((p.quantize for _, (p, _) in settled), key=QUANTIZE.index)
-    model, embeds, setup_seconds = load_group(rt, [job for job, _ in settled], offload, quantize)
+    model, embeds, setup_seconds = load_group(rt, [job for job, _ in settled], offload, quantize,
+                                              kept and kept.offer([job for job, _ in settled], settled[0][1][0], rt))
+    if kept is not None:
+        kept.keep(model, embeds)
     for index, (job, (plan, kernel)) in enumerate(settled):
         plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
         progress(index)
@@ -6613,20 +6638,86 @@ def settle_job(rt: Runtime, job: Job) -> tuple[MemoryPlan, tuple | None]:
     return plan, (kernel, module)
 
 
-def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str) -> tuple[Loaded, dict, dict]:
+def plan_lines(rt: Runtime, job: Job, plan: MemoryPlan, tflops: float) -> list[str]:
+    """The plan a run prints before anything heavy happens (and the web page shows as its inputs
+    change): size, stages, download, memory, savings and the time it should take."""
+    runs = timing_runs(job, plan, rt.device, rt.dtype_name)
+    return describe_plan(job, plan, rt.device, rt.dtype_name) + [
+        f"  time: {describe_estimate(job, rt.device, tflops, plan, runs)}"]
+
+
+class Kept:
+    """The web page's model between its runs (a command line run loads once per group anyway):
+    the next run of the same model and settings uses it again, and the prompts it encoded. A
+    text encoder loads beside it only where the plan says both fit; else it is freed first and
+    the model loaded again, as a run of its own would."""
+
+    def __init__(self):
+        self.key: tuple | None = None
+        self.wanted: tuple | None = None  # the group now asking
+        self.model: Loaded | None = None
+        self.embeds = Prompts()
+
+    def for_group(self, key: tuple) -> Kept:
+        self.wanted = key
+        return self
+
+    def offer(self, jobs: list[Job], plan: MemoryPlan, rt: Runtime) -> tuple[Loaded, Prompts] | None:
+        """(model, its prompts) for the group asking, or None after freeing what is kept."""
+        if self.model is not None and self.key == self.wanted:
+            if all(k in self.embeds for k in group_prompt_keys(jobs)):
+                return self.model, self.embeds
+            e = plan.estimate
+            beside = e["text_encoder"] + e["transformer"] + e["vae"] + e["upsampler"] + e["lora"]
+            if beside <= gib(plan.budget_bytes):
+                return self.model, self.embeds
+            rt.log.info(f"  the kept model and {jobs[0].family.text_encoder_label} do not fit together "
+                        f"({beside:.1f} of {gib(plan.budget_bytes):.1f} GiB): it is loaded again after the prompts")
+        self.clear(rt.device)
+        return None
+
+    def keep(self, model: Loaded, embeds: Prompts) -> None:
+        self.key, self.model, self.embeds = self.wanted, model, embeds
+
+    def clear(self, device: str) -> None:
+        import gc
+
+        if self.model is not None:
+            self.key, self.model, self.embeds = None, None, Prompts()
+            gc.collect()
+            empty_device_cache(device)
+
+
+def group_prompt_keys(jobs: Sequence[Job]) -> dict[tuple, None]:
+    """Every prompt_key a group's jobs need, in order, once."""
+    return dict.fromkeys(prompt_key(j, p) for j in jobs for p in (j.segments or (j.request.prompt,)))
+
+
+def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str,
+               kept: tuple[Loaded, Prompts] | None = None) -> tuple[Loaded, Prompts, dict]:
     """(model, prompt embeddings, seconds spent) for jobs of one model, in two phases so the text
     encoder (T5 ~9 GiB, Gemma ~24) and the denoiser are never in memory together: the text encoder
-    alone encodes every prompt and is freed; then the rest of the model loads."""
+    alone encodes every prompt and is freed; then the rest of the model loads. `kept`: the web
+    page's model still loaded, and the prompts it encoded (then only new prompts are encoded)."""
     first, log = jobs[0], rt.log
     weights = fetch_weights(first, log)
     label = first.family.text_encoder_label
-    t0 = time.perf_counter()
-    log.info(f"encoding {len({(p, j.negative_prompt) for j in jobs for p in (j.segments or (j.request.prompt,))})} "
-             f"prompt(s) with {label}")
-    with heartbeat(log, f"loading {label} and encoding"):
-        embeds = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), jobs, offload, weights.processor)
-    encode_seconds = time.perf_counter() - t0
-    log.info(f"  {label} loaded, encoded and freed in {describe_seconds(encode_seconds)}")
+    embeds, seconds = (kept[1] if kept else Prompts()), {}
+    todo = [j for j in jobs if any(k not in embeds for k in group_prompt_keys([j]))]
+    if todo:
+        t0 = time.perf_counter()
+        log.info(f"encoding {len(group_prompt_keys(todo))} prompt(s) with {label}")
+        with heartbeat(log, f"loading {label} and encoding"):
+            new = encode_prompts(rt, load_text_encoder(weights, rt.dtype, log, quantize), todo, offload,
+                                 weights.processor)
+        rewritten = {**(embeds.rewritten if kept else {}), **new.rewritten}
+        embeds = Prompts({**embeds, **new})
+        embeds.rewritten = rewritten
+        seconds["encode_prompt"] = time.perf_counter() - t0
+        log.info(f"  {label} loaded, encoded and freed in {describe_seconds(seconds['encode_prompt'])}")
+    if kept:
+        log.info(f"{first.spec.alias} is still loaded from the last run")
+        return kept[0], embeds, seconds
     log.info(f"loading {first.spec.alias} ({weights.pipeline_class}) on {rt.device} in {rt.dtype_name}")
     t0 = time.perf_counter()
     with heartbeat(log, f"loading {first.spec.alias}"):
@@ -6634,10 +6725,9 @@ def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str) -> tup
         place_pipeline(pipe, upsampler, offload, rt.device, weights.family)
         loras = first.loras + recipe_lora(weights, first.spec)
         fused = apply_loras(pipe, loras, log)
-    load_seconds = time.perf_counter() - t0
-    log.info(f"  loaded in {describe_seconds(load_seconds)}")
-    return (Loaded(pipe, upsampler, weights, fused, loras), embeds,
-            {"load": load_seconds, "encode_prompt": encode_seconds})
+    seconds["load"] = time.perf_counter() - t0
+    log.info(f"  loaded in {describe_seconds(seconds['load'])}")
+    return Loaded(pipe, upsampler, weights, fused, loras), embeds, {"load": seconds["load"], **seconds}
 
 
 def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: dict, setup: float) -> Outcome:
@@ -6661,7 +6751,7 @@ def make_video(rt: Runtime, model: Loaded, job: Job, plan: MemoryPlan, embeds: d
         with record_cpu_fallbacks(log) as fallbacks:
             sound = write_video(frames, job, sidecar=sidecar, extras=stats.extra_files, audio=lambda: stats.audio,
                                 log=log).audio
-    except NameTakenError:  # another run's video has the name: the same command cannot resume
+    except (NameTakenError, Cancelled):  # another run's video has the name, or the page's Cancel: no resuming
         rt.resume.remove()
         raise
     except BaseException as e:  # Ctrl-C, SIGTERM, a failure: what was saved is kept, and said
