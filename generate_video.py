@@ -33,6 +33,7 @@ Sections, top to bottom in the order the data flows, each under a banner of the 
  13. Batch: --jobs FILE (JSON Lines), several --image, or a folder of images
  14. --check: can this machine run the tool? Works offline, on tiny pipelines
  15. Command line: the parser, and main as a numbered recipe
+ 16. The web page (--ui): the command line's requests, plans and runs behind a local page
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ DEFAULT_FPS = 24
 DEFAULT_DEVICE = "auto"
 DEFAULT_DTYPE = "auto"
 DEFAULT_PRESET = "auto"
+UI_PORT = 7860  # --ui: the page's port (Gradio's own default)
+UI_OUTPUT_DIR = "videos"  # --ui: the page's videos, in the folder it was started from (or --output-dir)
 DEFAULT_ATTENTION_BUDGET_GIB = 1.0  # per attention call: heads x chunk x keys x bytes
 DEFAULT_CRF = 17  # x264 quality: 17 is visually lossless for generated video
 AUDIO_BITRATE = "192k"  # AAC, stereo: transparent for generated speech, music and effects
@@ -981,6 +984,7 @@ time_seconds = _number(float, lambda v: 0 <= v <= MAX_DURATION_S, f"between 0 an
 memory_gb = _number(float, lambda v: 0 < v <= MAX_MEMORY_BUDGET_GB, f"positive and at most {MAX_MEMORY_BUDGET_GB:g}")
 guidance_value = _number(float, lambda v: 0 <= v <= MAX_GUIDANCE, f"between 0 and {MAX_GUIDANCE:g}")
 seed_int = _number(int, lambda v: 0 <= v <= MAX_SEED, f"between 0 and {MAX_SEED}")
+port_int = _number(int, lambda v: 1 <= v <= 65535, "a port number, 1 to 65535")
 
 
 @dataclass(frozen=True)
@@ -2049,11 +2053,12 @@ def reference_job(width: int = 1920, height: int = 1080, frames: int = 121) -> J
                frames, DEFAULT_FPS, 0, 1.0, "", stages, Path("video.mp4"), Path("video.json"))
 
 
-def unique_output_path(image: Path, directory: Path, tag: str = "") -> Path:
-    """<image stem><tag>.mp4 in the folder, or <stem><tag>-2.mp4, -3 ... if taken."""
+def unique_output_path(image: Path, directory: Path, tag: str = "", taken: Sequence[Path] = ()) -> Path:
+    """<image stem><tag>.mp4 in the folder, or <stem><tag>-2.mp4, -3 ... if taken (by a file, or
+    named in `taken`: the web page's queued jobs)."""
     candidate = directory / f"{image.stem}{tag}.mp4"
     n = 2
-    while candidate.exists() or candidate.with_suffix(".json").exists():
+    while candidate.exists() or candidate.with_suffix(".json").exists() or candidate in taken:
         candidate = directory / f"{image.stem}{tag}-{n}.mp4"
         n += 1
     return candidate
@@ -7521,8 +7526,9 @@ class _Parser(argparse.ArgumentParser):
     raise_errors = False  # a batch job's keys are checked by this parser too: its errors skip the job
 
     def error(self, message: str):  # one line, exit 2, no usage dump
-        if self.raise_errors:
-            raise UsageError(message.replace("argument ", "", 1))
+        message = re.sub(r"^argument ", "", message)  # "error: --fps: ..." says it already
+        if self.raise_errors:  # a batch job's or the web page's: the same line, where --help is no help
+            raise UsageError(message)
         self.exit(EXIT_USAGE, f"error: {message}{self.did_you_mean(message)} (see --help)\n")
 
     def did_you_mean(self, message: str) -> str:
@@ -7560,7 +7566,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  python generate_video.py --image in.png --prompt \"a boat drifts at sunset\"\n"
                "  python generate_video.py --image in.png --prompt \"...\" --draft --variations 4\n"
-               "  python generate_video.py --jobs jobs.jsonl --output-dir videos/",
+               "  python generate_video.py --ui",
     )
     io = p.add_argument_group("input and output")
     io.add_argument("--image", action="append", metavar="PATH", help="PNG/JPEG/WebP/HEIC; repeat, or a folder: batch")
@@ -7577,7 +7583,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what to avoid (default: a built-in list)")
     io.add_argument("--output", "-o", type=Path, metavar="PATH", default=None,
                     help="the MP4 (default: <image>.mp4 here)")
-    io.add_argument("--output-dir", metavar="DIR", default=None, help="batch: folder for the videos")
+    io.add_argument("--output-dir", metavar="DIR", default=None, help="folder for the videos (batch, --ui)")
     io.add_argument("--jobs", metavar="FILE", default=None, help="batch: JSON Lines, one video per line")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     io.add_argument("--outputs-anywhere", action="store_true", help=argparse.SUPPRESS)  # batch; in the README
@@ -7594,8 +7600,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group("size and length")
     v.add_argument("--resolution", choices=tuple(RESOLUTIONS), default=None,
                    help=f"short side (default: {DEFAULT_RESOLUTION})")
-    v.add_argument("--width", type=positive_int, default=None, metavar="PX", help="exact width (even)")
-    v.add_argument("--height", type=positive_int, default=None, metavar="PX", help="exact height (even)")
+    v.add_argument("--width", type=positive_int, default=None, metavar="PX", help="exact size, with --height PX (even)")
+    v.add_argument("--height", type=positive_int, default=None, metavar="PX", help=argparse.SUPPRESS)  # in --width's
     v.add_argument("--duration", type=duration_seconds, default=None, metavar="SECONDS",
                    help=f"length (default: {DEFAULT_DURATION_S:g})")
     v.add_argument("--num-frames", type=positive_int, default=None, metavar="N",
@@ -7614,6 +7620,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lora", action="append", default=None, metavar="SRC[:SCALE]",
                    help="LoRA file or Hub id (repeat; @half/@full)")
 
+    add_machine_options(p)
+    return p
+
+
+def add_machine_options(p: argparse.ArgumentParser) -> None:
+    """build_parser's last two groups: the hardware and memory options, and the others."""
     h = p.add_argument_group("hardware and memory (auto: chosen by the plan)")
     h.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help="auto: mps, cuda, then cpu")
     h.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE, metavar="TYPE",
@@ -7633,10 +7645,13 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("other")
     o.add_argument("-h", "--help", action="help", help="show this help and exit")
     o.add_argument("--check", action="store_true", help="check this machine and exit (works offline)")
+    o.add_argument("--ui", action="store_true", help=f"a page in your browser (--port: {UI_PORT})")
+    o.add_argument("--port", type=port_int, default=UI_PORT, help=argparse.SUPPRESS)  # named in --ui's help
+    o.add_argument("--listen", action="store_true", help=argparse.SUPPRESS)  # README: serves the network
+    o.add_argument("--no-browser", action="store_true", help=argparse.SUPPRESS)  # README
     o.add_argument("-v", "--verbose", action="store_true", help="library logs, tracebacks (-q: errors only)")
     o.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)  # named in --verbose's help
     o.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help=argparse.SUPPRESS)
-    return p
 
 
 def list_models() -> str:
@@ -7691,6 +7706,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list_models:
             emit(list_models())
             return EXIT_OK
+        check_page_args(args, parser)
+        if args.ui:
+            with terminate_like_ctrl_c():
+                return run_page(args, parser, log)
         if is_batch(args):
             with terminate_like_ctrl_c():
                 return run_batch(args, parser, log)
@@ -7727,6 +7746,604 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit(f"error: {e.__class__.__name__}: {first_line(e)} (run with -v for details){notes(e)}", sys.stderr)
         return EXIT_FAILURE
 
+
+
+# ----------------------------------------------------------------------------------------------
+# 16. The web page (--ui): the command line's requests, plans and runs behind a local page
+# Gradio is imported only here. The page's fields become the command line's words and go through
+# the same parser, planner, loader and writer (no second path); one worker thread makes the
+# queue's videos in order, keeping the model loaded between runs of the same model (Kept).
+
+UI_INPUTS = "inputs"  # in the videos' folder: files dropped on the page, kept so "make again" works later
+UI_POLL_SECONDS = 1.0  # the page asks for the queue's state this often
+UI_HISTORY = 40  # videos listed, newest first
+UI_VARIATIONS = 3  # "variations" of a finished video: this many, on the seeds after its own
+UI_LOG_LINES = 12  # the running job's last lines on the page
+UI_FILE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".heic", ".heif")  # what open_image reads
+# The page's fields in the order of the generate API's parameters: (name, the option it becomes,
+# its label). image, prompt and model are the API's required ones; the rest fall to the defaults.
+PAGE_FIELDS = (
+    ("image", "--image", "Image: PNG, JPEG, WebP or HEIC"),
+    ("prompt", "--prompt", "What should happen"),
+    ("model", "--model", "Model (or a local folder, or a Hub id)"),
+    ("duration", "--duration", f"Length in seconds (empty: {DEFAULT_DURATION_S:g})"),
+    ("resolution", "--resolution", "Resolution"),
+    ("preset", "--preset", "Quality"),
+    ("seed", "--seed", "Seed (empty: a random one)"),
+    ("end_image", "--end-image", "End on this image"),
+    ("keyframes", "--keyframe", "Keyframe images"),
+    ("keyframe_times", None, "Their times in seconds, in order (2, 3.5)"),
+    ("extend", "--extend", "Continue this clip (MP4)"),
+    ("lora", "--lora", "LoRAs: a .safetensors file or Hub id, :scale, one a line"),
+    ("negative_prompt", "--negative-prompt", "Avoid (empty: the built-in list)"),
+    ("guidance_scale", "--guidance-scale", "Guidance (empty: the model's)"),
+    ("steps", "--steps", "Steps (full models; empty: the model's)"),
+    ("draft", "--draft", "Draft: stage 1 only, half size, quick"),
+)
+PAGE_NAMES = tuple(name for name, _, _ in PAGE_FIELDS)
+PAGE_FILES = ("image", "end_image", "keyframes", "extend")  # uploads: copied into UI_INPUTS
+# The command line options a page takes (the rest are its fields): where it serves and stores, and
+# the hardware options, which every job of the page then gets.
+PAGE_OPTIONS = ("ui", "port", "listen", "no_browser", "output_dir", "verbose", "quiet")
+PAGE_HARDWARE = ("device", "dtype", "attention_slicing", "conv3d", "vae_tiling", "offload", "quantize",
+                 "memory_budget_gb")
+
+
+def page_argv(fields: dict, output: Path) -> list[str]:
+    """The command line's words for the page's fields (empty ones left out: the CLI's defaults)."""
+    argv = []
+    for name, option, _ in PAGE_FIELDS:
+        value = fields.get(name)
+        if option is None or value is None or value is False or (isinstance(value, (str, list)) and not value):
+            continue
+        if name == "keyframes":
+            argv += keyframe_words(value, fields.get("keyframe_times") or "")
+        elif name == "lora":
+            argv += [f"--lora={line.strip()}" for line in str(value).splitlines() if line.strip()]
+        elif value is True:
+            argv.append(option)
+        elif str(value).strip():  # --option=value: a prompt that starts with '-' stays a value
+            argv.append(f"{option}={value:g}" if isinstance(value, float) else f"{option}={str(value).strip()}")
+    if fields.get("keyframe_times") and not fields.get("keyframes"):
+        raise UsageError("keyframe times without keyframe images: drop the images, one for each time")
+    return argv + [f"--output={output}"]
+
+
+def keyframe_words(paths: list, times_text: str) -> list[str]:
+    """--keyframe PATH@T for each dropped keyframe image and its time, in order."""
+    times = [t for t in re.split(r"[,;\s]+", times_text.strip()) if t]
+    if len(times) != len(paths):
+        raise UsageError(f"give one time for each keyframe image: {len(paths)} image(s), {len(times)} time(s)")
+    return [f"--keyframe={path}@{t}" for path, t in zip(paths, times)]
+
+
+def page_jobs(argv: list[str], log: Log) -> list[Job]:
+    """The jobs the command line would plan for these words: the same parser, checks and planner
+    (UsageError with the same one line)."""
+    parser = build_parser()
+    parser.raise_errors = True
+    args = parser.parse_args(argv)
+    return expand_variations(plan_job(single_request(args, parser), log))
+
+
+def keep_input(path: str, out_dir: Path) -> str:
+    """A file dropped on the page (Gradio's temporary copy) kept in the videos' folder under its
+    own name, so a video's sidecar and "make again" still find it after Gradio's cache is gone."""
+    import shutil
+
+    source = Path(path)
+    kept = out_dir / UI_INPUTS / file_sha256(source)[:12] / source.name
+    if not kept.is_file():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        tmp = kept.with_name(f".{kept.name}.partial")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, kept)
+    return str(kept.resolve())
+
+
+def page_history(out_dir: Path) -> list[dict]:
+    """The videos in the page's folder, newest first, each its sidecar's data with `video` and
+    `sidecar` paths; a video without a readable sidecar of ours is not listed."""
+    items = []
+    for sidecar in sorted(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        with contextlib.suppress(OSError, ValueError):
+            data = read_json(sidecar)
+            video = sidecar.with_suffix(".mp4")
+            if isinstance(data, dict) and isinstance(data.get("command"), str) and video.is_file():
+                items.append(dict(data, video=video, sidecar=sidecar))
+        if len(items) == UI_HISTORY:
+            break
+    return items
+
+
+def describe_video(data: dict) -> str:
+    """A finished video's settings, for the page (from its sidecar)."""
+    total = (data.get("timings_s") or {}).get("total")
+    return (f"**{data['video'].name}**: {data.get('width')}x{data.get('height')}, {data.get('duration_s')} s at "
+            f"{data.get('fps')} fps, seed {data.get('seed')}, {data.get('model')} ({data.get('preset')} preset)"
+            + (", a draft" if data.get("draft") else "") + (f", made in {describe_seconds(total)}" if total else "")
+            + f"\n\n{data.get('prompt', '')}\n\n`{data['command']}`")
+
+
+@dataclass
+class QueueEntry:
+    """One request on the page's queue, and what became of it."""
+
+    number: int
+    argv: list[str]
+    title: str
+    output: Path
+    state: str = "waiting"  # waiting, running, done, failed, cancelled, stopped
+    lines: list[str] = field(default_factory=list)  # its log
+    status: str = ""  # its latest progress or log line
+    outputs: list[Path] = field(default_factory=list)
+    error: str = ""
+    cancel: Any = None  # threading.Event: the page's Cancel
+    finished: Any = None  # threading.Event: set once it ended, however
+
+
+class PageLog(Log):
+    """A queued job's log: its lines kept for the page (and echoed to the terminal the page was
+    started from), its progress as its status line, and the page's Cancel (or the server
+    stopping) raised at its next step."""
+
+    def __init__(self, entry: QueueEntry, queue: JobQueue):
+        super().__init__(LOG_NORMAL)
+        self.entry, self.queue = entry, queue
+
+    def write(self, line: str) -> None:
+        self.entry.lines.append(line)
+        self.entry.status = line.strip()
+        self.queue.echo.info(f"[{self.entry.number}] {line}")
+
+    @property
+    def redraws(self) -> bool:
+        return True  # the page shows the latest line
+
+    def status(self, text: str, width: int, last: bool = False) -> None:
+        if text.strip():
+            self.entry.status = text.strip()
+
+    def check(self) -> None:
+        if self.entry.cancel.is_set():
+            raise Cancelled()
+        if self.queue.stopping:
+            raise KeyboardInterrupt()
+
+
+class JobQueue:
+    """The page's jobs, made one at a time in the order they were added, by one worker thread. It
+    lives in the server, so a page reloaded (or a second one) finds it as it was."""
+
+    def __init__(self, out_dir: Path, hardware: list[str], echo: Log):
+        import threading
+
+        self.out_dir, self.hardware, self.echo = out_dir, hardware, echo
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot make the videos' folder {out_dir}: {e.strerror}") from None
+        self.entries: list[QueueEntry] = []
+        self.changed = threading.Condition()
+        self.kept = Kept()
+        self.stopping = False
+        self.worker = threading.Thread(target=self.work, daemon=True, name="generate_video queue")
+        self.worker.start()
+
+    def add(self, words: Callable[[Path], list[str]], name_from: Path, title: str) -> QueueEntry:
+        """Checked as the command line checks it before it joins (a UsageError is the page's error
+        line); `words(output)`: its options; its video gets a name no other job holds."""
+        import threading
+
+        with self.changed:
+            taken = [e.output for e in self.entries if e.state in ("waiting", "running")]
+            output = unique_output_path(name_from, self.out_dir.resolve(), taken=taken)
+            argv = words(output) + self.hardware
+            page_jobs(argv, Log(LOG_QUIET))
+            entry = QueueEntry(len(self.entries) + 1, argv, title, output, cancel=threading.Event(),
+                               finished=threading.Event())
+            self.entries.append(entry)
+            self.changed.notify_all()
+        self.echo.info(f"[{entry.number}] queued: {title} -> {output.name}")
+        return entry
+
+    def work(self) -> None:
+        while True:
+            with self.changed:
+                while not self.stopping and not any(e.state == "waiting" for e in self.entries):
+                    self.changed.wait()
+                if self.stopping:
+                    return
+                entry = next(e for e in self.entries if e.state == "waiting")
+                entry.state = "running"
+            self.run(entry)
+            with self.changed:
+                self.changed.notify_all()
+
+    def run(self, entry: QueueEntry) -> None:
+        """One entry through the command line's own steps: planned again (its files may have
+        changed since), then run_jobs; each ending as the command line words it."""
+        log = PageLog(entry, self)
+        try:
+            outcomes = run_jobs(page_jobs(entry.argv, log), log, batch=False, kept=self.kept)
+            entry.outputs = [o.job.output for o in outcomes if o.status == "done" and o.job is not None]
+            entry.state = "done"
+        except Cancelled:
+            entry.state, entry.error = "cancelled", "cancelled: no partial file was left behind"
+        except KeyboardInterrupt as e:
+            entry.state, entry.error = "stopped", f"stopped with the page: no partial file was left behind{notes(e)}"
+        except UsageError as e:
+            entry.state, entry.error = "failed", f"error: {e}"
+        except RunError as e:
+            entry.state, entry.error = "failed", f"error: {e}{notes(e)}"
+        except Exception as e:  # one line, as the command line says it; the traceback with -v
+            if self.echo.level >= LOG_VERBOSE:
+                import traceback
+
+                traceback.print_exc()
+            entry.state, entry.error = "failed", f"error: {e.__class__.__name__}: {first_line(e)}{notes(e)}"
+        finally:
+            if entry.error:
+                log.write(entry.error)
+            entry.finished.set()
+
+    def cancel(self, number: int | None = None) -> str:
+        """The running job (or job `number`): a waiting one leaves the queue, a running one ends at
+        its next step."""
+        with self.changed:
+            for e in self.entries:
+                if e.number == number or (number is None and e.state == "running"):
+                    if e.state == "waiting":
+                        e.state, e.error = "cancelled", "cancelled before it started"
+                        e.finished.set()
+                        return f"job {e.number} left the queue"
+                    if e.state == "running":
+                        e.cancel.set()
+                        return f"cancelling job {e.number}: it ends at its next step, leaving nothing behind"
+        return "nothing to cancel"
+
+    def stop(self) -> None:
+        """The server stops: no new job starts, the running one ends at its next step (as Ctrl-C
+        ends a run: its resume state kept)."""
+        with self.changed:
+            self.stopping = True
+            for e in self.entries:
+                if e.state == "waiting":  # never started: their callers are answered now
+                    e.state, e.error = "stopped", "the page stopped before this job started"
+                    e.finished.set()
+            self.changed.notify_all()
+
+    def state(self) -> list[dict]:
+        return [{"number": e.number, "title": e.title, "state": e.state, "status": e.status, "error": e.error,
+                 "output": str(e.output), "outputs": [str(p) for p in e.outputs], "lines": e.lines}
+                for e in self.entries]
+
+
+class Page:
+    """What the page's buttons and fields do, each on the queue or the videos' folder."""
+
+    def __init__(self, queue: JobQueue):
+        self.queue, self.out_dir = queue, queue.out_dir
+
+    def enqueue(self, values: Sequence) -> QueueEntry:
+        fields = dict(zip(PAGE_NAMES, values))
+        if not fields.get("image"):
+            raise UsageError("drop an image first (PNG, JPEG, WebP or HEIC)")
+        for name in PAGE_FILES:  # dropped files kept beside the videos
+            value = fields.get(name)
+            try:
+                if value:
+                    fields[name] = [keep_input(v, self.out_dir) for v in value] if isinstance(value, list) else \
+                        keep_input(value, self.out_dir)
+            except OSError as e:
+                raise UsageError(f"cannot keep the {name.replace('_', ' ')} in {self.out_dir / UI_INPUTS}: "
+                                 f"{e.strerror or e}") from None
+        title = f"{Path(fields['image']).name}: {str(fields.get('prompt') or '')[:50]}"
+        return self.queue.add(lambda output: page_argv(fields, output), Path(fields["image"]), title)
+
+    def generate(self, *values) -> str:
+        """The API: queued like the page's button, answered when its video is written (its path)."""
+        import gradio as gr
+
+        try:
+            entry = self.enqueue(values)
+        except UsageError as e:
+            raise gr.Error(f"error: {e}", print_exception=False) from None
+        entry.finished.wait()
+        if entry.state != "done" or not entry.outputs:
+            raise gr.Error(entry.error or f"job {entry.number} {entry.state}", print_exception=False)
+        return str(entry.outputs[0])
+
+    def submit(self, *values) -> str:
+        try:
+            entry = self.enqueue(values)
+        except UsageError as e:
+            return f"error: {e}"
+        waiting = sum(e.state == "waiting" for e in self.queue.entries)
+        return f"job {entry.number} queued ({waiting} waiting): {entry.output.name}"
+
+    def preview(self, *values) -> str:
+        """The plan the command line would print, before anything loads: the download, memory against
+        this machine's budget, savings and time; a job that cannot fit, refused with what would."""
+        fields = dict(zip(PAGE_NAMES, values))
+        if not fields.get("image") or not str(fields.get("prompt") or "").strip():
+            return "Drop an image and say what should happen: the plan (download, memory, time) shows here."
+        quiet = Log(LOG_QUIET)
+        try:
+            output = unique_output_path(Path(fields["image"]), self.out_dir.resolve())
+            job = page_jobs(page_argv(fields, output) + self.queue.hardware, quiet)[0]
+            device = pick_device(job.request.device)
+            rt = Runtime(device, pick_dtype(job.request.dtype, device), quiet)
+            plan, _ = settle_job(rt, job)
+            return "\n".join(plan_lines(rt, job, plan, probe_rate(rt.device, rt.dtype)))
+        except (UsageError, RunError) as e:
+            return f"error: {e}"
+        except Exception as e:  # the plan is advice: a failure here is said, not raised
+            return f"error: {e.__class__.__name__}: {first_line(e)}"
+
+    def history_rows(self) -> list[list]:
+        return [[d["video"].name, str(d.get("prompt", ""))[:60], str(d.get("model")), f"{d.get('width')}x{d.get('height')}",
+                 f"{d.get('duration_s')} s", d.get("seed"), "draft" if d.get("draft") else ""]
+                for d in page_history(self.out_dir)]
+
+    def chosen(self, name: str) -> dict | None:
+        return next((d for d in page_history(self.out_dir) if d["video"].name == name), None)
+
+    def again(self, name: str, variations: bool = False) -> str:
+        """"Make again" (its own command: the same seed) or "variations" (the seeds after it)."""
+        import shlex
+
+        data = self.chosen(name)
+        if data is None:
+            return "choose a video in the list first"
+        words = shlex.split(data["command"])[2:]
+        if variations:
+            words += [f"--seed={(int(data['seed']) + 1) % (MAX_SEED + 1)}", f"--variations={UI_VARIATIONS}"]
+        return self.queued(lambda output: words + [f"--output={output}"], data["video"],
+                           f"{data['video'].name} " + (f"x{UI_VARIATIONS} new seeds" if variations else "again"))
+
+    def full(self, name: str) -> str:
+        """"Render this draft in full": --from-draft, its stage 1 reused."""
+        data = self.chosen(name)
+        if data is None or not data.get("draft"):
+            return "choose a draft in the list first (made with Draft ticked)"
+        return self.queued(lambda output: [f"--from-draft={data['sidecar']}", f"--output={output}"],
+                           data["video"].with_name(data["video"].stem + "-full.mp4"), f"{data['video'].name} in full")
+
+    def queued(self, words: Callable[[Path], list[str]], name_from: Path, title: str) -> str:
+        try:
+            entry = self.queue.add(words, name_from, title)
+        except UsageError as e:
+            return f"error: {e}"
+        return f"job {entry.number} queued: {entry.output.name}"
+
+    def board(self) -> tuple[str, str]:
+        """(the queue in lines, the running or latest job's log)."""
+        lines = [f"{e.number}. {e.title} ({e.output.name}): "
+                 + (f"running: {e.status}" if e.state == "running" else e.error or e.state)
+                 for e in self.queue.entries[-10:]]
+        current = next((e for e in reversed(self.queue.entries) if e.state == "running"), None) or \
+            next((e for e in reversed(self.queue.entries) if e.state != "waiting"), None)
+        log = "\n".join(current.lines[-UI_LOG_LINES:] + ([current.status] if current.state == "running" else [])) \
+            if current else ""
+        return ("\n".join(lines) or "The queue is empty."), log
+
+    def status(self) -> str:
+        """The API's view of the queue: each job's number, state, latest line and video paths (JSON)."""
+        return json.dumps(self.queue.state())
+
+    def cancel(self) -> str:
+        return self.queue.cancel()
+
+    def refresh(self, seen: int) -> tuple:
+        """The timer's tick: the queue and log always; the newest video, its settings and the
+        list of videos when a job ended since the last tick (`seen`: jobs ended then)."""
+        import gradio as gr
+
+        board, log = self.board()
+        ended = [e for e in self.queue.entries if e.finished.is_set()]
+        if len(ended) == seen:
+            return board, log, gr.skip(), gr.skip(), gr.skip(), seen
+        latest = next((e for e in reversed(ended) if e.outputs), None)
+        data = self.chosen(latest.outputs[-1].name) if latest else None
+        return (board, log, str(data["video"]) if data else gr.skip(), describe_video(data) if data else gr.skip(),
+                self.history_rows(), len(ended))
+
+    def select(self, name: str) -> tuple:
+        """A video clicked in the list: (its name, the video, its settings)."""
+        import gradio as gr
+
+        data = self.chosen(name)
+        return (name, str(data["video"]), describe_video(data)) if data else ("", gr.skip(), "it is gone from the folder")
+
+
+def page_inputs(gr) -> list:
+    """The page's input fields in PAGE_FIELDS order, the advanced ones folded away."""
+    label = {name: text for name, _, text in PAGE_FIELDS}
+    images = list(UI_FILE_TYPES)
+    image = gr.File(label=label["image"], file_types=images, type="filepath", elem_id="image", height=150)
+    prompt = gr.Textbox(label=label["prompt"], lines=3, elem_id="prompt",
+                        placeholder="the camera slowly pushes in as waves roll onto the beach")
+    model = gr.Dropdown([("auto: the preset's model", "")] + [
+        (f"{alias}: {spec.note.split(':')[0].split(';')[0][:70]}", alias) for alias, spec in MODELS.items()],
+        value="", allow_custom_value=True, label=label["model"])
+    with gr.Row():
+        # numbers as text: the command line's own parser reads them (its checks, its one-line errors)
+        duration = gr.Textbox(label=label["duration"], placeholder=f"{DEFAULT_DURATION_S:g}")
+        resolution = gr.Dropdown([(f"default ({DEFAULT_RESOLUTION})", "")] + list(RESOLUTIONS), value="",
+                                 label=label["resolution"])
+        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label=label["preset"])
+    with gr.Accordion("Advanced", open=False):
+        seed = gr.Textbox(label=label["seed"], placeholder="random")
+        with gr.Row():
+            end_image = gr.File(label=label["end_image"], file_types=images, type="filepath", height=110)
+            keyframes = gr.File(label=label["keyframes"], file_types=images, file_count="multiple", type="filepath",
+                                height=110)
+        keyframe_times = gr.Textbox(label=label["keyframe_times"])
+        extend = gr.File(label=label["extend"], file_types=[".mp4", ".mov", ".m4v"], type="filepath", height=110)
+        lora = gr.Textbox(label=label["lora"], lines=2)
+        negative_prompt = gr.Textbox(label=label["negative_prompt"])
+        with gr.Row():
+            guidance_scale = gr.Textbox(label=label["guidance_scale"], placeholder="the model's")
+            steps = gr.Textbox(label=label["steps"], placeholder="the model's")
+        draft = gr.Checkbox(label=label["draft"], value=False)
+    return [image, prompt, model, duration, resolution, preset, seed, end_image, keyframes, keyframe_times, extend,
+            lora, negative_prompt, guidance_scale, steps, draft]
+
+
+def build_page(page: Page):
+    """The page: inputs and plan on the left, the video, queue and progress on the right, the
+    videos made below; then what each control does (wire_page)."""
+    import types
+
+    import gradio as gr
+
+    with gr.Blocks(title="generate_video", analytics_enabled=False) as demo:
+        gr.Markdown("## generate_video: a picture and a sentence become a video, on this computer")
+        with gr.Row():
+            with gr.Column():
+                fields = page_inputs(gr)
+                plan = gr.Textbox(label="Plan (before anything loads)", lines=9, max_lines=18, interactive=False,
+                                  elem_id="plan", value=page.preview())
+                with gr.Row():
+                    make = gr.Button("Make the video", variant="primary", elem_id="make")
+                    cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                message = gr.Markdown(elem_id="message")
+            with gr.Column():
+                video = gr.Video(label="Video", interactive=False, elem_id="video")
+                settings = gr.Markdown()
+                board = gr.Textbox(label="Queue", lines=3, max_lines=10, interactive=False, elem_id="queue")
+                log = gr.Textbox(label="Progress", lines=8, interactive=False, elem_id="progress")
+        gr.Markdown("### Your videos (click one to play it)")
+        history = gr.Dataframe(headers=["video", "prompt", "model", "size", "length", "seed", "draft"],
+                               value=page.history_rows(), interactive=False, wrap=True)
+        with gr.Row():
+            again = gr.Button("Make again (same seed)")
+            more = gr.Button(f"{UI_VARIATIONS} variations (new seeds)")
+            full = gr.Button("Render this draft in full")
+        ui = types.SimpleNamespace(
+            fields=fields, plan=plan, make=make, cancel=cancel, message=message, video=video, settings=settings,
+            board=board, log=log, history=history, again=again, more=more, full=full, chosen=gr.State(""),
+            seen=gr.State(0), path=gr.Textbox(visible=False), api=gr.Button(visible=False),
+            status=gr.Button(visible=False), timer=gr.Timer(UI_POLL_SECONDS))
+        wire_page(gr, page, ui, demo)
+    return demo
+
+
+def wire_page(gr, page: Page, ui, demo) -> None:
+    """What each control does. The API has three names: generate (blocking: the MP4's path),
+    cancel and status; the page's own events are kept out of it."""
+    import inspect
+
+    private = {"api_visibility": "private"}
+    gr.on([f.change for f in ui.fields], page.preview, ui.fields, ui.plan, trigger_mode="always_last",
+          show_progress="hidden", **private)
+    ui.make.click(page.submit, ui.fields, ui.message, **private)
+    ui.cancel.click(page.cancel, None, ui.message, api_name="cancel")
+
+    def generate(*values):
+        return page.generate(*values)
+
+    required = ("image", "prompt", "model")
+    generate.__signature__ = inspect.Signature([  # the API's parameters: the fields' names
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          default=inspect.Parameter.empty if name in required else None) for name in PAGE_NAMES])
+    ui.api.click(generate, ui.fields, ui.path, api_name="generate", concurrency_limit=None)
+    ui.status.click(page.status, None, ui.path, api_name="status", concurrency_limit=None)
+    outputs = [ui.board, ui.log, ui.video, ui.settings, ui.history, ui.seen]
+    ui.timer.tick(page.refresh, ui.seen, outputs, show_progress="hidden", **private)
+    demo.load(page.refresh, ui.seen, outputs, **private)  # a page (re)loaded: the queue as it is
+
+    def select(evt):
+        return page.select(str((evt.row_value or [""])[0]))
+
+    select.__annotations__ = {"evt": gr.SelectData}  # how Gradio knows to hand it the click
+    ui.history.select(select, None, [ui.chosen, ui.video, ui.settings], **private)
+    ui.again.click(lambda name: page.again(name), ui.chosen, ui.message, **private)
+    ui.more.click(lambda name: page.again(name, variations=True), ui.chosen, ui.message, **private)
+    ui.full.click(page.full, ui.chosen, ui.message, **private)
+
+
+def check_page_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--ui takes a video's settings on the page: one given on the command line beside it would do
+    nothing, so it is refused; the page's own options without --ui likewise."""
+    if not args.ui:
+        given = [o for o, on in (("--port", args.port != UI_PORT), ("--listen", args.listen),
+                                 ("--no-browser", args.no_browser)) if on]
+        if given:
+            raise UsageError(f"{given[0]} goes with --ui (the web page)")
+        return
+    for action in parser._actions:
+        if action.option_strings and action.dest not in PAGE_OPTIONS + PAGE_HARDWARE + ("help", "version") \
+                and getattr(args, action.dest) != action.default:
+            raise UsageError(f"{action.option_strings[0]} with --ui: a video's settings are given on the page; "
+                             "beside --ui give only --port, --listen, --no-browser, --output-dir and the "
+                             "hardware options")
+
+
+def hardware_words(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The hardware options given beside --ui, as words every job of the page gets."""
+    return [f"{a.option_strings[0]}={getattr(args, a.dest)}" for a in parser._actions
+            if a.dest in PAGE_HARDWARE and a.help is not argparse.SUPPRESS and getattr(args, a.dest) != a.default]
+
+
+def check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise UsageError(f"port {port} is taken (another --ui page?): stop it, or use --port N") from None
+
+
+def wants_browser(args: argparse.Namespace) -> bool:
+    """Open the page, unless --no-browser or there is no screen here (over ssh, a Linux without one)."""
+    if args.no_browser or os.environ.get("SSH_CONNECTION"):
+        return False
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_page(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
+    """--ui: the page served on 127.0.0.1 (the network with --listen) until Ctrl-C; the running
+    job then ends at its next step as a stopped run does (the same job again resumes it)."""
+    out_dir = Path(args.output_dir or UI_OUTPUT_DIR).expanduser()
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    check_port_free(host, args.port)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ["NO_PROXY"] = ",".join(filter(None, (os.environ.get("NO_PROXY"), "127.0.0.1", "localhost")))
+    if log.level < LOG_VERBOSE:  # the server's own process: library warnings only with -v
+        import warnings
+
+        warnings.simplefilter("ignore")
+    queue = JobQueue(out_dir, hardware_words(args, parser), log)
+    demo = build_page(Page(queue))
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name=host, server_port=args.port, inbrowser=False, share=False, prevent_thread_lock=True,
+                quiet=True, show_error=True, allowed_paths=[str(out_dir.resolve())])
+    url = f"http://127.0.0.1:{args.port}/"
+    emit(f"the page is at {url} (Ctrl-C stops it); its videos go to {out_dir.resolve()}")
+    if args.listen:
+        log.warn(f"--listen: anyone on this network can open this page at port {args.port} and make videos here")
+    if wants_browser(args):
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt as e:
+        running = any(entry.state == "running" for entry in queue.entries)
+        queue.stop()
+        if running:
+            emit("stopping: the running job ends at its next step (the same job again resumes it)", sys.stderr)
+        while queue.worker.is_alive():
+            queue.worker.join(0.2)
+        demo.close()
+        emit("the page is closed")
+        return 128 + e.signum if isinstance(e, Terminated) else EXIT_OK
 
 if __name__ == "__main__":
     exit_now(main())

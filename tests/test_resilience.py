@@ -26,9 +26,9 @@ def errors(cap) -> int:
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--duration", "1e308"], "argument --duration: must be positive and at most 3600, got 1e308"),
-    (["--memory-budget", "1e308"], "argument --memory-budget: must be positive and at most 4096, got 1e308"),
-    (["--guidance-scale", "1e308"], "argument --guidance-scale: must be between 0 and 100, got 1e308"),
+    (["--duration", "1e308"], "--duration: must be positive and at most 3600, got 1e308"),
+    (["--memory-budget", "1e308"], "--memory-budget: must be positive and at most 4096, got 1e308"),
+    (["--guidance-scale", "1e308"], "--guidance-scale: must be between 0 and 100, got 1e308"),
     (["--keyframe", "{img}@1e308"], "@1e308: the time must be between 0 and 3600 s"),
     (["--keyframe", "{img}@inf"], "@inf: the time must be between 0 and 3600 s"),
     (["--keyframe", "{img}@nan"], "@nan: the time must be between 0 and 3600 s"),

@@ -160,6 +160,6 @@ def _annotations(node):
 
 
 @pytest.mark.parametrize("number, words", [(1, "Constants"), (5, "Plan, the job"), (9, "Families"),
-                                           (15, "Command line")])
+                                           (15, "Command line"), (16, "The web page")])
 def test_sections_come_in_the_order_the_data_flows(number, words):
     assert {n: t for _, n, t in banners()}[number].startswith(words)
