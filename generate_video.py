@@ -93,6 +93,7 @@ MAX_UPSCALE = 2.0  # image enlarged more than this to fill the video: warn (deta
 MPS_WORKING_SET = 0.75  # share of unified memory Metal recommends as a GPU working set
 MAX_SEED = 2**63 - 1
 MAX_IMAGE_PIXELS = 200_000_000  # larger images are refused before decoding (decompression bombs)
+MIN_IMAGE_SIDE = 16  # px: a smaller picture holds nothing to animate (and H.264 needs 2+ px a side)
 MAX_FPS = 120  # frames per second
 MAX_VARIATIONS = 64  # per command: one model load makes them all
 EXTEND_CONTEXT = 17  # frames of the original (8k+1: three latent frames) that start an extension
@@ -2123,6 +2124,9 @@ def check_image(path: Path, decode: bool = True) -> tuple[int, int]:
                 raise Image.DecompressionBombError(f"{width}x{height}")
             if exif_orientation(im) in (5, 6, 7, 8):  # rotated 90 or 270 degrees for display
                 width, height = height, width
+            if min(width, height) < MIN_IMAGE_SIDE:
+                raise UsageError(f"--image {path}: {width}x{height} is too small to make a video from; use a "
+                                 f"picture at least {MIN_IMAGE_SIDE} px on each side")
             if decode:
                 im.load()
         return width, height
@@ -2139,6 +2143,8 @@ def check_text(what: str, text: str | None) -> None:
     a lone surrogate or a file name in another encoding would fail after the model loaded."""
     if text is None:
         return
+    if "\x00" in text:  # no command line can carry it: the sidecar's reproduce command could not
+        raise UsageError(f"{what} contains a NUL character; remove it")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -7759,7 +7765,6 @@ UI_POLL_SECONDS = 1.0  # the page asks for the queue's state this often
 UI_HISTORY = 40  # videos listed, newest first
 UI_VARIATIONS = 3  # "variations" of a finished video: this many, on the seeds after its own
 UI_LOG_LINES = 12  # the running job's last lines on the page
-UI_FILE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".heic", ".heif")  # what open_image reads
 # The page's fields in the order of the generate API's parameters: (name, the option it becomes,
 # its label). image, prompt and model are the API's required ones; the rest fall to the defaults.
 PAGE_FIELDS = (
@@ -7774,6 +7779,7 @@ PAGE_FIELDS = (
     ("keyframes", "--keyframe", "Keyframe images"),
     ("keyframe_times", None, "Their times in seconds, in order (2, 3.5)"),
     ("extend", "--extend", "Continue this clip (MP4)"),
+    ("upsampler", "--upsampler", "Latent upscaler: a folder or Hub id (empty: the model's)"),
     ("lora", "--lora", "LoRAs: a .safetensors file or Hub id, :scale, one a line"),
     ("negative_prompt", "--negative-prompt", "Avoid (empty: the built-in list)"),
     ("guidance_scale", "--guidance-scale", "Guidance (empty: the model's)"),
@@ -7943,8 +7949,8 @@ class JobQueue:
             entry = QueueEntry(len(self.entries) + 1, argv, title, output, cancel=threading.Event(),
                                finished=threading.Event())
             self.entries.append(entry)
+            self.echo.info(f"[{entry.number}] queued: {title} -> {output.name}")  # before the worker's first line
             self.changed.notify_all()
-        self.echo.info(f"[{entry.number}] queued: {title} -> {output.name}")
         return entry
 
     def work(self) -> None:
@@ -8029,6 +8035,9 @@ class Page:
         fields = dict(zip(PAGE_NAMES, values))
         if not fields.get("image"):
             raise UsageError("drop an image first (PNG, JPEG, WebP or HEIC)")
+        # checked as dropped first: a refused job keeps no copy, and its error names the file as dropped
+        page_jobs(page_argv(fields, unique_output_path(Path(fields["image"]), self.out_dir.resolve()))
+                  + self.queue.hardware, Log(LOG_QUIET))
         for name in PAGE_FILES:  # dropped files kept beside the videos
             value = fields.get(name)
             try:
@@ -8096,7 +8105,8 @@ class Page:
         data = self.chosen(name)
         if data is None:
             return "choose a video in the list first"
-        words = shlex.split(data["command"])[2:]
+        # its image by the absolute path its sidecar keeps (a command line run's may be relative)
+        words = [f"--image={data['image']}" if w.startswith("--image=") else w for w in shlex.split(data["command"])[2:]]
         if variations:
             words += [f"--seed={(int(data['seed']) + 1) % (MAX_SEED + 1)}", f"--variations={UI_VARIATIONS}"]
         return self.queued(lambda output: words + [f"--output={output}"], data["video"],
@@ -8160,8 +8170,9 @@ class Page:
 def page_inputs(gr) -> list:
     """The page's input fields in PAGE_FIELDS order, the advanced ones folded away."""
     label = {name: text for name, _, text in PAGE_FIELDS}
-    images = list(UI_FILE_TYPES)
-    image = gr.File(label=label["image"], file_types=images, type="filepath", elem_id="image", height=150)
+    # No file_types and open choices: Gradio would refuse a file or a value itself, in its own words
+    # and with a traceback in the terminal; the command line's checks judge them, in its words.
+    image = gr.File(label=label["image"], type="filepath", elem_id="image", height=150)
     prompt = gr.Textbox(label=label["prompt"], lines=3, elem_id="prompt",
                         placeholder="the camera slowly pushes in as waves roll onto the beach")
     model = gr.Dropdown([("auto: the preset's model", "")] + [
@@ -8171,16 +8182,16 @@ def page_inputs(gr) -> list:
         # numbers as text: the command line's own parser reads them (its checks, its one-line errors)
         duration = gr.Textbox(label=label["duration"], placeholder=f"{DEFAULT_DURATION_S:g}")
         resolution = gr.Dropdown([(f"default ({DEFAULT_RESOLUTION})", "")] + list(RESOLUTIONS), value="",
-                                 label=label["resolution"])
-        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label=label["preset"])
+                                 label=label["resolution"], allow_custom_value=True)
+        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label=label["preset"], allow_custom_value=True)
     with gr.Accordion("Advanced", open=False):
         seed = gr.Textbox(label=label["seed"], placeholder="random")
         with gr.Row():
-            end_image = gr.File(label=label["end_image"], file_types=images, type="filepath", height=110)
-            keyframes = gr.File(label=label["keyframes"], file_types=images, file_count="multiple", type="filepath",
-                                height=110)
+            end_image = gr.File(label=label["end_image"], type="filepath", height=110)
+            keyframes = gr.File(label=label["keyframes"], file_count="multiple", type="filepath", height=110)
         keyframe_times = gr.Textbox(label=label["keyframe_times"])
-        extend = gr.File(label=label["extend"], file_types=[".mp4", ".mov", ".m4v"], type="filepath", height=110)
+        extend = gr.File(label=label["extend"], type="filepath", height=110)
+        upsampler = gr.Textbox(label=label["upsampler"])
         lora = gr.Textbox(label=label["lora"], lines=2)
         negative_prompt = gr.Textbox(label=label["negative_prompt"])
         with gr.Row():
@@ -8188,7 +8199,7 @@ def page_inputs(gr) -> list:
             steps = gr.Textbox(label=label["steps"], placeholder="the model's")
         draft = gr.Checkbox(label=label["draft"], value=False)
     return [image, prompt, model, duration, resolution, preset, seed, end_image, keyframes, keyframe_times, extend,
-            lora, negative_prompt, guidance_scale, steps, draft]
+            upsampler, lora, negative_prompt, guidance_scale, steps, draft]
 
 
 def build_page(page: Page):
@@ -8305,6 +8316,20 @@ def wants_browser(args: argparse.Namespace) -> bool:
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def one_line_refusals(log: Log) -> None:
+    """A request Gradio refuses before our code runs (an API call with a file it never uploaded, a
+    value of the wrong shape) is one warning line in the terminal, not the traceback Gradio prints
+    (that stays for -v): Gradio's queue prints through its module's `traceback`."""
+    import types
+
+    from gradio import queueing
+
+    def print_exc(*args, **kwargs) -> None:
+        log.warn(f"the page refused a request: {first_line(sys.exc_info()[1], 'no reason given')}")
+
+    queueing.traceback = types.SimpleNamespace(print_exc=print_exc)
+
+
 def run_page(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
     """--ui: the page served on 127.0.0.1 (the network with --listen) until Ctrl-C; the running
     job then ends at its next step as a stopped run does (the same job again resumes it)."""
@@ -8318,6 +8343,7 @@ def run_page(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log
         import warnings
 
         warnings.simplefilter("ignore")
+        one_line_refusals(log)
     queue = JobQueue(out_dir, hardware_words(args, parser), log)
     demo = build_page(Page(queue))
     demo.queue(default_concurrency_limit=1)
@@ -8341,7 +8367,8 @@ def run_page(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log
             emit("stopping: the running job ends at its next step (the same job again resumes it)", sys.stderr)
         while queue.worker.is_alive():
             queue.worker.join(0.2)
-        demo.close()
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # Gradio's "Closing server ..."
+            demo.close()
         emit("the page is closed")
         return 128 + e.signum if isinstance(e, Terminated) else EXIT_OK
 

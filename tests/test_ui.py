@@ -101,16 +101,38 @@ def test_the_api_makes_a_video_that_reads_back_right(page, models, tmp_path):
     assert "--steps=2" in sidecar["command"] and "--resolution" not in sidecar["command"]
 
 
-def test_a_bad_input_comes_back_as_the_cli_line(page, models, tmp_path):
-    image = make_image(tmp_path / "bad.png")
+BAD = {  # page field -> (its value, the command line's words for it)
+    "guidance": ({"guidance_scale": "1000"}, ["--guidance-scale", "1000"]),
+    "choice": ({"resolution": "9000p"}, ["--resolution", "9000p"]),
+    "steps": ({"steps": "0"}, ["--steps", "0"]),
+    "text file": ({}, []),
+    "tiny image": ({}, []),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_a_bad_input_comes_back_as_the_cli_line(page, models, tmp_path, case):
+    given, words = BAD[case]
+    image = make_image(tmp_path / "bad.png", *((1, 1) if case == "tiny image" else (160, 90)))
+    if case == "text file":
+        image.write_text("not a picture")
     cli = subprocess.run([sys.executable, str(SCRIPT), "--image", str(image), "--prompt", "a boat", "--model",
-                          str(models["i2v"]), "--guidance-scale", "1000"], capture_output=True, text=True)
+                          str(models["i2v"]), *words], capture_output=True, text=True, cwd=tmp_path)
     assert cli.returncode == 2
     with pytest.raises(AppError) as e:
-        page.client().predict(image=handle_file(str(image)), prompt="a boat", model=str(models["i2v"]),
-                              guidance_scale="1000", api_name="/generate")
-    assert str(e.value).strip() == cli.stderr.strip().replace(" (see --help)", "")
-    assert not list(page.videos.glob("bad*"))
+        page.client().predict(image=handle_file(str(image)), prompt="a boat", model=str(models["i2v"]), **given,
+                              api_name="/generate")
+    page_line, cli_line = str(e.value).strip(), cli.stderr.strip().replace(" (see --help)", "")
+    if "--image" in cli_line:  # a dropped file is named where Gradio put it, the command line's where it is
+        page_line = page_line.replace(str(Path(page_line.split()[2]).parent), str(image.parent))
+    assert page_line == cli_line
+    assert not list(page.videos.glob("bad*")) and not list(page.videos.glob("inputs/*/bad.png"))  # no copy kept
+
+
+def test_a_nul_in_a_prompt_is_refused(page, models, tmp_path):
+    with pytest.raises(AppError, match="^error: --prompt contains a NUL character; remove it$"):
+        page.client().predict(image=handle_file(str(make_image(tmp_path / "nul.png"))), prompt="a\x00b",
+                              model=str(models["i2v"]), api_name="/generate")
 
 
 def test_cancel_during_the_denoise_leaves_nothing_behind(page, models, tmp_path):
@@ -219,3 +241,13 @@ def test_history_makes_a_video_again_and_queues_variations_and_refuses_a_non_dra
     assert seeds == [8, 9, 10]  # the seeds after the video's own (7)
     assert page_.full("again.mp4") == "choose a draft in the list first (made with Draft ticked)"
     assert page_.again("gone.mp4") == "choose a video in the list first"
+
+
+def test_a_request_gradio_refuses_itself_is_one_line_in_the_terminal(page, models):
+    with pytest.raises(AppError):  # a path on the server it never uploaded: not a file of the caller's
+        page.client().predict(image=str(SCRIPT), prompt="a boat", model=str(models["i2v"]), api_name="/generate")
+    deadline = time.time() + 10
+    while "warning: the page refused a request: " not in page.output():
+        assert time.time() < deadline, page.output()
+        time.sleep(0.1)
+    assert "Traceback" not in page.output()
