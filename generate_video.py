@@ -6726,6 +6726,7 @@ def load_group(rt: Runtime, jobs: list[Job], offload: str, quantize: str,
         embeds.rewritten = rewritten
         seconds["encode_prompt"] = time.perf_counter() - t0
         log.info(f"  {label} loaded, encoded and freed in {describe_seconds(seconds['encode_prompt'])}")
+    log.check()  # the page's Cancel, pressed while the prompts were encoded: before the model loads
     if kept:
         log.info(f"{first.spec.alias} is still loaded from the last run")
         return kept[0], embeds, seconds
@@ -8035,9 +8036,7 @@ class Page:
         fields = dict(zip(PAGE_NAMES, values))
         if not fields.get("image"):
             raise UsageError("drop an image first (PNG, JPEG, WebP or HEIC)")
-        # checked as dropped first: a refused job keeps no copy, and its error names the file as dropped
-        page_jobs(page_argv(fields, unique_output_path(Path(fields["image"]), self.out_dir.resolve()))
-                  + self.queue.hardware, Log(LOG_QUIET))
+        self.planned(fields)  # checked as dropped: a refused job keeps no copy, and its error names the file so
         for name in PAGE_FILES:  # dropped files kept beside the videos
             value = fields.get(name)
             try:
@@ -8049,6 +8048,11 @@ class Page:
                                  f"{e.strerror or e}") from None
         title = f"{Path(fields['image']).name}: {str(fields.get('prompt') or '')[:50]}"
         return self.queue.add(lambda output: page_argv(fields, output), Path(fields["image"]), title)
+
+    def planned(self, fields: dict) -> list[Job]:
+        """The jobs these fields make, checked and planned as the command line would (UsageError)."""
+        output = unique_output_path(Path(fields["image"]), self.out_dir.resolve())
+        return page_jobs(page_argv(fields, output) + self.queue.hardware, Log(LOG_QUIET))
 
     def generate(self, *values) -> str:
         """The API: queued like the page's button, answered when its video is written (its path)."""
@@ -8077,12 +8081,10 @@ class Page:
         fields = dict(zip(PAGE_NAMES, values))
         if not fields.get("image") or not str(fields.get("prompt") or "").strip():
             return "Drop an image and say what should happen: the plan (download, memory, time) shows here."
-        quiet = Log(LOG_QUIET)
         try:
-            output = unique_output_path(Path(fields["image"]), self.out_dir.resolve())
-            job = page_jobs(page_argv(fields, output) + self.queue.hardware, quiet)[0]
+            job = self.planned(fields)[0]
             device = pick_device(job.request.device)
-            rt = Runtime(device, pick_dtype(job.request.dtype, device), quiet)
+            rt = Runtime(device, pick_dtype(job.request.dtype, device), Log(LOG_QUIET))
             plan, _ = settle_job(rt, job)
             return "\n".join(plan_lines(rt, job, plan, probe_rate(rt.device, rt.dtype)))
         except (UsageError, RunError) as e:

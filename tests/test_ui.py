@@ -251,3 +251,21 @@ def test_a_request_gradio_refuses_itself_is_one_line_in_the_terminal(page, model
         assert time.time() < deadline, page.output()
         time.sleep(0.1)
     assert "Traceback" not in page.output()
+
+
+def test_cancel_while_the_prompts_encode_ends_the_job_before_the_model_loads(models, tmp_path, monkeypatch):
+    queue = gv.JobQueue(tmp_path / "videos", [], gv.Log(0))
+    real, loaded = gv.encode_prompts, []
+
+    def encode(*args, **kwargs):
+        out = real(*args, **kwargs)
+        queue.cancel()  # pressed while the text encoder works
+        return out
+
+    monkeypatch.setattr(gv, "encode_prompts", encode)
+    monkeypatch.setattr(gv, "load_pipeline", lambda *a, **k: loaded.append(a))
+    entry = gv.Page(queue).enqueue(fields(image=str(make_image(tmp_path / "early.png")), prompt="a boat",
+                                          model=str(models["i2v"]), **FAST))
+    assert entry.finished.wait(60) and entry.state == "cancelled" and loaded == []
+    assert not [p for p in (tmp_path / "videos").iterdir() if p.name != "inputs"]
+    queue.stop()
