@@ -8334,7 +8334,7 @@ def one_line_refusals(log: Log) -> None:
 
 def run_page(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log) -> int:
     """--ui: the page served on 127.0.0.1 (the network with --listen) until Ctrl-C; the running
-    job then ends at its next step as a stopped run does (the same job again resumes it)."""
+    job then ends at its next step as a stopped run does (keeping the resume state it saved)."""
     out_dir = Path(args.output_dir or UI_OUTPUT_DIR).expanduser()
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     check_port_free(host, args.port)
@@ -8352,27 +8352,28 @@ def run_page(args: argparse.Namespace, parser: argparse.ArgumentParser, log: Log
     demo.launch(server_name=host, server_port=args.port, inbrowser=False, share=False, prevent_thread_lock=True,
                 quiet=True, show_error=True, allowed_paths=[str(out_dir.resolve())])
     url = f"http://127.0.0.1:{args.port}/"
-    emit(f"the page is at {url} (Ctrl-C stops it); its videos go to {out_dir.resolve()}")
-    if args.listen:
-        log.warn(f"--listen: anyone on this network can open this page at port {args.port} and make videos here")
-    if wants_browser(args):
-        import webbrowser
+    try:  # from here Ctrl-C closes the page and its queue as below
+        emit(f"the page is at {url} (Ctrl-C stops it); its videos go to {out_dir.resolve()}")
+        if args.listen:
+            log.warn(f"--listen: anyone on this network can open this page at port {args.port} and make videos here")
+        if wants_browser(args):
+            import webbrowser
 
-        webbrowser.open(url)
-    try:
+            webbrowser.open(url)
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt as e:
         running = any(entry.state == "running" for entry in queue.entries)
         queue.stop()
         if running:
-            emit("stopping: the running job ends at its next step (the same job again resumes it)", sys.stderr)
+            emit("stopping: the running job ends at its next step, as a run does at Ctrl-C", sys.stderr)
         while queue.worker.is_alive():
             queue.worker.join(0.2)
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # Gradio's "Closing server ..."
             demo.close()
         emit("the page is closed")
         return 128 + e.signum if isinstance(e, Terminated) else EXIT_OK
+
 
 if __name__ == "__main__":
     exit_now(main())

@@ -269,3 +269,19 @@ def test_cancel_while_the_prompts_encode_ends_the_job_before_the_model_loads(mod
     assert entry.finished.wait(60) and entry.state == "cancelled" and loaded == []
     assert not [p for p in (tmp_path / "videos").iterdir() if p.name != "inputs"]
     queue.stop()
+
+
+def test_ctrl_c_on_the_server_stops_the_running_job_leaving_nothing_half_made(models, tmp_path):
+    server = PageServer(tmp_path)
+    client = server.client()
+    client.submit(image=handle_file(str(make_image(tmp_path / "stopped.png"))), prompt="a boat",
+                  model=str(models["i2v"]), **dict(FAST, steps="400"), api_name="/generate")
+    deadline = time.time() + 120
+    while not any("denoise [" in e["status"] for e in server.status(client)):
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert server.stop() == 0
+    out = server.output()
+    assert "stopping: the running job ends at its next step" in out and "the page is closed" in out, out
+    left = [p.name for p in server.videos.iterdir() if p.name != "inputs"]
+    assert not [name for name in left if not name.endswith(".resume.safetensors")], left  # nothing half-made
