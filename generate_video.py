@@ -14,7 +14,8 @@ written to a temporary file and renamed, never over an existing file without --o
 sidecar with the same stem records every setting, version, timing and the seed, so any video can
 be made again. Weights are read from safetensors only and no remote code is ever run.
 
-Run `python generate_video.py --help` for every option, `--check` to test the machine first.
+Run `python generate_video.py --help` for every option, `--check` to test the machine first,
+`--ui` for the same tool as a page in your browser.
 
 Sections, top to bottom in the order the data flows, each under a banner of the same words:
 
