@@ -6510,10 +6510,7 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
     outcomes = [] if outcomes is None else outcomes
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
-        r = job.request
-        key = (job.model_source, job.upsampler_source, job.draft, r.device, r.dtype, r.offload, r.memory_budget_gb,
-               tuple((lora.sha256, lora.scale, lora.passes) for lora in job.loras))  # LoRAs change the weights
-        groups.setdefault(key, []).append(job)
+        groups.setdefault(group_key(job), []).append(job)
     done_before = [0]
     started = time.perf_counter()
     for folder in dict.fromkeys(job.output.parent for job in jobs):
@@ -6528,11 +6525,11 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
                      + (f", ETA {describe_seconds(eta)}" if eta is not None else "")
                      + f" ({describe_seconds(time.perf_counter() - started)} so far)")
 
-    for key, group in groups.items():
+    for group in groups.values():
         device = pick_device(group[0].request.device)
         try:
             run_group(Runtime(device, pick_dtype(group[0].request.dtype, device), log), group, outcomes, progress,
-                      batch, kept and kept.for_group(key))
+                      batch, kept)
         except (RunError, UsageError) as e:  # the group's model could not be had: its jobs fail
             if not batch or isinstance(e, DiskFullError):
                 raise
@@ -6541,6 +6538,13 @@ def run_jobs(jobs: list[Job], log: Log, batch: bool, outcomes: list[Outcome] | N
             outcomes += [Outcome(j.output.name, "failed", 0.0, str(e), j) for j in group if id(j) not in settled]
         done_before[0] += len(group)
     return outcomes
+
+
+def group_key(job: Job) -> tuple:
+    """What jobs must share to share one model load: model, upscaler, device settings and LoRAs."""
+    r = job.request
+    return (job.model_source, job.upsampler_source, job.draft, r.device, r.dtype, r.offload, r.memory_budget_gb,
+            tuple((lora.sha256, lora.scale, lora.passes) for lora in job.loras))  # LoRAs change the weights
 
 
 def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: Callable[[int], None],
@@ -6565,10 +6569,11 @@ def run_group(rt: Runtime, jobs: list[Job], outcomes: list[Outcome], progress: C
     # One load serves the group: its most careful offload and its smallest weights.
     offload = max((p.offload for _, (p, _) in settled), key=OFFLOADS.index)
     quantize = max((p.quantize for _, (p, _) in settled), key=QUANTIZE.index)
-    model, embeds, setup_seconds = load_group(rt, [job for job, _ in settled], offload, quantize,
-                                              kept and kept.offer([job for job, _ in settled], settled[0][1][0], rt))
+    planned = [job for job, _ in settled]
+    model, embeds, setup_seconds = load_group(rt, planned, offload, quantize,
+                                              kept and kept.offer(planned, settled[0][1][0], rt))
     if kept is not None:
-        kept.keep(model, embeds)
+        kept.keep(group_key(planned[0]), model, embeds)
     for index, (job, (plan, kernel)) in enumerate(settled):
         plan = dataclasses.replace(plan, offload=offload, quantize=quantize)
         progress(index)
@@ -6665,18 +6670,13 @@ class Kept:
     the model loaded again, as a run of its own would."""
 
     def __init__(self):
-        self.key: tuple | None = None
-        self.wanted: tuple | None = None  # the group now asking
+        self.key: tuple | None = None  # the group_key of the jobs it was loaded for
         self.model: Loaded | None = None
         self.embeds = Prompts()
 
-    def for_group(self, key: tuple) -> Kept:
-        self.wanted = key
-        return self
-
     def offer(self, jobs: list[Job], plan: MemoryPlan, rt: Runtime) -> tuple[Loaded, Prompts] | None:
-        """(model, its prompts) for the group asking, or None after freeing what is kept."""
-        if self.model is not None and self.key == self.wanted:
+        """(model, its prompts) for these jobs of one group, or None after freeing what is kept."""
+        if self.model is not None and self.key == group_key(jobs[0]):
             if all(k in self.embeds for k in group_prompt_keys(jobs)):
                 return self.model, self.embeds
             e = plan.estimate
@@ -6688,8 +6688,8 @@ class Kept:
         self.clear(rt.device)
         return None
 
-    def keep(self, model: Loaded, embeds: Prompts) -> None:
-        self.key, self.model, self.embeds = self.wanted, model, embeds
+    def keep(self, key: tuple, model: Loaded, embeds: Prompts) -> None:
+        self.key, self.model, self.embeds = key, model, embeds
 
     def clear(self, device: str) -> None:
         import gc
@@ -7755,7 +7755,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-
 # ----------------------------------------------------------------------------------------------
 # 16. The web page (--ui): the command line's requests, plans and runs behind a local page
 # Gradio is imported only here. The page's fields become the command line's words and go through
@@ -8093,10 +8092,11 @@ class Page:
         except Exception as e:  # the plan is advice: a failure here is said, not raised
             return f"error: {e.__class__.__name__}: {first_line(e)}"
 
-    def history_rows(self) -> list[list]:
+    def history_rows(self, items: list[dict] | None = None) -> list[list]:
+        """The list's rows: of `items` (page_history's), or of the folder read now."""
         return [[d["video"].name, str(d.get("prompt", ""))[:60], str(d.get("model")), f"{d.get('width')}x{d.get('height')}",
                  f"{d.get('duration_s')} s", d.get("seed"), "draft" if d.get("draft") else ""]
-                for d in page_history(self.out_dir)]
+                for d in (page_history(self.out_dir) if items is None else items)]
 
     def chosen(self, name: str) -> dict | None:
         return next((d for d in page_history(self.out_dir) if d["video"].name == name), None)
@@ -8158,9 +8158,10 @@ class Page:
         if len(ended) == seen:
             return board, log, gr.skip(), gr.skip(), gr.skip(), seen
         latest = next((e for e in reversed(ended) if e.outputs), None)
-        data = self.chosen(latest.outputs[-1].name) if latest else None
+        items = page_history(self.out_dir)  # read once for both the newest video and the list
+        data = next((d for d in items if latest and d["video"].name == latest.outputs[-1].name), None)
         return (board, log, str(data["video"]) if data else gr.skip(), describe_video(data) if data else gr.skip(),
-                self.history_rows(), len(ended))
+                self.history_rows(items), len(ended))
 
     def select(self, name: str) -> tuple:
         """A video clicked in the list: (its name, the video, its settings)."""
